@@ -1,0 +1,76 @@
+"""The one place that picks the array backend: NumPy on the CPU, CuPy on a GPU.
+
+The layer itself (:mod:`skconvfeat._conv`) is written once against an array
+namespace ``xp``; this module decides which one, and moves arrays between
+host and device.
+"""
+
+import functools
+import os
+
+import numpy as np
+from threadpoolctl import threadpool_info
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@functools.cache
+def _cupy():
+    """The ``cupy`` module when it imports and sees a CUDA device, else None."""
+    try:
+        import cupy
+
+        if cupy.cuda.runtime.getDeviceCount() < 1:
+            return None
+        return cupy
+    except Exception:  # ImportError, CUDA driver/runtime errors: all mean "no GPU".
+        return None
+
+
+def gpu_available():
+    """Whether CuPy imports and a CUDA device is usable."""
+    return _cupy() is not None
+
+
+def resolve_device(device):
+    """Map the ``device`` parameter to ``"cpu"`` or ``"cuda"``.
+
+    ``"auto"`` never fails; ``"cuda"`` without a usable GPU raises.
+    """
+    if device == "auto":
+        return "cuda" if gpu_available() else "cpu"
+    if device == "cuda" and not gpu_available():
+        raise RuntimeError(
+            "device='cuda' was requested but no usable GPU was found: CuPy is not "
+            "installed or sees no CUDA device. Install the GPU extra "
+            "(pip install 'skconvfeat[gpu]') on a machine with a GPU, or use "
+            "device='cpu' or device='auto'."
+        )
+    return device
+
+
+def namespace(device):
+    """The array module for a resolved device."""
+    return _cupy() if device == "cuda" else np
+
+
+def is_device_array(x):
+    """Whether ``x`` is a CuPy array (without importing CuPy when it is absent)."""
+    return type(x).__module__.startswith("cupy")
+
+
+def to_numpy(x):
+    """Bring an array back to host memory."""
+    return x.get() if is_device_array(x) else np.asarray(x)
+
+
+def cpu_threads():
+    """Threads the CPU path may use: the BLAS pool size in force here.
+
+    Following the BLAS limit means ``OMP_NUM_THREADS``, ``threadpoolctl``
+    contexts and joblib's per-worker limits (e.g. inside ``GridSearchCV(n_jobs=2)``)
+    are all respected without a setting of our own.
+    """
+    blas = [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(blas + [cores or 1]))

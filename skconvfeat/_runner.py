@@ -1,0 +1,75 @@
+"""Drive the layer over a whole dataset in bounded batches, on the CPU or a GPU.
+
+The CPU runner gives each thread contiguous runs of small batches whose im2col
+patches and full-resolution maps fit in a core's cache, so the nonlinearity
+and the pooling happen while the convolution output is still hot; only the
+pooled features ever reach main memory.
+"""
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from . import _conv
+from ._backend import cpu_threads
+
+# Per-thread working set the automatic batch size aims for. 1 MiB sits inside
+# the L2 cache of current x86 cores (measured sweet spot in
+# benchmarks/bench_transform.py: 0.5-2 MiB all within 5%).
+_CPU_WORKING_SET_BYTES = 1 << 20
+# Each thread gets this many runs of batches so a slow thread does not hold
+# the others up at the end.
+_TASKS_PER_THREAD = 4
+
+
+def bytes_per_image(image_shape, kernel_hw, spec, n_filters, itemsize):
+    """Scratch memory one image needs inside the layer (input, patches and maps)."""
+    h, w, c = image_shape
+    map_h, map_w = spec.conv_shape((h, w), kernel_hw)
+    patch = kernel_hw[0] * kernel_hw[1] * c
+    maps = spec.n_maps(n_filters, c)
+    padded = (h + kernel_hw[0]) * (w + kernel_hw[1]) * c
+    return itemsize * (padded + map_h * map_w * (patch + maps))
+
+
+def auto_batch_size(per_image_bytes, budget_bytes):
+    return int(max(1, budget_bytes // per_image_bytes))
+
+
+def run_cpu(images, filters, spec, dtype, batch_size, n_threads=None):
+    """Features of ``images`` ``(n, h, w, c)`` computed by NumPy threads.
+
+    Extra memory beyond the returned array: ``n_threads * batch_size`` images'
+    worth of scratch (see :func:`bytes_per_image`).
+    """
+    n_threads = n_threads or cpu_threads()
+    kernel_hw = filters.shape[2:]
+    weights = _conv.weight_matrix(filters.astype(dtype), spec.channel_mode, np)
+    n = images.shape[0]
+    n_out = _n_features_out(images.shape[1:], kernel_hw, spec, filters.shape[0])
+    out = np.empty((n, n_out), dtype=dtype)
+
+    def work(start, stop):
+        for b in range(start, stop, batch_size):
+            e = min(b + batch_size, stop)
+            x = images[b:e].astype(dtype, copy=False)
+            out[b:e] = _conv.layer(x, weights, kernel_hw, spec, np)
+
+    bounds = np.linspace(0, n, min(n, n_threads * _TASKS_PER_THREAD) + 1).astype(int)
+    ranges = [(s, e) for s, e in zip(bounds[:-1], bounds[1:]) if e > s]
+    # Our threads replace BLAS's: one BLAS thread each avoids oversubscription.
+    with threadpool_limits(1, user_api="blas"):
+        if n_threads == 1 or len(ranges) == 1:
+            for s, e in ranges:
+                work(s, e)
+        else:
+            with ThreadPoolExecutor(n_threads) as pool:
+                list(pool.map(lambda r: work(*r), ranges))
+    return out
+
+
+def _n_features_out(image_shape, kernel_hw, spec, n_filters):
+    h, w, c = image_shape
+    ph, pw = spec.pooled_shape(spec.conv_shape((h, w), kernel_hw))
+    return spec.n_maps(n_filters, c) * ph * pw
