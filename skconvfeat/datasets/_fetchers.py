@@ -1,0 +1,323 @@
+"""Fetchers of the standard image classification datasets, scikit-learn style."""
+
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sklearn.utils import Bunch
+
+from ._cifar import CIFAR10_LAYOUT, CIFAR100_LAYOUT, read_cifar_archive
+from ._data_home import get_data_home
+from ._download import RemoteFile, fetch_file
+from ._errors import check_choice, corrupt_file
+from ._idx import read_idx
+from ._image_folder import load_image_folder
+from ._svhn import read_svhn_mat
+
+SUBSETS = ("train", "test")
+
+#: Where each dataset is downloaded from. Tests point these at a local server;
+#: a private mirror with the same file names can be used the same way.
+BASE_URLS = {
+    "mnist": "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "fashion_mnist": "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+    "kmnist": "http://codh.rois.ac.jp/kmnist/dataset/kmnist/",
+    "cifar10": "https://www.cs.toronto.edu/~kriz/",
+    "cifar100": "https://www.cs.toronto.edu/~kriz/",
+    "svhn": "http://ufldl.stanford.edu/housenumbers/",
+}
+
+# The MD5s published with the datasets (the ones torchvision checks).
+_IDX_NAMES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
+_IDX_MD5 = {
+    "mnist": ("f68b3c2dcbeaaa9fbdd348bbdeb94873", "d53e105ee54ea40749a09fcbcd1e9432",
+              "9fb629c4189551a2d022fa330f9573f3", "ec29112dd5afa0611ce80d1b7f02629c"),
+    "fashion_mnist": ("8d4fb7e6c68d591d4c3dfef9ec88bf0d", "25c81989df183df01b3e8a0aad5dffbe",
+                      "bef4ecab320f06d8554ea6380940ec79", "bb300cfdad3c16e7a12a480ee83cd310"),
+    "kmnist": ("bdb82020997e1d708af4cf47b453dcf7", "e144d726b3acfaa3e44228e80efcd344",
+               "5c965bf0a639b31b8f53240b1b52f4d7", "7320c461ea6c1c855c0b718fb2a4b134"),
+}
+
+
+def _idx_files(dataset):
+    names = (*_IDX_NAMES["train"], *_IDX_NAMES["test"])
+    files = {name: RemoteFile(name, f"md5:{md5}") for name, md5 in zip(names, _IDX_MD5[dataset])}
+    return {subset: tuple(files[name] for name in _IDX_NAMES[subset]) for subset in SUBSETS}
+
+
+@dataclass(frozen=True)
+class _Dataset:
+    """What a fetcher needs to know about one dataset."""
+
+    name: str
+    files: dict  # subset -> tuple of RemoteFile
+    title: str
+    homepage: str
+    target_names: tuple = ()  # read from the files when empty (CIFAR)
+
+
+_DIGITS = tuple(str(digit) for digit in range(10))
+DATASETS = {
+    "mnist": _Dataset(
+        "mnist", _idx_files("mnist"),
+        "MNIST handwritten digits: 60,000 train + 10,000 test 28x28 grey images, 10 classes.",
+        "http://yann.lecun.com/exdb/mnist/", _DIGITS,
+    ),
+    "fashion_mnist": _Dataset(
+        "fashion_mnist", _idx_files("fashion_mnist"),
+        "Fashion-MNIST (Zalando): 60,000 train + 10,000 test 28x28 grey images of "
+        "clothes, 10 classes.",
+        "https://github.com/zalandoresearch/fashion-mnist",
+        ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+         "Sneaker", "Bag", "Ankle boot"),
+    ),
+    "kmnist": _Dataset(
+        "kmnist", _idx_files("kmnist"),
+        "Kuzushiji-MNIST: 60,000 train + 10,000 test 28x28 grey images of cursive "
+        "Japanese hiragana, 10 classes.",
+        "https://github.com/rois-codh/kmnist",
+        ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),
+    ),
+    "cifar10": _Dataset(
+        "cifar10",
+        dict.fromkeys(SUBSETS, (RemoteFile(
+            "cifar-10-python.tar.gz", "md5:c58f30108f718f92721af3b95e74349a"),)),
+        "CIFAR-10: 50,000 train + 10,000 test 32x32 colour images, 10 classes.",
+        "https://www.cs.toronto.edu/~kriz/cifar.html",
+    ),
+    "cifar100": _Dataset(
+        "cifar100",
+        dict.fromkeys(SUBSETS, (RemoteFile(
+            "cifar-100-python.tar.gz", "md5:eb9058c3a382ffc7106e4002c42a8d85"),)),
+        "CIFAR-100: 50,000 train + 10,000 test 32x32 colour images, 100 fine classes.",
+        "https://www.cs.toronto.edu/~kriz/cifar.html",
+    ),
+    "svhn": _Dataset(
+        "svhn",
+        {"train": (RemoteFile("train_32x32.mat", "md5:e26dedcc434d2e4c54c9b2d4a06d8373"),),
+         "test": (RemoteFile("test_32x32.mat", "md5:eb5a983be6a315427106f1b164d9cef3"),)},
+        "SVHN cropped digits: 73,257 train + 26,032 test 32x32 colour images of house "
+        "numbers, 10 classes (the 'extra' set is not included).",
+        "http://ufldl.stanford.edu/housenumbers/", _DIGITS,
+    ),
+}
+
+_JPEG_NAME = "cifar10-jpeg"
+DATASET_NAMES = (*DATASETS, _JPEG_NAME)
+
+_FETCH_DOC = """
+    Parameters
+    ----------
+    data_home : str or path-like, default=None
+        Folder holding the datasets; this one is read from or downloaded to
+        ``<data_home>/{name}/``. None means :func:`get_data_home`'s default.
+    subset : {{"train", "test"}}, default="train"
+        Which part of the dataset to load.
+    download_if_missing : bool, default=True
+        If False, raise FileNotFoundError instead of downloading missing files.
+    return_X_y : bool, default=False
+        Return ``(data, target)`` instead of a Bunch.
+    n_retries : int, default=3
+        Retries after a transient network error.
+    delay : float, default=1.0
+        Seconds between retries.
+
+    Returns
+    -------
+    data : :class:`~sklearn.utils.Bunch`
+        ``data``: ndarray of shape (n_samples, {n_features}), uint8, the flattened
+        ``images``: ndarray of shape (n_samples, {shape}), uint8;
+        ``target``: ndarray of shape (n_samples,), int64;
+        ``target_names``: ndarray of str; ``DESCR``: str.
+    (data, target) : tuple if ``return_X_y`` is True
+"""
+
+
+def _fill_doc(name, shape, n_features):
+    def decorate(func):
+        func.__doc__ = func.__doc__.replace(
+            "{parameters}", _FETCH_DOC.format(name=name, shape=shape, n_features=n_features)
+        )
+        return func
+    return decorate
+
+
+def _fetch(dataset, func, data_home, subset, download_if_missing, n_retries, delay):
+    """Validate ``subset``, make sure the files are there; return their paths."""
+    check_choice(subset, param="subset", func=func, choices=SUBSETS)
+    folder = Path(get_data_home(data_home)) / dataset.name
+    return [
+        fetch_file(remote, folder, BASE_URLS[dataset.name],
+                   download_if_missing=download_if_missing, n_retries=n_retries, delay=delay)
+        for remote in dataset.files[subset]
+    ]
+
+
+def _bunch(dataset, subset, images, target, return_X_y, target_names=None):
+    data = images.reshape(len(images), -1)
+    if return_X_y:
+        return data, target
+    names = target_names if target_names is not None else np.array(dataset.target_names)
+    descr = f"{dataset.title}\nSubset: {subset}, {len(images)} images.\nSource: {dataset.homepage}"
+    return Bunch(data=data, images=images, target=target, target_names=names, DESCR=descr)
+
+
+def _fetch_idx(name, func, data_home, subset, download_if_missing, return_X_y, n_retries,
+               delay):
+    """The one fetcher of the three MNIST-format datasets."""
+    dataset = DATASETS[name]
+    images_path, labels_path = _fetch(
+        dataset, func, data_home, subset, download_if_missing, n_retries, delay
+    )
+    images, labels = read_idx(images_path), read_idx(labels_path)
+    if images.ndim != 3 or images.dtype != np.uint8:
+        raise corrupt_file(images_path, f"expected uint8 images (n, h, w), got {images.shape}")
+    if labels.shape != images.shape[:1]:
+        raise corrupt_file(labels_path, f"{labels.shape[0]} labels for {len(images)} images")
+    return _bunch(dataset, subset, images, labels.astype(np.int64), return_X_y)
+
+
+@_fill_doc("mnist", "28, 28", 784)
+def fetch_mnist(*, data_home=None, subset="train", download_if_missing=True,
+                return_X_y=False, n_retries=3, delay=1.0):
+    """Load the MNIST handwritten digits (28x28 grey, 10 classes).
+    {parameters}
+    Examples
+    --------
+    >>> from skconvfeat.datasets import fetch_mnist
+    >>> mnist = fetch_mnist(subset="test")  # doctest: +SKIP
+    >>> mnist.images.shape  # doctest: +SKIP
+    (10000, 28, 28)
+    """
+    return _fetch_idx("mnist", "fetch_mnist", data_home, subset, download_if_missing,
+                      return_X_y, n_retries, delay)
+
+
+@_fill_doc("fashion_mnist", "28, 28", 784)
+def fetch_fashion_mnist(*, data_home=None, subset="train", download_if_missing=True,
+                        return_X_y=False, n_retries=3, delay=1.0):
+    """Load Fashion-MNIST, Zalando's images of clothes (28x28 grey, 10 classes).
+    {parameters}"""
+    return _fetch_idx("fashion_mnist", "fetch_fashion_mnist", data_home, subset,
+                      download_if_missing, return_X_y, n_retries, delay)
+
+
+@_fill_doc("kmnist", "28, 28", 784)
+def fetch_kmnist(*, data_home=None, subset="train", download_if_missing=True,
+                 return_X_y=False, n_retries=3, delay=1.0):
+    """Load Kuzushiji-MNIST, cursive Japanese hiragana (28x28 grey, 10 classes).
+    {parameters}"""
+    return _fetch_idx("kmnist", "fetch_kmnist", data_home, subset, download_if_missing,
+                      return_X_y, n_retries, delay)
+
+
+def _fetch_cifar(name, func, layout, data_home, subset, download_if_missing, return_X_y,
+                 n_retries, delay):
+    dataset = DATASETS[name]
+    (archive,) = _fetch(dataset, func, data_home, subset, download_if_missing, n_retries, delay)
+    images, target, target_names = read_cifar_archive(archive, layout, subset)
+    return _bunch(dataset, subset, images, target, return_X_y, target_names)
+
+
+@_fill_doc("cifar10", "32, 32, 3", 3072)
+def fetch_cifar10(*, data_home=None, subset="train", download_if_missing=True,
+                  return_X_y=False, n_retries=3, delay=1.0):
+    """Load CIFAR-10 (32x32 colour, 10 classes) from its python-batches archive.
+
+    The batches are read straight from ``cifar-10-python.tar.gz``, never
+    extracted, with an unpickler that refuses anything but numpy arrays.
+    {parameters}"""
+    return _fetch_cifar("cifar10", "fetch_cifar10", CIFAR10_LAYOUT, data_home, subset,
+                        download_if_missing, return_X_y, n_retries, delay)
+
+
+@_fill_doc("cifar100", "32, 32, 3", 3072)
+def fetch_cifar100(*, data_home=None, subset="train", download_if_missing=True,
+                   return_X_y=False, n_retries=3, delay=1.0):
+    """Load CIFAR-100 (32x32 colour, 100 fine classes) from its python archive.
+
+    ``target`` holds the fine labels. The batches are read straight from
+    ``cifar-100-python.tar.gz``, never extracted, with an unpickler that
+    refuses anything but numpy arrays.
+    {parameters}"""
+    return _fetch_cifar("cifar100", "fetch_cifar100", CIFAR100_LAYOUT, data_home, subset,
+                        download_if_missing, return_X_y, n_retries, delay)
+
+
+@_fill_doc("svhn", "32, 32, 3", 3072)
+def fetch_svhn(*, data_home=None, subset="train", download_if_missing=True,
+               return_X_y=False, n_retries=3, delay=1.0):
+    """Load SVHN cropped digits (32x32 colour house numbers, 10 classes).
+
+    The label 10 of the original files is mapped to the digit 0.
+    {parameters}"""
+    dataset = DATASETS["svhn"]
+    (mat,) = _fetch(dataset, "fetch_svhn", data_home, subset, download_if_missing,
+                    n_retries, delay)
+    images, target = read_svhn_mat(mat)
+    return _bunch(dataset, subset, images, target, return_X_y)
+
+
+_FETCHERS = {
+    "mnist": fetch_mnist,
+    "fashion_mnist": fetch_fashion_mnist,
+    "kmnist": fetch_kmnist,
+    "cifar10": fetch_cifar10,
+    "cifar100": fetch_cifar100,
+    "svhn": fetch_svhn,
+}
+
+
+def load_dataset(name, *, data_home=None, subset="train", download_if_missing=True):
+    """Load a dataset by name (used by the command line).
+
+    Parameters
+    ----------
+    name : {"mnist", "fashion_mnist", "kmnist", "cifar10", "cifar100", "svhn", \
+"cifar10-jpeg"}
+        ``"cifar10-jpeg"`` is the image-folder archive
+        ``<data_home>/cifar10-jpeg.tar.gz`` (a JPEG re-encoding of CIFAR-10,
+        ``train/<class>/*.jpg`` and ``test/<class>/*.jpg``); it is never
+        downloaded.
+    data_home : str or path-like, default=None
+        See :func:`get_data_home`.
+    subset : {"train", "test"}, default="train"
+    download_if_missing : bool, default=True
+
+    Returns
+    -------
+    data : :class:`~sklearn.utils.Bunch`
+        As returned by the ``fetch_*`` functions.
+
+    Examples
+    --------
+    >>> from skconvfeat.datasets import load_dataset
+    >>> load_dataset("minst")
+    Traceback (most recent call last):
+    ...
+    ValueError: Unknown dataset 'minst'; did you mean 'mnist'? Valid names: 'mnist', \
+'fashion_mnist', 'kmnist', 'cifar10', 'cifar100', 'svhn', 'cifar10-jpeg'.
+    """
+    if name not in DATASET_NAMES:
+        close = difflib.get_close_matches(str(name), DATASET_NAMES, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else "."
+        valid = ", ".join(repr(valid_name) for valid_name in DATASET_NAMES)
+        raise ValueError(f"Unknown dataset {name!r}{hint} Valid names: {valid}.")
+    if name == _JPEG_NAME:
+        check_choice(subset, param="subset", func="load_dataset", choices=SUBSETS)
+        path = Path(get_data_home(data_home)) / f"{_JPEG_NAME}.tar.gz"
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path.name} not found in data_home {path.parent}; it is not downloadable, "
+                "copy it there."
+            )
+        bunch = load_image_folder(path, subset=subset)
+        bunch.DESCR = ("CIFAR-10 re-encoded as JPEG (quality 75), read from an image-folder "
+                       f"archive.\n{bunch.DESCR}")
+        return bunch
+    return _FETCHERS[name](data_home=data_home, subset=subset,
+                           download_if_missing=download_if_missing)
