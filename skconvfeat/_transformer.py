@@ -282,30 +282,22 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
         if _backend.is_device_array(X):
             images = _check_device_images(X)
             self._check_dims(images, reset)
-        elif getattr(X, "ndim", None) == 2 or hasattr(X, "columns") or _is_2d_list(X):
-            flat = validate_data(
-                self, X, reset=reset, dtype="numeric", ensure_all_finite=True, ensure_min_samples=1
+            return images
+        checked = check_array(
+            X, allow_nd=True, dtype="numeric", ensure_all_finite=True, input_name="X", estimator=self
+        )
+        _reject_complex(checked)
+        if checked.ndim == 2:
+            # Feature names and counts are scikit-learn's business; a DataFrame keeps its names.
+            validate_data(self, X if hasattr(X, "columns") else checked, reset=reset, skip_check_array=True)
+            return self._unflatten(checked, reset)
+        if checked.ndim not in (3, 4):
+            raise ValueError(
+                "X must be flat rows (n_samples, h*w*c), grey images (n_samples, h, w) or "
+                f"colour images (n_samples, h, w, c). Got an array of shape {checked.shape}."
             )
-            _reject_complex(flat)
-            images = self._unflatten(flat, reset)
-        else:
-            images = check_array(
-                X,
-                allow_nd=True,
-                dtype="numeric",
-                ensure_all_finite=True,
-                input_name="X",
-                estimator=self,
-            )
-            _reject_complex(images)
-            if images.ndim == 3:
-                images = images[..., np.newaxis]
-            if images.ndim != 4:
-                raise ValueError(
-                    "X must be flat rows (n_samples, h*w*c), grey images (n_samples, h, w) or "
-                    f"colour images (n_samples, h, w, c). Got an array of shape {images.shape}."
-                )
-            self._check_dims(images, reset)
+        images = checked[..., np.newaxis] if checked.ndim == 3 else checked
+        self._check_dims(images, reset)
         return images
 
     def _check_dims(self, images, reset):
@@ -408,10 +400,6 @@ def _pair_param(value, name):
             f"pair of positive ints. Got {value!r} instead."
         )
     return pair
-
-
-def _is_2d_list(X):
-    return isinstance(X, (list, tuple)) and len(X) > 0 and np.ndim(X[0]) == 1
 
 
 def _reject_complex(X):
