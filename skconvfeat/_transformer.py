@@ -214,10 +214,17 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
             The fitted transformer.
         """
         _backend.resolve_device(self.device)
-        images = self._validate_images(X, reset=True)
-        spec = self._layer_spec()
-        filters = self._build_filters(images.shape[-1])
-        self._check_geometry(images.shape[1:3], filters.shape[2:], spec)
+        # Validation sets n_features_in_ as it goes: restore the previous fit if a later check fails.
+        previous = dict(vars(self))
+        try:
+            images = self._validate_images(X, reset=True)
+            spec = self._layer_spec()
+            filters = self._build_filters(images.shape[-1])
+            self._check_geometry(images.shape[1:3], filters.shape[2:], spec)
+        except Exception:
+            vars(self).clear()
+            vars(self).update(previous)
+            raise
         self.filters_ = filters
         self.image_shape_ = tuple(int(s) for s in images.shape[1:])
         self.n_features_out_ = _runner._n_features_out(
