@@ -162,9 +162,10 @@ def _iter_zip_fileobj(fileobj, path, wanted, limits):
 
 def _check_zip_member(info, path):
     check_member_name(info.filename, path)
-    # Unix permission bits sit in the high 16 bits of external_attr.
-    mode = info.external_attr >> 16
-    if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+    # Unix mode bits sit in the high 16 bits of external_attr; many writers
+    # (zipfile.writestr, Windows tools) leave the file-type bits at zero.
+    file_type = stat.S_IFMT(info.external_attr >> 16)
+    if file_type not in (0, stat.S_IFREG, stat.S_IFDIR):
         raise UnsafeArchiveError(
             f"{path} holds the member {info.filename!r}, which is not a regular "
             "file or folder (a link or special file); refusing to read it."

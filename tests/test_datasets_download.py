@@ -1,0 +1,148 @@
+"""Download tests against a local HTTP server on 127.0.0.1 (no internet)."""
+
+import dataclasses
+import gzip
+import hashlib
+import http.server
+import struct
+import threading
+
+import numpy as np
+import pytest
+
+import skconvfeat.datasets as ds
+from skconvfeat.datasets import _fetchers
+from skconvfeat.datasets._download import RemoteFile, fetch_file
+from skconvfeat.datasets._errors import ChecksumMismatchError, DownloadError
+
+BODY = bytes(range(256)) * 40
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    """Serve ``server.plan[path]``: a list of responses used one per request.
+
+    A response is ("ok", body), ("truncated", body): Content-Length of the
+    whole body but only half of it sent, or (status, None).
+    """
+
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        self.server.requests.append(self.path)
+        plan = self.server.plan.get(self.path) or [(404, None)]
+        kind, body = plan.pop(0) if len(plan) > 1 else plan[0]
+        if isinstance(kind, int):
+            self.send_error(kind)
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body if kind == "ok" else body[: len(body) // 2])
+        self.close_connection = True
+
+    def log_message(self, *args):  # keep the test output clean
+        pass
+
+
+@pytest.fixture
+def server():
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    httpd.plan, httpd.requests = {}, []
+    httpd.base_url = f"http://127.0.0.1:{httpd.server_address[1]}/files/"
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join(timeout=10)
+
+
+def remote(algorithm="sha256", body=BODY):
+    return RemoteFile("data.bin", f"{algorithm}:{hashlib.new(algorithm, body).hexdigest()}")
+
+
+def fetch(server, folder, **kwargs):
+    kwargs = {"n_retries": 2, "delay": 0, "timeout": 10, **kwargs}
+    return fetch_file(kwargs.pop("remote", remote()), folder, server.base_url, **kwargs)
+
+
+def assert_nothing_left(folder):
+    assert not folder.exists() or list(folder.iterdir()) == []
+
+
+@pytest.mark.parametrize("algorithm", ["sha256", "md5"])
+def test_download_success(algorithm, server, tmp_path, capsys):
+    server.plan["/files/data.bin"] = [("ok", BODY)]
+    path = fetch(server, tmp_path / "cache", remote=remote(algorithm))
+    assert path == tmp_path / "cache" / "data.bin" and path.read_bytes() == BODY
+    assert list(path.parent.iterdir()) == [path]  # no temporary file left
+    assert "Downloading" in capsys.readouterr().err
+    # Second call: taken from the cache, no request.
+    assert fetch(server, tmp_path / "cache") == path and len(server.requests) == 1
+
+
+def test_checksum_mismatch(server, tmp_path):
+    server.plan["/files/data.bin"] = [("ok", BODY[:-1] + b"X")]
+    with pytest.raises(ChecksumMismatchError, match="data.bin.*expected"):
+        fetch(server, tmp_path)
+    assert_nothing_left(tmp_path)
+    assert len(server.requests) == 1  # a complete, wrong file is not retried
+
+
+def test_truncated_transfer_is_retried_then_fails(server, tmp_path):
+    server.plan["/files/data.bin"] = [("truncated", BODY)]
+    with pytest.raises(DownloadError, match="data.bin.*gave up after 3 attempts"):
+        fetch(server, tmp_path)
+    assert_nothing_left(tmp_path)
+    assert len(server.requests) == 3
+
+
+def test_interrupted_then_retried_successfully(server, tmp_path):
+    server.plan["/files/data.bin"] = [("truncated", BODY), ("ok", BODY)]
+    path = fetch(server, tmp_path)
+    assert path.read_bytes() == BODY and list(tmp_path.iterdir()) == [path]
+    assert len(server.requests) == 2
+
+
+@pytest.mark.parametrize("status, attempts", [(404, 1), (500, 3)])
+def test_http_error(status, attempts, server, tmp_path):
+    server.plan["/files/data.bin"] = [(status, None)]
+    with pytest.raises(DownloadError) as excinfo:
+        fetch(server, tmp_path)
+    assert f"HTTP error {status}" in str(excinfo.value)
+    assert server.base_url + "data.bin" in str(excinfo.value)
+    assert_nothing_left(tmp_path)
+    assert len(server.requests) == attempts  # only server errors are retried
+
+
+def test_connection_refused(tmp_path):
+    # Port 9 ("discard") on localhost: nothing listens there.
+    with pytest.raises(DownloadError, match="127.0.0.1:9"):
+        fetch_file(remote(), tmp_path, "http://127.0.0.1:9/", n_retries=0, timeout=5)
+    assert_nothing_left(tmp_path)
+
+
+def test_fetch_mnist_downloads_into_data_home(server, tmp_path, monkeypatch):
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, size=(4, 28, 28), dtype=np.uint8)
+    labels = np.array([3, 1, 4, 1], dtype=np.uint8)
+    files = {
+        "t10k-images-idx3-ubyte.gz": bytes([0, 0, 8, 3]) + struct.pack(">3I", 4, 28, 28)
+        + images.tobytes(),
+        "t10k-labels-idx1-ubyte.gz": bytes([0, 0, 8, 1]) + struct.pack(">I", 4)
+        + labels.tobytes(),
+    }
+    files = {name: gzip.compress(raw) for name, raw in files.items()}
+    for name, body in files.items():
+        server.plan[f"/files/{name}"] = [("ok", body)]
+    test_files = tuple(RemoteFile(name, f"sha256:{hashlib.sha256(body).hexdigest()}")
+                       for name, body in files.items())
+    mnist = dataclasses.replace(_fetchers.DATASETS["mnist"],
+                                files={"train": (), "test": test_files})
+    monkeypatch.setitem(_fetchers.DATASETS, "mnist", mnist)
+    monkeypatch.setitem(_fetchers.BASE_URLS, "mnist", server.base_url)
+
+    bunch = ds.fetch_mnist(data_home=tmp_path, subset="test")
+    np.testing.assert_array_equal(bunch.images, images)
+    np.testing.assert_array_equal(bunch.target, labels)
+    assert sorted(p.name for p in (tmp_path / "mnist").iterdir()) == sorted(files)
