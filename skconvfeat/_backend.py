@@ -9,7 +9,7 @@ import functools
 import os
 
 import numpy as np
-from threadpoolctl import threadpool_info
+from threadpoolctl import ThreadpoolController
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -64,6 +64,17 @@ def to_numpy(x):
     return x.get() if is_device_array(x) else np.asarray(x)
 
 
+@functools.cache
+def blas_controller():
+    """threadpoolctl's handle on the BLAS libraries NumPy loaded.
+
+    Scanning the loaded libraries costs about a millisecond, as much as
+    transforming all of digits, so it is done once per process; NumPy's BLAS
+    is loaded before this module and does not change.
+    """
+    return ThreadpoolController().select(user_api="blas")
+
+
 def cpu_threads():
     """Threads the CPU path may use: the BLAS pool size in force here.
 
@@ -71,6 +82,6 @@ def cpu_threads():
     contexts and joblib's per-worker limits (e.g. inside ``GridSearchCV(n_jobs=2)``)
     are all respected without a setting of our own.
     """
-    blas = [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
+    blas = [info["num_threads"] for info in blas_controller().info()]
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return max(1, min(blas + [cores or 1]))

@@ -9,10 +9,8 @@ pooled features ever reach main memory.
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from threadpoolctl import threadpool_limits
-
 from . import _conv
-from ._backend import cpu_threads
+from ._backend import blas_controller, cpu_threads
 
 # Per-thread working set the automatic batch size aims for. 1 MiB sits inside
 # the L2 cache of current x86 cores (measured sweet spot in
@@ -59,7 +57,7 @@ def run_cpu(images, filters, spec, dtype, batch_size, n_threads=None):
     bounds = np.linspace(0, n, min(n, n_threads * _TASKS_PER_THREAD) + 1).astype(int)
     ranges = [(s, e) for s, e in zip(bounds[:-1], bounds[1:]) if e > s]
     # Our threads replace BLAS's: one BLAS thread each avoids oversubscription.
-    with threadpool_limits(1, user_api="blas"):
+    with blas_controller().limit(limits=1):
         if n_threads == 1 or len(ranges) == 1:
             for s, e in ranges:
                 work(s, e)
