@@ -1,7 +1,7 @@
 """Throughput of FixedConvTransformer against the PyTorch code a user would write, side by side.
 
     python benchmarks/bench_transform.py            # CPU: ours vs torch conv2d+relu+pool on the CPU
-    python benchmarks/bench_transform.py --gpu      # also the GPU rows (needs CuPy and CUDA)
+    python benchmarks/bench_transform.py --gpu      # GPU rows instead (needs CuPy and CUDA)
 
 Same work on both sides: float32, a bank of 32 random 5x5 kernels, 'valid'
 padding, ReLU, 2x2 average pooling, features flattened to a NumPy array.
@@ -49,29 +49,86 @@ def ours(images, device):
     return conv, lambda: conv.transform(images)
 
 
-def torch_cpu(images, filters):
+def torch_layer(images, filters, device):
+    """What a user writes: numpy -> torch (-> .cuda()) -> conv2d -> relu -> avg_pool2d -> numpy."""
     import torch
     import torch.nn.functional as F
 
-    weight = torch.from_numpy(filters.astype(np.float32))
+    weight = torch.from_numpy(filters.astype(np.float32)).to(device)
 
     def run():
         out = []
         with torch.no_grad():
             for b in range(0, len(images), TORCH_BATCH):
-                x = torch.from_numpy(images[b : b + TORCH_BATCH]).permute(0, 3, 1, 2).float()
+                x = torch.from_numpy(images[b : b + TORCH_BATCH]).to(device).permute(0, 3, 1, 2).float()
                 y = F.avg_pool2d(F.relu(F.conv2d(x, weight)), 2)
-                out.append(y.flatten(1).numpy())
+                out.append(y.flatten(1).cpu().numpy())
         return np.concatenate(out)
 
     return run
+
+
+def cpu_rows(names, repeats):
+    print(f"{'workload':10} {'images':>7} {'ours img/s':>12} {'torch img/s':>12} {'ours/torch':>10}  max|diff|")
+    for name in names:
+        images = make_images(WORKLOADS[name])
+        conv, run_ours = ours(images, "cpu")
+        run_torch = torch_layer(images, conv.filters_, "cpu")
+        diff = np.abs(run_ours() - run_torch()).max()
+        t_ours = best_time(run_ours, repeats)
+        t_torch = best_time(run_torch, repeats)
+        n = len(images)
+        print(f"{name:10} {n:7d} {n / t_ours:12.0f} {n / t_torch:12.0f} {t_torch / t_ours:9.2f}x  {diff:.1e}")
+
+
+def gpu_rows(names, repeats):
+    """Our time as multiples: of cuDNN (device-resident data) and of the bare-copy floor (NumPy in/out)."""
+    import cupy as cp
+    import torch
+    import torch.nn.functional as F
+
+    def synced(func):
+        return lambda: (func(), cp.cuda.Device().synchronize())
+
+    print(f"{'workload':10} {'resident ours/cudnn':>20} {'numpy ours/floor':>17} {'torch/floor':>12} {'cpu/gpu':>8}")
+    for name in names:
+        images = make_images((60000, *WORKLOADS[name][1:]))  # 60,000 images: a whole training set
+        n = len(images)
+        conv, run_ours = ours(images, "cuda")
+        device_images = cp.asarray(images)
+        weight = torch.from_numpy(conv.filters_.astype(np.float32)).cuda()
+        torch_images = torch.as_tensor(device_images, device="cuda")
+        n_out = n * conv.n_features_out_
+        host_out = np.frombuffer(cp.cuda.alloc_pinned_memory(n_out * 4), np.float32, n_out)
+
+        def floor():  # input host->device in its own dtype, pooled output device->host
+            cp.asarray(images)
+            cp.empty(n_out, np.float32).get(out=host_out)
+
+        def cudnn_resident():
+            with torch.no_grad():
+                for b in range(0, n, TORCH_BATCH * 8):
+                    x = torch_images[b : b + TORCH_BATCH * 8].permute(0, 3, 1, 2).float()
+                    F.avg_pool2d(F.relu(F.conv2d(x, weight)), 2).flatten(1)
+            torch.cuda.synchronize()
+
+        t_resident = best_time(synced(lambda: conv.transform(device_images)), repeats)
+        t_cudnn = best_time(cudnn_resident, repeats)
+        t_numpy = best_time(run_ours, repeats)
+        t_floor = best_time(synced(floor), repeats)
+        t_torch = best_time(torch_layer(images, conv.filters_, "cuda"), repeats)
+        # CPU on a 5,000-image slice, scaled: the full set would take minutes.
+        t_cpu = best_time(lambda: conv.set_params(device="cpu").transform(images[:5000]), 1) * n / 5000
+        conv.set_params(device="cuda")
+        print(f"{name:10} {t_resident / t_cudnn:19.2f}x {t_numpy / t_floor:16.2f}x {t_torch / t_floor:11.2f}x {t_cpu / t_numpy:7.0f}x")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per cell; the best is kept")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
-    parser.add_argument("--workloads", default=",".join(WORKLOADS))
+    parser.add_argument("--workloads", default=None, help="comma-separated names (default: all on CPU, mnist,cifar10 on GPU)")
+    parser.add_argument("--gpu", action="store_true", help="GPU rows: CuPy vs torch+cuDNN, 60,000 images")
     args = parser.parse_args()
 
     import torch
@@ -80,16 +137,10 @@ def main():
         torch.set_num_threads(args.threads)
     print(f"# {platform.node()} {platform.processor() or platform.machine()}, torch {torch.__version__} "
           f"({torch.get_num_threads()} threads), {time.strftime('%Y-%m-%d')}")
-    print(f"{'workload':10} {'images':>7} {'ours img/s':>12} {'torch img/s':>12} {'ours/torch':>10}  max|diff|")
-    for name in args.workloads.split(","):
-        images = make_images(WORKLOADS[name])
-        conv, run_ours = ours(images, "cpu")
-        run_torch = torch_cpu(images, conv.filters_)
-        diff = np.abs(run_ours() - run_torch()).max()
-        t_ours = best_time(run_ours, args.repeats)
-        t_torch = best_time(run_torch, args.repeats)
-        n = len(images)
-        print(f"{name:10} {n:7d} {n / t_ours:12.0f} {n / t_torch:12.0f} {t_torch / t_ours:9.2f}x  {diff:.1e}")
+    if args.gpu:
+        gpu_rows((args.workloads or "mnist,cifar10").split(","), args.repeats)
+    else:
+        cpu_rows((args.workloads or ",".join(WORKLOADS)).split(","), args.repeats)
 
 
 if __name__ == "__main__":
