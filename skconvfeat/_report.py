@@ -1,0 +1,631 @@
+"""Write a study's results to a folder: JSON, CSV, Markdown and one HTML page.
+
+:func:`write_report` takes the ``results`` dict and the ``extras`` arrays of
+``skconvfeat._study.run_study`` (see ``docs/results-schema.md``) and writes
+
+* ``results.json`` -- the dict itself (non-finite floats become ``null``);
+* ``results.csv`` -- one row per arm per split (tidy, for pandas or R);
+* ``transfer.csv`` -- one row per transfer arm, training-set size and repeat,
+  only when the study ran the data-efficiency part (a second file because its
+  rows have different columns from the per-split ones);
+* ``summary.md`` -- table, comparisons, verdicts and skipped arms;
+* ``report.html`` -- one self-contained page: the same text plus figures
+  embedded as base64 PNG, no scripts and no external URLs, so it can be
+  mailed or attached to a CI run and opened offline.
+
+Every file is written to a temporary file in the same folder and moved into
+place with :func:`os.replace`, so an error never leaves a half-written file.
+The data files are written before the HTML is rendered: a missing matplotlib
+or a plotting error must not cost the numbers of a long study.
+"""
+
+import base64
+import csv
+import html
+import io
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+__all__ = ["write_report"]
+
+# Small figures keep a report with a dozen of them well under 2 MB.
+_DPI = 90
+# One colour per arm kind, shared by every per-arm figure so they read together.
+_KIND_COLOURS = {"fixed": "C0", "learned": "C3", "raw": "C7", "transfer": "C2"}
+# Rows of kernels or feature maps beyond this many images get too small to see.
+_MAX_IMAGES_PER_ROW = 16
+# Above this many classes the numbers in the confusion matrix overlap, and
+# above the second every class name no longer fits along its axes.
+_MAX_ANNOTATED_CLASSES = 15
+_MAX_LABELLED_CLASSES = 30
+_KNOWN_VERDICTS = ("supported", "refuted", "inconclusive")
+
+_SUMMARY_HEADER = ("Arm", "Kind", "Features", "Accuracy (95% CI)", "Fit time (mean)")
+_COMPARISON_HEADER = ("Arm", "Reference", "Difference (95% CI)", "p-value", "Test")
+_RESULTS_CSV_HEADER = ("arm", "label", "kind", "split", "accuracy", "fit_time", "transform_time")
+_TRANSFER_CSV_HEADER = ("arm", "label", "train_size", "repeat", "accuracy", "fit_time")
+
+
+def write_report(results, extras, out_dir):
+    """Write the results of a study and its report into ``out_dir``.
+
+    Parameters
+    ----------
+    results : dict
+        The JSON-serialisable results of ``run_study``, as described in
+        ``docs/results-schema.md``.
+    extras : dict
+        The arrays that travel beside ``results`` (filter banks, learned
+        kernels, sample image, feature maps, confusion matrix). Missing
+        entries only drop the figures that need them.
+    out_dir : str or os.PathLike
+        Folder to write into; created with its parents if needed. Files of
+        an earlier report there are replaced, and a stale ``transfer.csv``
+        is removed when this study has no transfer part.
+
+    Examples
+    --------
+    >>> from skconvfeat._report import write_report
+    >>> results, extras = ..., ...  # from skconvfeat._study.run_study  # doctest: +SKIP
+    >>> write_report(results, extras, "digits-report")["report.html"]  # doctest: +SKIP
+    PosixPath('digits-report/report.html')
+
+    Returns
+    -------
+    paths : dict of str to pathlib.Path
+        The files written, keyed by file name.
+
+    Raises
+    ------
+    ImportError
+        If matplotlib is not installed. The data files and ``summary.md``
+        are written before this is raised, and the ``report.html`` of an
+        earlier run is removed, as after any error while rendering it.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    texts = {
+        "results.json": json.dumps(_strict_json(results), indent=2, allow_nan=False) + "\n",
+        "results.csv": _results_csv(results),
+        "summary.md": _summary_markdown(results),
+    }
+    if results.get("transfer"):
+        texts["transfer.csv"] = _transfer_csv(results["transfer"])
+    else:
+        # A transfer.csv left by an earlier run would describe another study.
+        (out_dir / "transfer.csv").unlink(missing_ok=True)
+    paths = {}
+    for name, text in texts.items():
+        paths[name] = _atomic_write_text(out_dir / name, text)
+    try:
+        page = _report_html(results, extras)
+    except BaseException:
+        # An older report.html would now contradict the new results.json.
+        (out_dir / "report.html").unlink(missing_ok=True)
+        raise
+    paths["report.html"] = _atomic_write_text(out_dir / "report.html", page)
+    return paths
+
+
+# --------------------------------------------------------------------------- files
+
+
+def _atomic_write_text(path, text):
+    """Write ``text`` to ``path`` via a temporary file in the same folder.
+
+    ``os.replace`` is atomic only within one file system, hence the same
+    folder; readers see either the old file or the complete new one.
+    """
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        # newline="" keeps the "\n" the writers chose on every platform.
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        # mkstemp creates the file private (0600); a report is meant to be shared.
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _strict_json(value):
+    """Return ``value`` with NaN and infinities replaced by ``None``.
+
+    ``json.dumps`` would write them as the bare words ``NaN``/``Infinity``,
+    which strict parsers (browsers, ``jq``) reject; a p-value is NaN when two
+    arms score identically on every split.
+    """
+    if isinstance(value, dict):
+        return {key: _strict_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict_json(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _csv_text(header, rows):
+    """Render ``rows`` under ``header`` as CSV text with "\\n" line ends."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def _results_csv(results):
+    """One row per arm and split; an empty cell where a time was not measured."""
+    rows = []
+    for arm in results["arms"]:
+        n_splits = len(arm["scores"])
+        fit_times = arm.get("fit_time") or [None] * n_splits
+        transform_times = arm.get("transform_time") or [None] * n_splits
+        for split, (score, fit, transform) in enumerate(zip(arm["scores"], fit_times, transform_times)):
+            rows.append((arm["name"], arm["label"], arm["kind"], split, score, _blank(fit), _blank(transform)))
+    return _csv_text(_RESULTS_CSV_HEADER, rows)
+
+
+def _transfer_csv(transfer):
+    """One row per transfer arm, training-set size and repeat."""
+    rows = []
+    for name, arm in transfer["arms"].items():
+        fit_times = arm.get("fit_time") or [[None] * len(scores) for scores in arm["scores"]]
+        for size, scores, fits in zip(transfer["train_sizes"], arm["scores"], fit_times):
+            for repeat, (score, fit) in enumerate(zip(scores, fits)):
+                rows.append((name, arm.get("label", name), size, repeat, score, _blank(fit)))
+    return _csv_text(_TRANSFER_CSV_HEADER, rows)
+
+
+def _blank(value):
+    """CSV has no null: write a missing number as an empty cell."""
+    return "" if value is None else value
+
+
+# --------------------------------------------------------------------------- text
+
+
+def _percent(fraction):
+    return "n/a" if fraction is None else f"{100 * fraction:.1f}%"
+
+
+def _p_value(p):
+    if p is None or not math.isfinite(p):
+        return "n/a"
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _seconds(values):
+    values = [value for value in values or () if value is not None]
+    return f"{np.mean(values):.3g} s" if values else "n/a"
+
+
+def _summary_rows(results):
+    """Rows of the results table, shared by the Markdown and HTML reports."""
+    rows = []
+    for arm in results["arms"]:
+        accuracy = f"{_percent(arm['mean'])} ({_percent(arm['ci_low'])} to {_percent(arm['ci_high'])})"
+        n_features = "" if arm.get("n_features") is None else str(arm["n_features"])
+        rows.append((arm["label"], arm["kind"], n_features, accuracy, _seconds(arm.get("fit_time"))))
+    return rows
+
+
+def _comparison_rows(results):
+    """Rows of the paired comparisons, differences in percentage points."""
+    labels = {arm["name"]: arm["label"] for arm in results["arms"]}
+    rows = []
+    for comparison in results.get("comparisons", []):
+        low, high = 100 * comparison["ci_low"], 100 * comparison["ci_high"]
+        difference = f"{100 * comparison['mean_diff']:+.1f} pp ({low:+.1f} to {high:+.1f})"
+        rows.append(
+            (
+                labels.get(comparison["arm"], comparison["arm"]),
+                labels.get(comparison["reference"], comparison["reference"]),
+                difference,
+                _p_value(comparison.get("p_value")),
+                comparison.get("test", ""),
+            )
+        )
+    return rows
+
+
+def _study_line(results):
+    """One sentence saying what was run, for the top of both reports."""
+    cv = results.get("cv", {})
+    shape = "x".join(str(size) for size in results.get("image_shape", []))
+    return (
+        f"Dataset {results.get('dataset')} ({results.get('n_samples')} images of {shape}, "
+        f"{results.get('n_classes')} classes); head: {results.get('classifier')}; "
+        f"{cv.get('n_repeats')} x {cv.get('n_splits')}-fold cross-validation "
+        f"({cv.get('n_train')} train / {cv.get('n_test')} test per split); "
+        f"{results.get('elapsed_s', 0):.0f} s in all."
+    )
+
+
+def _markdown_cell(text):
+    # A "|" inside a cell would end it early.
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _markdown_table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_markdown_cell(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _summary_markdown(results):
+    """The Markdown summary: table, comparisons, verdicts and skipped arms."""
+    parts = [f"# skconvfeat study: {results.get('dataset')}", _study_line(results)]
+    parts += ["## Accuracy per arm", _markdown_table(_SUMMARY_HEADER, _summary_rows(results))]
+    comparisons = _comparison_rows(results)
+    if comparisons:
+        parts += ["## Comparisons with the reference", _markdown_table(_COMPARISON_HEADER, comparisons)]
+    verdicts = results.get("verdicts", [])
+    if verdicts:
+        parts += ["## Verdicts", "\n".join(f"- **{v['claim']}**: {v['verdict']}. {v['sentence']}" for v in verdicts)]
+    skipped = results.get("skipped_arms", [])
+    if skipped:
+        parts += ["## Skipped arms", "\n".join(f"- {s['name']}: {s['reason']}" for s in skipped)]
+    return "\n\n".join(parts) + "\n"
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def _new_figure(width, height, layout="constrained", **subplots):
+    """Return a matplotlib figure and its axes, without touching pyplot.
+
+    A bare :class:`matplotlib.figure.Figure` renders through the Agg canvas
+    when saved to PNG, so no display is needed and the backend of the
+    caller's session (a notebook, a GUI) is left as it was -- unlike
+    ``matplotlib.use("Agg")``. Nothing is registered with pyplot either, so
+    the figures are freed with their last reference. ``subplots`` go to
+    :meth:`~matplotlib.figure.Figure.subplots`.
+    """
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as exc:
+        raise ImportError("the report needs matplotlib: pip install 'skconvfeat[report]'") from exc
+    figure = Figure(figsize=(width, height), dpi=_DPI, layout=layout)
+    return figure, figure.subplots(squeeze=False, **subplots)
+
+
+def _data_uri(figure):
+    """Encode ``figure`` as a ``data:image/png;base64,...`` URI."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=_DPI)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _t_interval(values, confidence=0.95):
+    """Mean and two-sided t-interval of ``values``; collapsed to the mean for one value."""
+    values = np.asarray(values, dtype=float)
+    mean = values.mean()
+    if values.size < 2:
+        return mean, mean, mean
+    half = stats.t.ppf(0.5 + confidence / 2, values.size - 1) * values.std(ddof=1) / np.sqrt(values.size)
+    return mean, mean - half, mean + half
+
+
+def _arm_colours(arms):
+    return [_KIND_COLOURS.get(arm["kind"], "C1") for arm in arms]
+
+
+def _kind_legend(axes, arms):
+    """Add one legend entry per arm kind present, coloured as in the figures."""
+    from matplotlib.patches import Patch
+
+    kinds = dict.fromkeys(arm["kind"] for arm in arms)
+    axes.legend(handles=[Patch(color=_KIND_COLOURS.get(kind, "C1"), label=kind) for kind in kinds], fontsize=8)
+
+
+def _figure_accuracy(results):
+    """Accuracy of every arm: mean with its 95% CI, and the per-split scores."""
+    arms = results["arms"]
+    figure, axes = _new_figure(6.5, 1.0 + 0.4 * len(arms))
+    axes = axes[0, 0]
+    positions = np.arange(len(arms))[::-1]  # first arm on top, as in the table
+    means = np.array([arm["mean"] for arm in arms])
+    errors = np.array([[arm["mean"] - arm["ci_low"], arm["ci_high"] - arm["mean"]] for arm in arms]).T
+    for position, arm, colour in zip(positions, arms, _arm_colours(arms)):
+        # Split scores jittered vertically so overlapping points stay visible.
+        jitter = np.linspace(-0.15, 0.15, len(arm["scores"]))
+        axes.scatter(arm["scores"], position + jitter, s=10, color=colour, alpha=0.5, linewidths=0)
+    axes.errorbar(means, positions, xerr=errors, fmt="none", ecolor="black", capsize=3)
+    axes.scatter(means, positions, c=_arm_colours(arms), s=30, zorder=3, edgecolors="black", linewidths=0.5)
+    axes.set_yticks(positions, [arm["label"] for arm in arms], fontsize=8)
+    axes.set_xlabel("accuracy (mean, 95% CI; dots: single splits)")
+    axes.grid(axis="x", alpha=0.3)
+    _kind_legend(axes, arms)
+    return figure
+
+
+def _figure_transfer(transfer):
+    """Accuracy against training-set size for each transfer arm, mean and 95% CI over repeats."""
+    figure, axes = _new_figure(6.0, 3.6)
+    axes = axes[0, 0]
+    sizes = np.asarray(transfer["train_sizes"])
+    for name, arm in transfer["arms"].items():
+        mean, low, high = np.array([_t_interval(scores) for scores in arm["scores"]]).T
+        (line,) = axes.plot(sizes, mean, marker="o", label=arm.get("label", name))
+        axes.fill_between(sizes, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+    axes.set_xscale("log")
+    axes.set_xticks(sizes, [str(size) for size in sizes])
+    axes.minorticks_off()
+    axes.set_xlabel("training images of the target classes")
+    axes.set_ylabel("accuracy")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+    return figure
+
+
+def _figure_time(results):
+    """Mean accuracy against mean fit time (log scale), one point per arm."""
+    arms = [arm for arm in results["arms"] if any(t is not None for t in arm.get("fit_time") or ())]
+    if not arms:
+        return None
+    figure, axes = _new_figure(6.0, 3.8)
+    axes = axes[0, 0]
+    times = [np.mean([t for t in arm["fit_time"] if t is not None]) for arm in arms]
+    means = np.array([arm["mean"] for arm in arms])
+    errors = np.array([[arm["mean"] - arm["ci_low"], arm["ci_high"] - arm["mean"]] for arm in arms]).T
+    axes.errorbar(times, means, yerr=errors, fmt="none", ecolor="grey", capsize=2)
+    axes.scatter(times, means, c=_arm_colours(arms), s=30, zorder=3, edgecolors="black", linewidths=0.5)
+    for time, mean, arm in zip(times, means, arms):
+        axes.annotate(arm["label"], (time, mean), xytext=(4, 4), textcoords="offset points", fontsize=7)
+    axes.set_xscale("log")
+    axes.set_xlabel("fit time per split (s, log scale)")
+    axes.set_ylabel("accuracy (mean, 95% CI)")
+    axes.grid(alpha=0.3)
+    _kind_legend(axes, arms)
+    return figure
+
+
+def _figure_image_rows(rows):
+    """Draw labelled rows of small images, each normalised on its own.
+
+    Parameters
+    ----------
+    rows : list of (str, list of ndarray, str)
+        Row label, images (``(h, w)`` or ``(h, w, 3)``) and how to scale
+        them: ``"signed"`` maps zero to white (kernels, whose sign
+        matters), ``"grey"`` stretches each image to its own range.
+
+    Returns
+    -------
+    figure : matplotlib.figure.Figure
+    """
+    n_columns = max(len(images) for _, images, _ in rows)
+    width, height, label_width = 0.55 * n_columns + 1.6, 0.7 * len(rows) + 0.2, 1.5
+    # A fixed layout: constrained layout takes most of a second on ~80 image axes.
+    margins = {"left": label_width / width, "right": 0.99, "bottom": 0.1 / height, "top": 1 - 0.1 / height}
+    figure, axes = _new_figure(
+        width, height, layout=None, nrows=len(rows), ncols=n_columns, gridspec_kw={**margins, "wspace": 0.1, "hspace": 0.15}
+    )
+    for row_axes, (label, images, scaling) in zip(axes, rows):
+        for column, ax in enumerate(row_axes):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if column >= len(images):
+                ax.set_axis_off()
+                continue
+            image, style = _scaled_image(images[column], scaling)
+            ax.imshow(image, **style)
+        row_axes[0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=7)
+    return figure
+
+
+def _scaled_image(image, scaling):
+    """Return ``image`` ready for ``imshow`` and the keyword arguments to draw it with."""
+    image = np.asarray(image, dtype=float)
+    if image.ndim == 3:
+        # Colour images: stretch to [0, 1] as a whole so hues keep their balance.
+        low, high = image.min(), image.max()
+        return ((image - low) / (high - low) if high > low else np.zeros_like(image)), {}
+    if scaling == "signed":
+        bound = np.abs(image).max() or 1.0
+        return image, {"cmap": "RdBu_r", "vmin": -bound, "vmax": bound}
+    return image, {"cmap": "gray"}
+
+
+def _kernel_images(kernels):
+    """Turn kernels ``(F, C, kh, kw)`` into at most a row of displayable images.
+
+    Three-channel kernels are shown in colour; other channel counts as their
+    channel mean, which is what a flat (grey) input sees.
+    """
+    kernels = np.asarray(kernels, dtype=float)[:_MAX_IMAGES_PER_ROW]
+    if kernels.shape[1] == 3:
+        return list(np.moveaxis(kernels, 1, -1))
+    return list(kernels.mean(axis=1))
+
+
+def _row_label(label, total):
+    """Label a row, saying when only the first images of it are shown."""
+    shown = min(total, _MAX_IMAGES_PER_ROW)
+    return f"{label}\n({total})" if shown == total else f"{label}\n(first {shown} of {total})"
+
+
+def _figure_filters(extras):
+    """Each fixed bank's kernels, then the learned kernels before and after training."""
+    banks = dict(extras.get("banks") or {})
+    for key, label in (("learned_before", "Learned, at init"), ("learned_after", "Learned, trained")):
+        if extras.get(key) is not None:
+            banks[label] = extras[key]
+    if not banks:
+        return None
+    return _figure_image_rows(
+        [(_row_label(label, len(kernels)), _kernel_images(kernels), "signed") for label, kernels in banks.items()]
+    )
+
+
+def _figure_feature_maps(extras):
+    """The sample image, then its feature maps through each fixed bank."""
+    maps = extras.get("feature_maps") or {}
+    image = extras.get("sample_image")
+    if image is None or not maps:
+        return None
+    image = np.asarray(image)
+    # A single channel is shown as a plain grey image.
+    rows = [("Input image", [image[..., 0] if image.shape[-1] == 1 else image], "grey")]
+    for label, stack in maps.items():
+        rows.append((_row_label(label, len(stack)), list(stack[:_MAX_IMAGES_PER_ROW]), "grey"))
+    return _figure_image_rows(rows)
+
+
+def _figure_confusion(extras):
+    """Confusion matrix of the best fixed arm, counts written in the cells."""
+    confusion = extras.get("confusion")
+    if not confusion:
+        return None
+    matrix = np.asarray(confusion["matrix"])
+    labels = [str(label) for label in confusion["labels"]]
+    # Capped: CIFAR-100 would otherwise give a 36-inch figure.
+    size = min(1.2 + 0.35 * len(labels), 7.0)
+    figure, axes = _new_figure(size + 0.8, size)
+    axes = axes[0, 0]
+    image = axes.imshow(matrix, cmap="Blues")
+    figure.colorbar(image, ax=axes, shrink=0.8)
+    if len(labels) <= _MAX_LABELLED_CLASSES:
+        ticks = np.arange(len(labels))
+        axes.set_xticks(ticks, labels, fontsize=7)
+        axes.set_yticks(ticks, labels, fontsize=7)
+    # With too many classes the default ticks count classes in label order.
+    axes.set_xlabel("predicted" if len(labels) <= _MAX_LABELLED_CLASSES else "predicted (class index)")
+    axes.set_ylabel("true" if len(labels) <= _MAX_LABELLED_CLASSES else "true (class index)")
+    axes.set_title(confusion["arm"], fontsize=9)
+    if len(labels) <= _MAX_ANNOTATED_CLASSES:
+        threshold = matrix.max() / 2
+        for (row, column), count in np.ndenumerate(matrix):
+            colour = "white" if count > threshold else "black"
+            axes.text(column, row, f"{count:g}", ha="center", va="center", fontsize=6, color=colour)
+    return figure
+
+
+# --------------------------------------------------------------------------- HTML
+
+_CSS = """
+body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: left; }
+th { background: #f2f2f2; }
+figure { margin: 1em 0; }
+figcaption { font-size: 0.85em; color: #555; }
+img { max-width: 100%; }
+.supported { color: #1a7f37; font-weight: bold; }
+.refuted { color: #cf222e; font-weight: bold; }
+.inconclusive { color: #9a6700; font-weight: bold; }
+"""
+
+
+def _html_table(header, rows):
+    head = "".join(f"<th>{html.escape(str(cell))}</th>" for cell in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(cell))}</td>" for cell in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _html_section(section_id, title, body):
+    return f'<section id="{section_id}"><h2>{html.escape(title)}</h2>{body}</section>'
+
+
+def _html_figure(section_id, title, caption, figure):
+    """A section holding ``figure`` as an embedded PNG, or a note when there is none."""
+    if figure is None:
+        body = "<p>Not available for this study.</p>"
+    else:
+        body = (
+            f'<figure><img src="{_data_uri(figure)}" alt="{html.escape(title)}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+        )
+    return _html_section(section_id, title, body)
+
+
+def _html_verdicts(results):
+    items = []
+    for verdict in results.get("verdicts", []):
+        # The verdict word becomes a class name only when it is one we style.
+        css = verdict["verdict"] if verdict["verdict"] in _KNOWN_VERDICTS else ""
+        items.append(
+            f"<li><strong>{html.escape(verdict['claim'])}</strong>: "
+            f'<span class="{css}">{html.escape(verdict["verdict"])}</span>. {html.escape(verdict["sentence"])}</li>'
+        )
+    return f"<ul>{''.join(items)}</ul>" if items else "<p>No verdicts.</p>"
+
+
+def _html_skipped(results):
+    items = [f"<li>{html.escape(s['name'])}: {html.escape(s['reason'])}</li>" for s in results.get("skipped_arms", [])]
+    return f"<ul>{''.join(items)}</ul>" if items else "<p>No arm was skipped.</p>"
+
+
+def _html_versions(results):
+    return _html_table(("Package / machine", "Version"), list((results.get("versions") or {}).items()))
+
+
+def _report_html(results, extras):
+    """Render the whole report page as one self-contained HTML string."""
+    sections = [
+        _html_section("summary", "Results", _html_table(_SUMMARY_HEADER, _summary_rows(results))),
+        _html_section(
+            "comparisons", "Comparisons with the reference", _html_table(_COMPARISON_HEADER, _comparison_rows(results))
+        ),
+        _html_figure(
+            "fig-accuracy",
+            "Accuracy per arm",
+            "Mean accuracy over all splits with its 95% t-interval.",
+            _figure_accuracy(results),
+        ),
+    ]
+    if results.get("transfer"):
+        transfer = results["transfer"]
+        caption = (
+            f"Kernels learned on classes {transfer.get('source_classes')}, then fixed, against training from "
+            f"scratch on classes {transfer.get('target_classes')}; mean and 95% CI over repeats."
+        )
+        sections.append(_html_figure("fig-transfer", "Data efficiency", caption, _figure_transfer(transfer)))
+    sections += [
+        _html_figure(
+            "fig-time",
+            "Accuracy against fit time",
+            "Mean fit time of the whole pipeline per split.",
+            _figure_time(results),
+        ),
+        _html_figure(
+            "fig-filters",
+            "Filters",
+            "Kernels of each bank, each scaled on its own: red positive, blue negative "
+            "(grey input: channel mean; three channels: shown in colour).",
+            _figure_filters(extras),
+        ),
+        _html_figure(
+            "fig-feature-maps",
+            "Feature maps",
+            "One test image through each fixed bank, before pooling; each map scaled on its own.",
+            _figure_feature_maps(extras),
+        ),
+        _html_figure(
+            "fig-confusion",
+            "Confusion matrix of the best fixed arm",
+            "Rows: true class; columns: predicted class; cells: counts.",
+            _figure_confusion(extras),
+        ),
+        _html_section("verdicts", "Verdicts", _html_verdicts(results)),
+        _html_section("skipped", "Skipped arms", _html_skipped(results)),
+        _html_section("versions", "Versions", _html_versions(results)),
+    ]
+    title = f"skconvfeat study: {results.get('dataset')}"
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
+        f"<h1>{html.escape(title)}</h1><p>{html.escape(_study_line(results))}</p>"
+        + "".join(sections)
+        + "</body></html>\n"
+    )

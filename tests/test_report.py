@@ -1,0 +1,407 @@
+"""The study report: files, their content, and that the HTML renders in a browser."""
+
+import base64
+import html
+import io
+import json
+import os
+import re
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pd = pytest.importorskip("pandas")
+Image = pytest.importorskip("PIL.Image")
+pytest.importorskip("matplotlib")
+
+from skconvfeat import _report  # noqa: E402
+from skconvfeat._report import write_report  # noqa: E402
+
+CHROMIUM = Path("/usr/bin/chromium")
+FIGURE_SECTIONS = ("fig-accuracy", "fig-transfer", "fig-time", "fig-filters", "fig-feature-maps", "fig-confusion")
+N_SPLITS = 10  # 5 repeats x 2 folds
+# A label that would break the page if it reached the HTML unescaped.
+HOSTILE_LABEL = "Sharpen <script>alert(1)</script> | fixed"
+
+
+def make_study(transfer=True, seed=0):
+    """Build schema-valid ``results`` and ``extras`` shaped like a digits study.
+
+    8x8 grey images, three fixed banks, the raw-pixel arm, a learned arm as
+    reference and, when ``transfer``, the data-efficiency part.
+    """
+    rng = np.random.default_rng(seed)
+    arm_specs = [  # name, label, kind, bank, n_filters, kernel size, true accuracy
+        ("gaussian", "Gaussian, fixed", "fixed", "gaussian", 4, 3, 0.93),
+        ("gabor", "Gabor, fixed", "fixed", "gabor", 8, 5, 0.96),
+        ("random", "Random, fixed", "fixed", "random", 20, 3, 0.95),
+        ("identity", "Raw pixels", "raw", "identity", 1, 1, 0.96),
+        ("learned", "Learned kernels", "learned", None, 8, 3, 0.975),
+    ]
+    arms, banks, maps = [], {}, {}
+    for name, label, kind, bank, n_filters, size, accuracy in arm_specs:
+        scores = np.clip(accuracy + rng.normal(0, 0.008, N_SPLITS), 0, 1)
+        half = 2.26 * scores.std(ddof=1) / np.sqrt(N_SPLITS)
+        arms.append(
+            {
+                "name": name, "label": label, "kind": kind, "bank": bank, "n_features": n_filters * 16,
+                "scores": scores.round(4).tolist(),
+                "fit_time": (rng.uniform(0.1, 0.5, N_SPLITS) * (30 if kind == "learned" else 1)).round(3).tolist(),
+                "transform_time": None if kind == "learned" else rng.uniform(0.01, 0.03, N_SPLITS).round(4).tolist(),
+                "mean": float(scores.mean()), "ci_low": float(scores.mean() - half), "ci_high": float(scores.mean() + half),
+            }
+        )  # fmt: skip
+        if kind == "fixed":
+            banks[label] = rng.normal(size=(n_filters, 1, size, size))
+            maps[label] = rng.random((n_filters, 8, 8))
+    reference = arms[-1]
+    comparisons = [
+        {
+            "arm": arm["name"], "reference": "learned", "mean_diff": arm["mean"] - reference["mean"],
+            "ci_low": arm["mean"] - reference["mean"] - 0.01, "ci_high": arm["mean"] - reference["mean"] + 0.01,
+            "p_value": 0.003 if arm["name"] != "gabor" else float("nan"),
+            "test": "corrected repeated k-fold t-test (Bouckaert & Frank 2004)",
+        }
+        for arm in arms[:-1]
+    ]  # fmt: skip
+    results = {
+        "dataset": "digits", "n_samples": 1797, "n_classes": 10, "image_shape": [8, 8, 1], "classifier": "logistic",
+        "cv": {"n_splits": 2, "n_repeats": 5, "random_state": 0, "n_train": 898, "n_test": 899},
+        "arms": arms,
+        "comparisons": comparisons,
+        "transfer": _make_transfer(rng) if transfer else None,
+        "verdicts": [
+            {"claim": "Random fixed kernels work very poorly", "verdict": "refuted",
+             "sentence": "Random fixed kernels reached 95.0% (95% CI 94.4-95.6%), 2.5 points below learned ones."},
+            {"claim": "Fixed Gabor kernels match learned ones", "verdict": "inconclusive",
+             "sentence": "Gabor kernels scored 1.5 points lower (95% CI -3.1 to +0.1), an interval that crosses zero."},
+        ],
+        "skipped_arms": [{"name": "sharpen", "reason": f"{HOSTILE_LABEL} needs an odd kernel size & got 4"}],
+        "elapsed_s": 42.0,
+        "versions": {"skconvfeat": "0.1.0", "scikit-learn": "1.6.1", "torch": "2.4.0", "machine": "x86_64, 2 cores"},
+    }  # fmt: skip
+    matrix = np.diag(rng.integers(160, 180, 10)) + rng.integers(0, 3, (10, 10))
+    extras = {
+        "banks": banks,
+        "learned_before": rng.normal(0, 0.1, (8, 1, 3, 3)),
+        "learned_after": rng.normal(0, 0.5, (8, 1, 3, 3)),
+        "sample_image": rng.random((8, 8, 1)) * 16,
+        "feature_maps": maps,
+        "confusion": {"arm": "Gabor, fixed", "labels": list(range(10)), "matrix": matrix},
+    }
+    return results, extras
+
+
+def _make_transfer(rng):
+    sizes, n_repeats = [20, 50, 100, 300], 3
+    arms = {}
+    for name, label, top in (("transfer", "Transferred kernels, fixed", 0.95), ("scratch", "Learned from scratch", 0.9),
+                             ("random", "Random kernels, fixed", 0.88)):
+        curve = top - 0.4 / np.sqrt(sizes)[:, None]
+        arms[name] = {
+            "label": label,
+            "scores": np.clip(curve + rng.normal(0, 0.01, (len(sizes), n_repeats)), 0, 1).round(4).tolist(),
+            "fit_time": rng.uniform(0.05, 0.4, (len(sizes), n_repeats)).round(3).tolist(),
+        }  # fmt: skip
+    return {"source_classes": [0, 1, 2, 3, 4], "target_classes": [5, 6, 7, 8, 9], "train_sizes": sizes, "arms": arms}
+
+
+@pytest.fixture(scope="module")
+def report_dir(tmp_path_factory):
+    """A report written once for the read-only tests of this module."""
+    out_dir = tmp_path_factory.mktemp("report") / "nested" / "out"
+    results, extras = make_study()
+    write_report(results, extras, out_dir)
+    return out_dir
+
+
+def test_writes_every_file(report_dir):
+    names = {path.name for path in report_dir.iterdir()}
+    assert names == {"results.json", "results.csv", "transfer.csv", "summary.md", "report.html"}
+
+
+def test_json_round_trips_with_nan_as_null(report_dir):
+    results, _ = make_study()
+    # The gabor comparison's p-value is NaN, which strict JSON spells null.
+    expected = json.loads(json.dumps(results).replace("NaN", "null"))
+    assert json.loads((report_dir / "results.json").read_text()) == expected
+
+
+def test_results_csv_has_one_row_per_arm_and_split(report_dir):
+    results, _ = make_study()
+    table = pd.read_csv(report_dir / "results.csv")
+    assert list(table.columns) == ["arm", "label", "kind", "split", "accuracy", "fit_time", "transform_time"]
+    assert len(table) == len(results["arms"]) * N_SPLITS
+    gabor = table[table.arm == "gabor"].sort_values("split")
+    np.testing.assert_allclose(gabor.accuracy, results["arms"][1]["scores"])
+    # The learned arm has no separate transform step: empty cells, read back as NaN.
+    assert table[table.kind == "learned"].transform_time.isna().all()
+    assert table[table.kind != "learned"].transform_time.notna().all()
+
+
+def test_transfer_csv_has_one_row_per_arm_size_and_repeat(report_dir):
+    table = pd.read_csv(report_dir / "transfer.csv")
+    assert list(table.columns) == ["arm", "label", "train_size", "repeat", "accuracy", "fit_time"]
+    assert len(table) == 3 * 4 * 3
+    assert sorted(table.train_size.unique()) == [20, 50, 100, 300]
+
+
+def test_summary_markdown_has_table_comparisons_verdicts_and_skipped(report_dir):
+    results, _ = make_study()
+    text = (report_dir / "summary.md").read_text()
+    for arm in results["arms"]:
+        assert f"| {arm['label']} | {arm['kind']} | {arm['n_features']} |" in text
+    for verdict in results["verdicts"]:
+        assert verdict["sentence"] in text
+        assert f"**{verdict['claim']}**: {verdict['verdict']}" in text
+    assert "| Gabor, fixed | Learned kernels |" in text
+    assert "| n/a |" in text  # the NaN p-value
+    assert "needs an odd kernel size" in text
+
+
+def test_html_is_self_contained_with_every_figure(report_dir):
+    results, _ = make_study()
+    page = (report_dir / "report.html").read_text()
+    for section in FIGURE_SECTIONS:
+        match = re.search(rf'<section id="{section}">.*?</section>', page, re.S)
+        assert match, section
+        encoded = re.search(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', match.group(0))
+        assert encoded, f"{section} has no embedded PNG"
+        assert Image.open(io.BytesIO(base64.b64decode(encoded.group(1)))).format == "PNG"
+    for section in ("summary", "comparisons", "verdicts", "skipped", "versions"):
+        assert f'<section id="{section}">' in page
+    assert "http" not in page.lower()
+    assert "<script" not in page.lower()  # the hostile label is escaped, and the page needs no JS
+    assert "Sharpen &lt;script&gt;alert(1)&lt;/script&gt;" in page
+    for verdict in results["verdicts"]:
+        assert html.escape(verdict["sentence"]) in page
+    assert "x86_64, 2 cores" in page
+    assert len(page.encode()) < 2_000_000
+
+
+def test_html_leaves_out_transfer_and_stale_csv_without_transfer(tmp_path):
+    write_report(*make_study(), tmp_path)
+    write_report(*make_study(transfer=False), tmp_path)
+    assert not (tmp_path / "transfer.csv").exists()
+    page = (tmp_path / "report.html").read_text()
+    assert 'id="fig-transfer"' not in page
+    assert 'id="fig-accuracy"' in page
+
+
+def test_missing_extras_only_drop_their_figures(tmp_path):
+    results, _ = make_study()
+    write_report(results, {}, tmp_path)
+    page = (tmp_path / "report.html").read_text()
+    assert page.count("Not available for this study.") == 3  # filters, feature maps, confusion
+    assert page.count("data:image/png;base64,") == 3  # accuracy, transfer, time
+
+
+def test_error_while_rendering_leaves_new_data_and_no_html(tmp_path, monkeypatch):
+    write_report(*make_study(seed=0), tmp_path)
+
+    def broken(results):
+        raise RuntimeError("plotting failed")
+
+    monkeypatch.setattr(_report, "_figure_time", broken)
+    with pytest.raises(RuntimeError, match="plotting failed"):
+        write_report(*make_study(seed=1), tmp_path)
+    # The old page would contradict the new results.json.
+    assert not (tmp_path / "report.html").exists()
+    assert not [path for path in tmp_path.iterdir() if path.name.startswith(".")]
+    # The data files of the second study were written before its HTML was attempted.
+    scores = json.loads((tmp_path / "results.json").read_text())["arms"][0]["scores"]
+    assert scores == make_study(seed=1)[0]["arms"][0]["scores"]
+
+
+def test_error_while_writing_leaves_no_partial_file(tmp_path, monkeypatch):
+    def fail_replace(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", fail_replace)
+    with pytest.raises(OSError, match="disk full"):
+        write_report(*make_study(), tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_matplotlib_gives_install_hint(tmp_path, monkeypatch):
+    # None in sys.modules makes the import fail as if matplotlib were not installed.
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    with pytest.raises(ImportError, match=r"pip install 'skconvfeat\[report\]'"):
+        write_report(*make_study(), tmp_path)
+    assert (tmp_path / "results.json").exists() and not (tmp_path / "report.html").exists()
+
+
+# --------------------------------------------------------------------------- browser
+#
+# Chromium is driven over the DevTools protocol on a pipe (--remote-debugging-pipe:
+# commands on fd 3, replies and events on fd 4, NUL-separated JSON) rather than by
+# grepping its stderr log: the log is full of unrelated dbus errors, and it reports
+# neither failed resource loads nor the level of a console message. Over the
+# protocol, console errors, uncaught exceptions, failed loads and every request the
+# page makes arrive as structured events.
+
+needs_chromium = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="/usr/bin/chromium is absent (CI installs it with .ci/install-chromium.sh)"
+)
+
+
+class _DevTools:
+    """A minimal DevTools-protocol client for a headless Chromium it starts."""
+
+    def __init__(self, user_data_dir, timeout=30.0):
+        self.timeout = timeout
+        self.events, self._buffer, self._next_id = [], b"", 0
+        to_browser_read, self._to_browser = os.pipe()
+        self._from_browser, from_browser_write = os.pipe()
+
+        def wire_pipes():
+            # Duplicate first: the pipe ends may already be numbered 3 or 4, and
+            # dup2 onto the same number would keep them close-on-exec.
+            read_end, write_end = os.dup(to_browser_read), os.dup(from_browser_write)
+            os.dup2(read_end, 3)
+            os.dup2(write_end, 4)
+
+        self.process = subprocess.Popen(
+            [
+                str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                f"--user-data-dir={user_data_dir}", "--remote-debugging-pipe", "about:blank",
+            ],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            preexec_fn=wire_pipes, close_fds=False,
+        )  # fmt: skip
+        os.close(to_browser_read)
+        os.close(from_browser_write)
+
+    def call(self, method, params=None, session=None):
+        """Send a command and return its result, keeping the events that arrive meanwhile."""
+        self._next_id += 1
+        message = {"id": self._next_id, "method": method, "params": params or {}}
+        if session:
+            message["sessionId"] = session
+        os.write(self._to_browser, json.dumps(message).encode() + b"\0")
+        deadline = time.monotonic() + self.timeout
+        while True:
+            reply = self._receive(deadline)
+            if reply.get("id") == self._next_id:
+                if "error" in reply:
+                    raise RuntimeError(f"{method}: {reply['error']}")
+                return reply["result"]
+            self.events.append(reply)
+
+    def wait_for(self, method):
+        """Read events until one named ``method`` has arrived."""
+        deadline = time.monotonic() + self.timeout
+        while not any(event.get("method") == method for event in self.events):
+            self.events.append(self._receive(deadline))
+
+    def _receive(self, deadline):
+        while b"\0" not in self._buffer:
+            ready, _, _ = select.select([self._from_browser], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                raise TimeoutError("chromium did not answer in time")
+            chunk = os.read(self._from_browser, 1 << 20)
+            if not chunk:
+                raise EOFError("chromium closed the DevTools pipe")
+            self._buffer += chunk
+        message, self._buffer = self._buffer.split(b"\0", 1)
+        return json.loads(message)
+
+    def close(self):
+        try:
+            self.call("Browser.close")
+            self.process.wait(timeout=10)
+        except (OSError, RuntimeError, TimeoutError, EOFError, subprocess.TimeoutExpired):
+            self.process.kill()
+            self.process.wait()
+        finally:
+            os.close(self._to_browser)
+            os.close(self._from_browser)
+
+
+def render_in_chromium(page, screenshot, user_data_dir, size=(1200, 3000)):
+    """Load ``page`` in headless Chromium, screenshot it, and list what went wrong.
+
+    Returns
+    -------
+    problems : list of str
+        Console errors and assertions, uncaught exceptions, failed loads and
+        requests for anything other than the page itself and ``data:`` URIs.
+    """
+    url = Path(page).resolve().as_uri()
+    browser = _DevTools(user_data_dir)
+    try:
+        target = browser.call("Target.createTarget", {"url": "about:blank"})["targetId"]
+        session = browser.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+        for domain in ("Runtime", "Log", "Network", "Page"):
+            browser.call(f"{domain}.enable", session=session)
+        metrics = {"width": size[0], "height": size[1], "deviceScaleFactor": 1, "mobile": False}
+        browser.call("Emulation.setDeviceMetricsOverride", metrics, session=session)
+        browser.call("Page.navigate", {"url": url}, session=session)
+        browser.wait_for("Page.loadEventFired")
+        shot = browser.call("Page.captureScreenshot", {"format": "png"}, session=session)
+        Path(screenshot).write_bytes(base64.b64decode(shot["data"]))
+    finally:
+        browser.close()
+    return [problem for event in browser.events if (problem := _problem(event, url))]
+
+
+def _problem(event, url):
+    """Describe ``event`` if it shows a broken page, else return None."""
+    method, params = event.get("method"), event.get("params", {})
+    if method == "Runtime.consoleAPICalled" and params["type"] in ("error", "assert"):
+        return f"console.{params['type']}: {[arg.get('value') for arg in params['args']]}"
+    if method == "Runtime.exceptionThrown":
+        details = params["exceptionDetails"]
+        return f"uncaught: {details.get('exception', {}).get('description', details['text'])}"
+    if method == "Log.entryAdded" and params["entry"]["level"] == "error":
+        return f"log: {params['entry']['text']} {params['entry'].get('url', '')}"
+    if method == "Network.loadingFailed":
+        return f"load failed: {params['errorText']}"
+    if method == "Network.requestWillBeSent":
+        requested = params["request"]["url"]
+        if requested != url and not requested.startswith("data:"):
+            return f"external request: {requested}"
+    return None
+
+
+def assert_not_blank(screenshot, min_colours=50, min_ink=0.02):
+    """Fail unless ``screenshot`` shows enough non-white pixels in enough colours."""
+    pixels = np.asarray(Image.open(screenshot).convert("RGB"))
+    ink = (pixels.min(axis=2) < 240).mean()
+    # One integer per colour: np.unique(axis=0) on 3.6 M rows would take seconds.
+    packed = (pixels[..., 0].astype(np.uint32) << 16) | (pixels[..., 1].astype(np.uint32) << 8) | pixels[..., 2]
+    colours = len(np.unique(packed))
+    assert colours >= min_colours and ink >= min_ink, f"blank page? {colours} colours, {ink:.1%} ink"
+
+
+@needs_chromium
+def test_browser_check_catches_a_broken_page(tmp_path):
+    page = tmp_path / "broken.html"
+    page.write_text(
+        '<!DOCTYPE html><html><body><p>broken</p><script>console.error("x")</script>'
+        '<img src="missing.png"><script>notDefined()</script>'
+        '<img src="https://example.invalid/logo.png"></body></html>'
+    )
+    problems = render_in_chromium(page, tmp_path / "broken.png", tmp_path / "profile")
+    text = "\n".join(problems)
+    assert "console.error: ['x']" in text
+    assert "missing.png" in text
+    assert "uncaught: ReferenceError: notDefined is not defined" in text
+    assert "external request: https://example.invalid/logo.png" in text
+    with pytest.raises(AssertionError, match="blank page"):
+        assert_not_blank(tmp_path / "broken.png")
+
+
+@needs_chromium
+def test_report_renders_in_chromium(report_dir, tmp_path):
+    screenshot = tmp_path / "report.png"
+    problems = render_in_chromium(report_dir / "report.html", screenshot, tmp_path / "profile")
+    assert problems == []
+    assert_not_blank(screenshot)
