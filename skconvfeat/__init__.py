@@ -5,7 +5,15 @@ Train only the "fully-connected" head of a CNN whose kernels are frozen
 """
 
 from ._banks import list_banks, make_bank, register_bank
+from ._learned import LearnedConvClassifier, transfer_bank
 from ._transformer import FixedConvTransformer
 
-__all__ = ["FixedConvTransformer", "list_banks", "make_bank", "register_bank"]
+__all__ = [
+    "FixedConvTransformer",
+    "LearnedConvClassifier",
+    "list_banks",
+    "make_bank",
+    "register_bank",
+    "transfer_bank",
+]
 __version__ = "0.1.0"
