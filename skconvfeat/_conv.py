@@ -7,6 +7,7 @@ the convolution is a single matrix product over im2col patches and the
 pooling adds whole contiguous rows of filter responses.
 """
 
+import functools
 from dataclasses import dataclass
 
 NONLINEARITIES = ("none", "relu", "abs", "square", "two_sided_relu")
@@ -76,6 +77,12 @@ def convolve(x, weights, kernel_hw, spec, xp):
     kh, kw = kernel_hw
     batch, _, _, n_channels = x.shape
     out_h, out_w = x.shape[1] - kh + 1, x.shape[2] - kw + 1
+    if n_channels == 1:
+        # Grey images: windows have rows of only kw values, which a flat-index
+        # gather copies twice as fast as the strided window view.
+        index = _window_index(x.shape[1:3], kernel_hw, xp)
+        patches = xp.take(x.reshape(batch, -1), index, axis=1)
+        return (patches.reshape(-1, kh * kw) @ weights).reshape(batch, out_h, out_w, -1)
     # (B, H', W', C, kh, kw) view, no copy yet.
     windows = xp.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(1, 2))
     if spec.channel_mode == "separate":
@@ -87,6 +94,14 @@ def convolve(x, weights, kernel_hw, spec, xp):
         patches = windows.transpose(0, 1, 2, 4, 5, 3).reshape(batch * out_h * out_w, -1)
         maps = patches @ weights
     return maps.reshape(batch, out_h, out_w, -1)
+
+
+@functools.lru_cache(maxsize=16)
+def _window_index(image_hw, kernel_hw, xp):
+    """Flat pixel positions of every kernel window of an ``image_hw`` grey image, window-major."""
+    positions = xp.arange(image_hw[0] * image_hw[1]).reshape(image_hw)
+    windows = xp.lib.stride_tricks.sliding_window_view(positions, kernel_hw)
+    return xp.ascontiguousarray(windows.reshape(-1))
 
 
 def activate(maps, nonlinearity, xp):
