@@ -19,18 +19,17 @@ import numbers
 import warnings
 
 import numpy as np
+from scipy.special import log_softmax, softmax
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_y, check_consistent_length, check_is_fitted
 
-from . import _conv
-from ._transformer import FixedConvTransformer
+from ._transformer import LAYER_PARAMETER_CONSTRAINTS, FixedConvTransformer
 
 __all__ = ["LearnedConvClassifier", "transfer_bank"]
 
-_PAIR_OR_INT = [Interval(numbers.Integral, 1, None, closed="left"), tuple, list]
 _TORCH_MISSING = "LearnedConvClassifier needs PyTorch: pip install 'skconvfeat[torch]'"
 # Inference works through X in chunks whose full-resolution maps (float64) stay
 # near this size, so predict on a large set never holds all the maps at once.
@@ -240,18 +239,7 @@ class LearnedConvClassifier(ClassifierMixin, BaseEstimator):
     """
 
     _parameter_constraints: dict = {
-        "bank": [str, "array-like"],
-        "bank_params": [None, dict],
-        "kernel_size": _PAIR_OR_INT,
-        "image_shape": [None, tuple, list],
-        "channel_mode": [StrOptions(set(_conv.CHANNEL_MODES))],
-        "padding": [StrOptions(set(_conv.PADDINGS))],
-        "nonlinearity": [StrOptions(set(_conv.NONLINEARITIES))],
-        "pooling": [StrOptions(set(_conv.POOLINGS))],
-        "pool_size": _PAIR_OR_INT,
-        "pool_stride": [None, *_PAIR_OR_INT],
-        "pool_grid": [None, *_PAIR_OR_INT],
-        "random_state": ["random_state"],
+        **LAYER_PARAMETER_CONSTRAINTS,
         "freeze_kernels": ["boolean"],
         "head": [StrOptions({"linear", "mlp"})],
         "hidden_units": [Interval(numbers.Integral, 1, None, closed="left")],
@@ -421,11 +409,7 @@ class LearnedConvClassifier(ClassifierMixin, BaseEstimator):
         proba : ndarray of shape (n_samples, n_classes)
             Columns follow ``classes_``.
         """
-        logits = self._logits(X)
-        logits -= logits.max(axis=1, keepdims=True)
-        np.exp(logits, out=logits)
-        logits /= logits.sum(axis=1, keepdims=True)
-        return logits
+        return softmax(self._logits(X), axis=1)
 
     def predict_log_proba(self, X):
         """Logarithm of :meth:`predict_proba`.
@@ -439,10 +423,7 @@ class LearnedConvClassifier(ClassifierMixin, BaseEstimator):
         -------
         log_proba : ndarray of shape (n_samples, n_classes)
         """
-        logits = self._logits(X)
-        logits -= logits.max(axis=1, keepdims=True)
-        logits -= np.log(np.exp(logits).sum(axis=1, keepdims=True))
-        return logits
+        return log_softmax(self._logits(X), axis=1)
 
     def predict(self, X):
         """Predicted class of each image.

@@ -19,6 +19,23 @@ from ._banks import _REGISTRY, _as_pair, _unknown_bank_message, make_bank
 
 _PAIR_OR_INT = [Interval(numbers.Integral, 1, None, closed="left"), tuple, list]
 
+# The layer's parameters, shared with LearnedConvClassifier so both arms of the
+# comparison accept exactly the same architectures.
+LAYER_PARAMETER_CONSTRAINTS = {
+    "bank": [str, "array-like"],
+    "bank_params": [None, dict],
+    "kernel_size": _PAIR_OR_INT,
+    "image_shape": [None, tuple, list],
+    "channel_mode": [StrOptions(set(_conv.CHANNEL_MODES))],
+    "padding": [StrOptions(set(_conv.PADDINGS))],
+    "nonlinearity": [StrOptions(set(_conv.NONLINEARITIES))],
+    "pooling": [StrOptions(set(_conv.POOLINGS))],
+    "pool_size": _PAIR_OR_INT,
+    "pool_stride": [None, *_PAIR_OR_INT],
+    "pool_grid": [None, *_PAIR_OR_INT],
+    "random_state": ["random_state"],
+}
+
 
 class FixedConvTransformer(TransformerMixin, BaseEstimator):
     """Convolve images with a fixed filter bank, apply a nonlinearity, pool and flatten.
@@ -145,21 +162,10 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
     """
 
     _parameter_constraints: dict = {
-        "bank": [str, "array-like"],
-        "bank_params": [None, dict],
-        "kernel_size": _PAIR_OR_INT,
-        "image_shape": [None, tuple, list],
-        "channel_mode": [StrOptions(set(_conv.CHANNEL_MODES))],
-        "padding": [StrOptions(set(_conv.PADDINGS))],
-        "nonlinearity": [StrOptions(set(_conv.NONLINEARITIES))],
-        "pooling": [StrOptions(set(_conv.POOLINGS))],
-        "pool_size": _PAIR_OR_INT,
-        "pool_stride": [None, *_PAIR_OR_INT],
-        "pool_grid": [None, *_PAIR_OR_INT],
+        **LAYER_PARAMETER_CONSTRAINTS,
         "dtype": [StrOptions({"float32", "float64"})],
         "batch_size": [StrOptions({"auto"}), Interval(numbers.Integral, 1, None, closed="left")],
         "device": [StrOptions(set(_backend.DEVICES))],
-        "random_state": ["random_state"],
     }
 
     def __init__(
