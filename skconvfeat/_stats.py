@@ -65,7 +65,7 @@ def mean_interval(values, *, confidence=0.95, test_train_ratio=0.0):
     return mean, mean - half, mean + half
 
 
-def corrected_paired_ttest(scores_a, scores_b, *, n_train, n_test, confidence=0.95):
+def corrected_paired_ttest(scores_a, scores_b, *, n_train=None, n_test=None, confidence=0.95):
     """Corrected repeated k-fold t-test of ``scores_a - scores_b`` (paired by split).
 
     The variance of the mean difference is ``(1/n + n_test/n_train) * s**2``
@@ -78,8 +78,10 @@ def corrected_paired_ttest(scores_a, scores_b, *, n_train, n_test, confidence=0.
     ----------
     scores_a, scores_b : array-like of shape (n,)
         Scores of two models on the same splits, in the same order.
-    n_train, n_test : int
-        Training and test set sizes of one split.
+    n_train, n_test : int or None, default=None
+        Training and test set sizes of one split. Leave both ``None`` for
+        pairs that do not share data (e.g. disjoint test folds with small,
+        barely overlapping training draws): the plain paired t-test.
     confidence : float, default=0.95
         Coverage of the interval on the mean difference.
 
@@ -90,9 +92,11 @@ def corrected_paired_ttest(scores_a, scores_b, *, n_train, n_test, confidence=0.
         ``p_value`` (two-sided) and ``df``.
     """
     diff = np.asarray(scores_a, dtype=float) - np.asarray(scores_b, dtype=float)
-    if n_train < 1 or n_test < 1:
+    if (n_train is None) != (n_test is None):
+        raise ValueError("Give both n_train and n_test, or neither.")
+    if n_train is not None and (n_train < 1 or n_test < 1):
         raise ValueError(f"n_train and n_test must be positive. Got {n_train!r}, {n_test!r}.")
-    factor = _variance_factor(diff.size, n_test / n_train)
+    factor = _variance_factor(diff.size, 0.0 if n_train is None else n_test / n_train)
     mean, half, std_error, df = _t_interval(diff, factor, confidence)
     if std_error > 0:
         t_stat = mean / std_error
