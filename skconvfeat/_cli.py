@@ -142,10 +142,13 @@ def _mean(values):
 def format_results(results):
     """The table, comparisons, transfer curve, answers and skipped arms, as text."""
     cv = results["cv"]
-    lines = [
+    header = (
         f"{results['dataset']}: {results['n_samples']} images {tuple(results['image_shape'])}, "
         f"{results['n_classes']} classes; head: {results['classifier']}; "
-        f"{cv['n_repeats']}x{cv['n_splits']}-fold CV ({cv['n_train']} train / {cv['n_test']} test per split)",
+        f"{cv['n_repeats']}x{cv['n_splits']}-fold CV ({cv['n_train']} train / {cv['n_test']} test per split)"
+    )
+    lines = [
+        header,
         "",
         f"{'arm':<28}{'features':>9}  {'accuracy (95% CI)':<24}{'fit s':>7}{'transform s':>13}",
     ]
@@ -156,12 +159,13 @@ def format_results(results):
             f"{_mean(arm['transform_time']):>13}"
         )
     lines.append("(95% CI corrected for overlapping CV training sets; times are means per split)")
+    labels = {arm["name"]: arm["label"] for arm in results["arms"]}
     if results["comparisons"]:
-        lines += ["", f"Against {results['comparisons'][0]['reference']} "
-                      "(corrected repeated k-fold t-test, Bouckaert & Frank 2004):"]
+        reference = labels[results["comparisons"][0]["reference"]]
+        lines += ["", f"Against {reference} (corrected repeated k-fold t-test, Bouckaert & Frank 2004):"]
         for c in results["comparisons"]:
             lines.append(
-                f"  {c['arm']:<16}{100 * c['mean_diff']:+6.1f} points "
+                f"  {labels[c['arm']]:<26}{100 * c['mean_diff']:+6.1f} points "
                 f"(95% CI {100 * c['ci_low']:+.1f} to {100 * c['ci_high']:+.1f}), p = {c['p_value']:.2g}"
             )
     lines += _format_transfer(results["transfer"])
@@ -176,10 +180,13 @@ def format_results(results):
 def _format_transfer(transfer):
     if transfer is None:
         return []
+    title = (
+        f"Transfer: kernels learned on classes {transfer['source_classes']}, used on "
+        f"{transfer['target_classes']}; mean accuracy (fit s) over {transfer['n_seeds']} seeds"
+    )
     lines = [
         "",
-        f"Transfer: kernels learned on classes {transfer['source_classes']}, used on "
-        f"{transfer['target_classes']}; mean accuracy (fit s) over {transfer['n_seeds']} seeds",
+        title,
         f"  {'training images':<30}" + "".join(f"{n:>15}" for n in transfer["train_sizes"]),
     ]
     for arm in transfer["arms"].values():

@@ -13,7 +13,7 @@ import math
 import numpy as np
 from scipy import stats
 
-__all__ = ["mean_interval", "corrected_paired_ttest", "verdict"]
+__all__ = ["corrected_paired_ttest", "mean_interval", "verdict"]
 
 TEST_NAME = "corrected repeated k-fold t-test (Bouckaert & Frank 2004)"
 

@@ -26,10 +26,10 @@ def test_mean_interval_matches_scipy():
 
 def test_mean_interval_correction_widens_by_the_variance_factor():
     values = np.array([0.91, 0.95, 0.93, 0.97, 0.94, 0.92])
-    mean, low, high = mean_interval(values)
-    _, clow, chigh = mean_interval(values, test_train_ratio=0.25)
+    mean, _, high = mean_interval(values)
+    _, _, corrected_high = mean_interval(values, test_train_ratio=0.25)
     # half-width scales with sqrt((1/n + ratio) / (1/n)) = sqrt(1 + n * ratio)
-    assert (chigh - mean) == pytest.approx((high - mean) * math.sqrt(1 + 6 * 0.25))
+    assert (corrected_high - mean) == pytest.approx((high - mean) * math.sqrt(1 + 6 * 0.25))
 
 
 def test_corrected_ttest_hand_numbers():
