@@ -376,20 +376,17 @@ def _pct(x):
     return f"{100 * x:.1f}%"
 
 
-def _pts(x):
-    return f"{100 * x:+.1f} points"
-
-
-def _ci(low, high, unit=_pct):
-    return f"95% CI {unit(low)} to {unit(high)}"
-
-
 def _diff_text(res):
-    return f"{_pts(res['mean_diff'])} ({_ci(res['ci_low'], res['ci_high'], _pts)}, p = {res['p_value']:.2g})"
+    """A paired difference in percentage points with its interval and p-value."""
+    return (
+        f"{100 * res['mean_diff']:+.1f} points (95% CI {100 * res['ci_low']:+.1f} to "
+        f"{100 * res['ci_high']:+.1f}, p = {res['p_value']:.2g})"
+    )
 
 
 def _arm_text(arm):
-    return f"{_pct(arm['mean'])} ({_ci(arm['ci_low'], arm['ci_high'])})"
+    """An arm's mean accuracy with its interval."""
+    return f"{_pct(arm['mean'])} [95% CI {_pct(arm['ci_low'])} to {_pct(arm['ci_high'])}]"
 
 
 def _untestable(claim, missing):
