@@ -4,7 +4,8 @@ Runs :func:`skconvfeat._study.run_study` and answers, from its numbers, the
 question "if only the fully-connected layer of a CNN is trained and the
 kernels stay fixed, does it classify as well?". Progress goes to stderr; the
 table and the answer (or, with ``--json``, only the results dict) to stdout.
-Exit codes: 0 done, 1 the data could not be loaded, 2 bad options.
+Exit codes: 0 done, 1 the data could not be loaded or the report not
+written, 2 bad options.
 """
 
 import argparse
@@ -127,7 +128,7 @@ def _plain_progress():
 
     def progress(done, total, label):
         tenth = 10 * done // total
-        if tenth != last[0]:  # one line per tenth of the work
+        if tenth != last[0]:  # a line for the first model, then one per tenth of the work
             last[0] = tenth
             print(f"skconvfeat: {done}/{total} models fitted", file=sys.stderr, flush=True)
 
@@ -233,7 +234,11 @@ def main(argv=None):
         return 2
     finally:
         close()
-    if args.out:
-        _write_report(results, extras, args.out)
     print(json.dumps(results, indent=2) if args.json else format_results(results))
+    if args.out:
+        try:
+            _write_report(results, extras, args.out)
+        except (ImportError, OSError) as exc:  # the numbers are printed above: report and go on
+            print(f"skconvfeat: error: cannot write the report to {args.out!r}: {exc}", file=sys.stderr)
+            return 1
     return 0

@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from skconvfeat import _cli
 from skconvfeat._cli import main
 
 TINY = ["--banks", "gabor,identity", "--repeats", "2", "--folds", "2", "--n-jobs", "1",
@@ -69,6 +70,25 @@ def test_out_writes_the_report(tmp_path, capsys):
     assert main([*TINY, "--out", str(tmp_path)]) == 0
     assert (tmp_path / "results.json").is_file()
     assert json.loads((tmp_path / "results.json").read_text())["dataset"] == "digits"
+
+
+def test_unwritable_out_exits_1_after_printing_the_results(tmp_path, capsys):
+    pytest.importorskip("skconvfeat._report")
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert main([*TINY, "--json", "--out", str(blocker / "sub")]) == 1
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["dataset"] == "digits"
+    assert "cannot write the report" in captured.err and "Traceback" not in captured.err
+
+
+def test_plain_progress_prints_a_line_per_tenth(capsys):
+    progress = _cli._plain_progress()
+    for done in range(1, 41):
+        progress(done, 40, "gabor 0")
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 11  # the first model, then every tenth
+    assert lines[0] == "skconvfeat: 1/40 models fitted" and lines[-1] == "skconvfeat: 40/40 models fitted"
 
 
 def test_module_entry_point_reports_a_bad_bank_without_traceback():
