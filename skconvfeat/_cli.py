@@ -124,6 +124,7 @@ def _progress_bar():
 
 
 def _plain_progress():
+    """A ``progress(done, total, label)`` callable printing plain lines on stderr (no rich)."""
     last = [-1]
 
     def progress(done, total, label):
