@@ -5,8 +5,9 @@
 
 Same work on both sides: float32, a bank of 32 random 5x5 kernels, 'valid'
 padding, ReLU, 2x2 average pooling, features flattened to a NumPy array.
-Each number is the best of `--repeats` runs (best-of rejects noise from other
-processes on a shared machine; the ratio is what we report).
+Each number is the best of at least `--repeats` runs, and of at least one
+second of runs for short work (best-of rejects noise from other processes on
+a shared machine; the ratio is what we report).
 """
 
 import argparse
@@ -28,9 +29,10 @@ KERNEL = 5  # pixels
 TORCH_BATCH = 1024  # images per torch call: a batch size a user would pick; whole-set calls were no faster
 
 
-def best_time(func, repeats):
+def best_time(func, repeats, min_seconds=1.0):
+    """Best of at least `repeats` runs, more for short work (until `min_seconds` of runs)."""
     times = []
-    for _ in range(repeats):
+    while len(times) < repeats or sum(times) < min_seconds:
         start = time.perf_counter()
         func()
         times.append(time.perf_counter() - start)

@@ -6,19 +6,32 @@ and the pooling happen while the convolution output is still hot; only the
 pooled features ever reach main memory.
 """
 
+import functools
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from . import _conv
 from ._backend import blas_controller, cpu_threads
 
-# Per-thread working set the automatic batch size aims for. 1 MiB sits inside
-# the L2 cache of current x86 cores (measured sweet spot in
-# benchmarks/bench_transform.py: 0.5-2 MiB all within 5%).
-_CPU_WORKING_SET_BYTES = 1 << 20
-# Each thread gets this many runs of batches so a slow thread does not hold
-# the others up at the end.
+# Per-thread scratch memory the automatic batch size aims for. Measured with
+# benchmarks/bench_transform.py on a 2-core Xeon (2 MiB L2 per core): 2-8 MiB
+# all ran within ~5% of the best, 1 MiB was 1.7x slower on CIFAR-sized images
+# (too few images per matrix product), and beyond that memory grows for nothing.
+_CPU_WORKING_SET_BYTES = 4 << 20
+# Up to this many runs of batches per thread, so a slow thread does not hold
+# the others up at the end (fewer when there are fewer batches).
 _TASKS_PER_THREAD = 4
+
+
+@functools.cache
+def _thread_pool(n_threads):
+    """A pool kept for the process: starting threads costs ~0.6 ms, a third of transforming digits."""
+    return ThreadPoolExecutor(n_threads, thread_name_prefix="skconvfeat")
+
+
+# A forked child inherits the cache but not the threads: start afresh there.
+os.register_at_fork(after_in_child=_thread_pool.cache_clear)
 
 
 def bytes_per_image(image_shape, kernel_hw, spec, n_filters, itemsize):
@@ -54,7 +67,8 @@ def run_cpu(images, filters, spec, dtype, batch_size, n_threads=None):
             x = images[b:e].astype(dtype, copy=False)
             out[b:e] = _conv.layer(x, weights, kernel_hw, spec, np)
 
-    bounds = np.linspace(0, n, min(n, n_threads * _TASKS_PER_THREAD) + 1).astype(int)
+    n_tasks = max(min(n_threads, n), min(n_threads * _TASKS_PER_THREAD, -(-n // batch_size)))
+    bounds = np.linspace(0, n, n_tasks + 1).astype(int)
     ranges = [(s, e) for s, e in zip(bounds[:-1], bounds[1:]) if e > s]
     # Our threads replace BLAS's: one BLAS thread each avoids oversubscription.
     with blas_controller().limit(limits=1):
@@ -62,8 +76,7 @@ def run_cpu(images, filters, spec, dtype, batch_size, n_threads=None):
             for s, e in ranges:
                 work(s, e)
         else:
-            with ThreadPoolExecutor(n_threads) as pool:
-                list(pool.map(lambda r: work(*r), ranges))
+            list(_thread_pool(n_threads).map(lambda r: work(*r), ranges))
     return out
 
 

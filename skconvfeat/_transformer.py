@@ -103,7 +103,7 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
 
     batch_size : int or "auto", default="auto"
         Images per batch. ``"auto"`` keeps each CPU thread's scratch memory near
-        1 MiB (cache sized); on the GPU it is sized from free device memory.
+        4 MiB (a few times the L2 cache); on the GPU it is sized from free device memory.
         Extra memory held by ``transform`` beyond its output is about
         ``threads * batch_size * bytes_per_image`` where ``bytes_per_image`` is
         ``itemsize * (H'*W' * (C*kh*kw + n_maps) + padded input)``.
