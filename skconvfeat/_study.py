@@ -287,9 +287,11 @@ def _comparisons(arm_results, reference, n_train, n_test):
 # -- transfer -----------------------------------------------------------------
 
 
-def _fit_source(learner_cls, images, target, source_classes, classifier, seed):
-    """Learn kernels on the source classes; return them and the training time."""
+def _fit_source(learner_cls, images, target, source_classes, classifier, seed, train_size):
+    """Learn kernels on the source classes (at most ``train_size`` images); return them and the time."""
     idx = np.flatnonzero(np.isin(target, source_classes))
+    if train_size is not None and train_size < len(idx):
+        idx, _ = train_test_split(idx, train_size=train_size, stratify=target[idx], random_state=seed)
     model = _learned_model(learner_cls, "random", classifier, seed)
     start = time.perf_counter()
     model.fit(images[idx], target[idx])
@@ -328,12 +330,15 @@ def _transfer_plan(target, random_state):
     return source_classes, target_classes, folds, sizes
 
 
-def _transfer_study(learner_cls, images, target, classifier, random_state, n_jobs, progress):
-    """Kernels learned on the first half of the classes, fixed, on the second half."""
+def _transfer_study(learner_cls, images, target, classifier, random_state, train_size, n_jobs, progress):
+    """Kernels learned on the first half of the classes, fixed, on the second half.
+
+    The source model sees at most ``train_size`` images, like every model of the main comparison.
+    """
     source_classes, target_classes, folds, sizes = _transfer_plan(target, random_state)
     seeds = range(random_state, random_state + TRANSFER_SEEDS)
     sources = _run_parallel(
-        [(("source", s), (_fit_source, (learner_cls, images, target, source_classes, classifier, s), {}))
+        [(("source", s), (_fit_source, (learner_cls, images, target, source_classes, classifier, s, train_size), {}))
          for s in seeds],
         n_jobs,
         progress,
@@ -575,7 +580,8 @@ def run_study(
     random_state : int, default=0
         Seed of the splits, the random bank and the learned arms.
     train_size : int, default=None
-        Subsample each training fold (stratified) to this many images.
+        Subsample each training fold (stratified) to this many images; the
+        transfer experiment's source model gets at most as many.
     learned : bool, default=True
         Include the learned arms (needs PyTorch and ``skconvfeat._learned``).
     transfer : bool, default=True
@@ -655,7 +661,7 @@ def run_study(
         "arms": arm_results,
         "comparisons": _comparisons(arm_results, reference, n_train, n_test),
         "transfer": (
-            _transfer_study(learner_cls, images, target, classifier, random_state, n_jobs, report)
+            _transfer_study(learner_cls, images, target, classifier, random_state, train_size, n_jobs, report)
             if run_transfer else None
         ),
         "skipped_arms": skipped,
