@@ -113,6 +113,8 @@ def _progress_bar():
         from rich.progress import Progress
     except ImportError:
         return _plain_progress(), lambda: None
+    if not sys.stderr.isatty():  # a log file: rich would draw nothing until the end
+        return _plain_progress(), lambda: None
     bar = Progress(console=Console(stderr=True), transient=True)
     bar.start()
     task = bar.add_task("fitting", total=None)
