@@ -30,7 +30,8 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
+
+from ._stats import mean_interval
 
 __all__ = ["write_report"]
 
@@ -306,14 +307,12 @@ def _data_uri(figure):
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _t_interval(values, confidence=0.95):
-    """Mean and two-sided t-interval of ``values``; collapsed to the mean for one value."""
-    values = np.asarray(values, dtype=float)
-    mean = values.mean()
-    if values.size < 2:
+def _curve_interval(values):
+    """Mean and 95% t-interval over repeats; collapsed to the mean for a single repeat."""
+    if len(values) < 2:
+        mean = float(np.mean(values))
         return mean, mean, mean
-    half = stats.t.ppf(0.5 + confidence / 2, values.size - 1) * values.std(ddof=1) / np.sqrt(values.size)
-    return mean, mean - half, mean + half
+    return mean_interval(values)
 
 
 def _arm_colours(arms):
@@ -355,7 +354,7 @@ def _figure_transfer(transfer):
     axes = axes[0, 0]
     sizes = np.asarray(transfer["train_sizes"])
     for name, arm in transfer["arms"].items():
-        mean, low, high = np.array([_t_interval(scores) for scores in arm["scores"]]).T
+        mean, low, high = np.array([_curve_interval(scores) for scores in arm["scores"]]).T
         (line,) = axes.plot(sizes, mean, marker="o", label=arm.get("label", name))
         axes.fill_between(sizes, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
     axes.set_xscale("log")
@@ -580,7 +579,7 @@ def _report_html(results, extras):
         _html_figure(
             "fig-accuracy",
             "Accuracy per arm",
-            "Mean accuracy over all splits with its 95% t-interval.",
+            "Mean accuracy over all splits with its 95% interval (t, widened for the overlap of CV training sets).",
             _figure_accuracy(results),
         ),
     ]
