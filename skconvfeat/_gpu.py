@@ -10,7 +10,7 @@ compute of batch ``i`` and only pooled features come back.
 import numpy as np
 
 from . import _conv
-from ._backend import namespace
+from ._backend import is_device_array, namespace
 from ._runner import _n_features_out, bytes_per_image
 
 # Fraction of the free device memory one batch's scratch may use; two batches
@@ -42,9 +42,9 @@ def run_gpu(images, filters, spec, dtype, batch_size):
 
     while True:
         try:
-            if isinstance(images, np.ndarray):
-                return _from_host(images, compute, n_out, dtype, batch_size, cp)
-            return _on_device(images, compute, n_out, dtype, batch_size, cp)
+            if is_device_array(images):
+                return _on_device(images, compute, n_out, dtype, batch_size, cp)
+            return _from_host(images, compute, n_out, dtype, batch_size, cp)
         except cp.cuda.memory.OutOfMemoryError:
             cp.get_default_memory_pool().free_all_blocks()
             if batch_size == 1:
