@@ -1,16 +1,18 @@
-"""Drive the layer over a whole dataset in bounded batches, on the CPU or a GPU.
+"""Drive the layer over a whole dataset in bounded batches on CPU threads (``_gpu.py`` is the GPU's).
 
-The CPU runner gives each thread contiguous runs of small batches whose im2col
-patches and full-resolution maps fit in a core's cache, so the nonlinearity
+Each thread takes contiguous runs of small batches whose im2col patches and
+full-resolution maps stay in cache, so the nonlinearity
 and the pooling happen while the convolution output is still hot; only the
 pooled features ever reach main memory.
 """
 
 import functools
+import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+
 from . import _conv
 from ._backend import blas_controller, cpu_threads
 
@@ -69,7 +71,7 @@ def run_cpu(images, filters, spec, dtype, batch_size, n_threads=None):
 
     n_tasks = max(min(n_threads, n), min(n_threads * _TASKS_PER_THREAD, -(-n // batch_size)))
     bounds = np.linspace(0, n, n_tasks + 1).astype(int)
-    ranges = [(s, e) for s, e in zip(bounds[:-1], bounds[1:]) if e > s]
+    ranges = [(s, e) for s, e in itertools.pairwise(bounds) if e > s]
     # Our threads replace BLAS's: one BLAS thread each avoids oversubscription.
     with blas_controller().limit(limits=1):
         if n_threads == 1 or len(ranges) == 1:
