@@ -11,7 +11,7 @@ import numpy as np
 
 from . import _conv
 from ._backend import is_device_array, namespace
-from ._runner import _n_features_out, bytes_per_image
+from ._runner import bytes_per_image, n_features_out
 
 # Fraction of the free device memory one batch's scratch may use; two batches
 # are in flight (one per stream), and the memory pool needs slack.
@@ -30,7 +30,7 @@ def run_gpu(images, filters, spec, dtype, batch_size):
     dtype = np.dtype(dtype)
     kernel_hw = filters.shape[2:]
     weights = _conv.weight_matrix(cp.asarray(filters, dtype=dtype), spec.channel_mode, cp)
-    n_out = _n_features_out(images.shape[1:], kernel_hw, spec, filters.shape[0])
+    n_out = n_features_out(images.shape[1:], kernel_hw, spec, filters.shape[0])
     if batch_size == "auto":
         free, _ = cp.cuda.Device().mem_info
         per_image = bytes_per_image(images.shape[1:], kernel_hw, spec, filters.shape[0], dtype.itemsize)

@@ -60,7 +60,7 @@ def run_cpu(images, filters, spec, dtype, batch_size, n_threads=None):
     kernel_hw = filters.shape[2:]
     weights = _conv.weight_matrix(filters.astype(dtype), spec.channel_mode, np)
     n = images.shape[0]
-    n_out = _n_features_out(images.shape[1:], kernel_hw, spec, filters.shape[0])
+    n_out = n_features_out(images.shape[1:], kernel_hw, spec, filters.shape[0])
     out = np.empty((n, n_out), dtype=dtype)
 
     def work(start, stop):
@@ -82,7 +82,8 @@ def run_cpu(images, filters, spec, dtype, batch_size, n_threads=None):
     return out
 
 
-def _n_features_out(image_shape, kernel_hw, spec, n_filters):
+def n_features_out(image_shape, kernel_hw, spec, n_filters):
+    """Features per image: maps times pooled height times pooled width."""
     h, w, c = image_shape
     ph, pw = spec.pooled_shape(spec.conv_shape((h, w), kernel_hw))
     return spec.n_maps(n_filters, c) * ph * pw

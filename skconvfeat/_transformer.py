@@ -233,7 +233,7 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
             raise
         self.filters_ = filters
         self.image_shape_ = tuple(int(s) for s in images.shape[1:])
-        self.n_features_out_ = _runner._n_features_out(
+        self.n_features_out_ = _runner.n_features_out(
             self.image_shape_, filters.shape[2:], spec, filters.shape[0]
         )
         return self
