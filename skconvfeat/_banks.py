@@ -11,12 +11,13 @@ The registry follows timm: :func:`list_banks` names what exists,
 error that lists the valid names and the closest one.
 """
 
-import difflib
 import inspect
 import numbers
 
 import numpy as np
 from sklearn.utils import check_random_state
+
+from ._hints import did_you_mean
 
 __all__ = ["list_banks", "make_bank", "register_bank"]
 
@@ -63,11 +64,9 @@ def list_banks():
 
 def _unknown_bank_message(name, owner="make_bank"):
     names = list_banks()
-    close = difflib.get_close_matches(str(name), names, n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
     return (
         f"The 'bank' parameter of {owner} must be one of {set(names)} or an array of "
-        f"kernels. Got {name!r} instead.{hint}"
+        f"kernels. Got {name!r} instead.{did_you_mean(name, names)}"
     )
 
 

@@ -9,13 +9,13 @@ written, 2 bad options.
 """
 
 import argparse
-import difflib
 import json
 import sys
 
 import numpy as np
 
 from ._banks import list_banks
+from ._hints import did_you_mean
 from ._study import CLASSIFIERS, DEFAULT_BANKS, check_banks, run_study
 
 
@@ -99,9 +99,7 @@ def _load_images(name, data_home):
 
     if name not in DATASET_NAMES:
         names = ("digits", *DATASET_NAMES)
-        close = difflib.get_close_matches(name, names, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(names)}.{hint}")
+        raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(names)}.{did_you_mean(name, names)}")
     bunch = load_dataset(name, data_home=data_home, subset="train")
     return bunch.images, bunch.target
 

@@ -17,7 +17,6 @@ scratch and random fixed kernels.
 ``docs/results-schema.md`` (and, on request, the ``extras`` arrays).
 """
 
-import difflib
 import platform
 import time
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 
 from ._banks import list_banks
+from ._hints import did_you_mean
 from ._stats import TEST_NAME, corrected_paired_ttest, mean_interval, verdict
 from ._transformer import FixedConvTransformer
 
@@ -147,9 +147,7 @@ def check_banks(banks):
     banks, names = tuple(banks), list_banks()
     for bank in banks:
         if bank not in names:
-            close = difflib.get_close_matches(str(bank), names, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ValueError(f"unknown bank {bank!r}; choose from {', '.join(names)}.{hint}")
+            raise ValueError(f"unknown bank {bank!r}; choose from {', '.join(names)}.{did_you_mean(bank, names)}")
     if not banks:
         raise ValueError(f"no bank given; choose from {', '.join(names)}.")
     return banks

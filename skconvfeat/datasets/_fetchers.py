@@ -1,12 +1,12 @@
 """Fetchers of the standard image classification datasets, scikit-learn style."""
 
-import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from sklearn.utils import Bunch
 
+from .._hints import closest_name
 from ._cifar import CIFAR10_LAYOUT, CIFAR100_LAYOUT, read_cifar_archive
 from ._data_home import get_data_home
 from ._download import RemoteFile, fetch_file
@@ -303,8 +303,8 @@ def load_dataset(name, *, data_home=None, subset="train", download_if_missing=Tr
 'fashion_mnist', 'kmnist', 'cifar10', 'cifar100', 'svhn', 'cifar10-jpeg'.
     """
     if name not in DATASET_NAMES:
-        close = difflib.get_close_matches(str(name), DATASET_NAMES, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else "."
+        close = closest_name(name, DATASET_NAMES)
+        hint = f"; did you mean {close!r}?" if close else "."
         valid = ", ".join(repr(valid_name) for valid_name in DATASET_NAMES)
         raise ValueError(f"Unknown dataset {name!r}{hint} Valid names: {valid}.")
     if name == _JPEG_NAME:
