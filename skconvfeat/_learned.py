@@ -26,6 +26,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_y, check_consistent_length, check_is_fitted
 
+from ._runner import auto_batch_size, bytes_per_image
 from ._transformer import LAYER_PARAMETER_CONSTRAINTS, FixedConvTransformer
 
 __all__ = ["LearnedConvClassifier", "transfer_bank"]
@@ -483,12 +484,10 @@ class LearnedConvClassifier(ClassifierMixin, BaseEstimator):
         return n_images * map_h * map_w * per_position
 
     def _chunk_size(self):
-        h, w, c = self.image_shape_
-        spec = self._layer_spec()
         n_filters, _, kh, kw = self.initial_filters_.shape
-        map_h, map_w = spec.conv_shape((h, w), (kh, kw))
-        per_image = 8 * (spec.n_maps(n_filters, c) * map_h * map_w + 2 * (h + kh) * (w + kw) * c)
-        return max(1, _PREDICT_CHUNK_BYTES // per_image)
+        # float64 scratch per image, counted as for FixedConvTransformer's batches.
+        per_image = bytes_per_image(self.image_shape_, (kh, kw), self._layer_spec(), n_filters, itemsize=8)
+        return auto_batch_size(per_image, _PREDICT_CHUNK_BYTES)
 
     def _forward_numpy(self, X, *, features_only=False, standardise=True, filters=None):
         """Run the network in float64 on ``X``: pooled (standardised) features or logits."""
