@@ -1,7 +1,7 @@
-"""``python -m skconvfeat``: the study from the command line (see :mod:`skconvfeat._cli`)."""
+"""``python -m skconvfeat``: the study from the command line (see :mod:`skconvfeat.study._cli`)."""
 
 import sys
 
-from ._cli import main
+from .study._cli import main
 
 sys.exit(main())

@@ -13,6 +13,7 @@ error that lists the valid names and the closest one.
 
 import inspect
 import numbers
+import warnings
 
 import numpy as np
 from sklearn.utils import check_random_state
@@ -30,6 +31,8 @@ def register_bank(name):
     The function takes ``kernel_size`` (a ``(kh, kw)`` pair), ``n_channels``
     and, if it needs randomness, ``random_state``, plus its own keyword
     parameters, and returns an array ``(n_filters, n_channels, kh, kw)``.
+    Registering a name that is already taken replaces that bank with a
+    ``UserWarning``.
 
     Examples
     --------
@@ -44,6 +47,16 @@ def register_bank(name):
     """
 
     def decorator(func):
+        if name in _REGISTRY and _REGISTRY[name] is not func:
+            # As timm's registry: replacing a bank silently would change every
+            # estimator that names it, so say so (re-running a cell is common).
+            warnings.warn(
+                f"register_bank: the bank {name!r} is already registered "
+                f"({_REGISTRY[name].__module__}.{_REGISTRY[name].__qualname__}); "
+                f"replacing it with {func.__module__}.{func.__qualname__}.",
+                UserWarning,
+                stacklevel=2,
+            )
         _REGISTRY[name] = func
         return func
 

@@ -26,7 +26,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_y, check_consistent_length, check_is_fitted
 
-from ._runner import auto_batch_size, bytes_per_image
+from ._layer import auto_batch_size, bytes_per_image
 from ._transformer import LAYER_PARAMETER_CONSTRAINTS, FixedConvTransformer
 
 __all__ = ["LearnedConvClassifier", "transfer_bank"]
@@ -629,11 +629,11 @@ def transfer_bank(estimator, **params):
 
 
 def _layer(torch, F, x, kernels, spec):
-    """Convolve, activate, pool and flatten ``x`` ``(B, C, H, W)`` like :func:`_conv.layer`."""
+    """Convolve, activate, pool and flatten ``x`` ``(B, C, H, W)`` like :func:`_layer.layer`."""
     kh, kw = kernels.shape[2:]
     n_channels = x.shape[1]
     if spec.padding == "same":
-        # Extra pixel on the bottom/right for even kernels, as _conv._pad.
+        # Extra pixel on the bottom/right for even kernels, as _layer._pad.
         x = F.pad(x, ((kw - 1) // 2, kw // 2, (kh - 1) // 2, kh // 2))
     elif spec.padding == "reflect":
         # Gather with NumPy's reflect indices: identical to np.pad(mode="reflect"),
@@ -642,7 +642,7 @@ def _layer(torch, F, x, kernels, spec):
         cols = np.pad(np.arange(x.shape[3]), ((kw - 1) // 2, kw // 2), mode="reflect")
         x = x[:, :, torch.as_tensor(rows, device=x.device)][:, :, :, torch.as_tensor(cols, device=x.device)]
     if spec.channel_mode == "separate":
-        # (C*F, 1, kh, kw): output map c*F + f is filter f on channel c, as _conv.
+        # (C*F, 1, kh, kw): output map c*F + f is filter f on channel c, as _layer.
         maps = F.conv2d(x, kernels.repeat(n_channels, 1, 1, 1), groups=n_channels)
     else:
         maps = F.conv2d(x, kernels)
@@ -660,7 +660,7 @@ def _layer(torch, F, x, kernels, spec):
     elif tuple(spec.pool_size) != (1, 1) or tuple(spec.pool_stride) != (1, 1):
         pool = F.avg_pool2d if spec.pooling == "avg" else F.max_pool2d
         maps = pool(maps, tuple(spec.pool_size), tuple(spec.pool_stride))
-    return maps.flatten(1)  # map-major (M, ph, pw), as _conv.layer
+    return maps.flatten(1)  # map-major (M, ph, pw), as _layer.layer
 
 
 def _head(torch, F, feats, params):

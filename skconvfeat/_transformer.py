@@ -14,7 +14,8 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from . import _backend, _conv, _runner
+from . import _backend, _layer
+from ._backend import cpu as _cpu
 from ._banks import _REGISTRY, _as_pair, _unknown_bank_message, make_bank
 
 _PAIR_OR_INT = [Interval(numbers.Integral, 1, None, closed="left"), tuple, list]
@@ -26,10 +27,10 @@ LAYER_PARAMETER_CONSTRAINTS = {
     "bank_params": [None, dict],
     "kernel_size": _PAIR_OR_INT,
     "image_shape": [None, tuple, list],
-    "channel_mode": [StrOptions(set(_conv.CHANNEL_MODES))],
-    "padding": [StrOptions(set(_conv.PADDINGS))],
-    "nonlinearity": [StrOptions(set(_conv.NONLINEARITIES))],
-    "pooling": [StrOptions(set(_conv.POOLINGS))],
+    "channel_mode": [StrOptions(set(_layer.CHANNEL_MODES))],
+    "padding": [StrOptions(set(_layer.PADDINGS))],
+    "nonlinearity": [StrOptions(set(_layer.NONLINEARITIES))],
+    "pooling": [StrOptions(set(_layer.POOLINGS))],
     "pool_size": _PAIR_OR_INT,
     "pool_stride": [None, *_PAIR_OR_INT],
     "pool_grid": [None, *_PAIR_OR_INT],
@@ -233,7 +234,7 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
             raise
         self.filters_ = filters
         self.image_shape_ = tuple(int(s) for s in images.shape[1:])
-        self.n_features_out_ = _runner.n_features_out(
+        self.n_features_out_ = _layer.n_features_out(
             self.image_shape_, filters.shape[2:], spec, filters.shape[0]
         )
         return self
@@ -257,10 +258,10 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
         spec = self._layer_spec()
         device = self._transform_device(images)
         if device == "cuda":
-            from ._gpu import run_gpu
+            from ._backend.cuda import run_gpu
 
             return run_gpu(images, self.filters_, spec, self.dtype, self.batch_size)
-        return _runner.run_cpu(images, self.filters_, spec, np.dtype(self.dtype), self._cpu_batch_size(spec))
+        return _cpu.run_cpu(images, self.filters_, spec, np.dtype(self.dtype), self._cpu_batch_size(spec))
 
     def get_feature_names_out(self, input_features=None):
         """Names of the output features: ``conv{map}_y{row}_x{col}``.
@@ -339,7 +340,7 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
         grid = _pair_param(self.pool_grid, "pool_grid") if self.pool_grid is not None else None
         size = _pair_param(self.pool_size, "pool_size")
         stride = size if self.pool_stride is None else _pair_param(self.pool_stride, "pool_stride")
-        return _conv.LayerSpec(
+        return _layer.LayerSpec(
             padding=self.padding,
             nonlinearity=self.nonlinearity,
             pooling=self.pooling,
@@ -399,10 +400,10 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
     def _cpu_batch_size(self, spec):
         if self.batch_size != "auto":
             return self.batch_size
-        per_image = _runner.bytes_per_image(
+        per_image = _layer.bytes_per_image(
             self.image_shape_, self.filters_.shape[2:], spec, self.filters_.shape[0], np.dtype(self.dtype).itemsize
         )
-        return _runner.auto_batch_size(per_image, _runner._CPU_WORKING_SET_BYTES)
+        return _layer.auto_batch_size(per_image, _cpu.CPU_WORKING_SET_BYTES)
 
 
 def _pair_param(value, name):

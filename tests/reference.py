@@ -1,6 +1,6 @@
 """A slow, obviously-correct reference for the layer: scipy.signal per image and filter.
 
-Written independently of skconvfeat._conv (loops and scipy.signal.correlate2d),
+Written independently of skconvfeat._layer (loops and scipy.signal.correlate2d),
 so agreement is evidence that the vectorised layer computes the documented function.
 """
 

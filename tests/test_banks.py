@@ -95,3 +95,19 @@ def test_register_custom_bank():
 
     assert "test-box" in list_banks()
     assert_array_equal(make_bank("test-box", kernel_size=2, value=3.0), np.full((1, 1, 2, 2), 3.0))
+
+
+def test_register_bank_warns_when_it_replaces_a_name():
+    from skconvfeat._banks import _REGISTRY
+
+    original = _REGISTRY["gaussian"]
+    try:
+        with pytest.warns(UserWarning, match="'gaussian' is already registered"):
+
+            @register_bank("gaussian")
+            def my_gaussian(kernel_size, n_channels):
+                return np.ones((1, n_channels, *kernel_size))
+
+        assert make_bank("gaussian", kernel_size=3).sum() == 9
+    finally:
+        _REGISTRY["gaussian"] = original

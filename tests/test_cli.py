@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from skconvfeat import _cli
-from skconvfeat._cli import main
+from skconvfeat.study import _cli
+from skconvfeat.study._cli import main
 
 TINY = ["--banks", "gabor,identity", "--repeats", "2", "--folds", "2", "--n-jobs", "1",
         "--no-learned", "--no-transfer"]
@@ -66,14 +66,14 @@ def test_help_exits_0(capsys):
 
 
 def test_out_writes_the_report(tmp_path, capsys):
-    pytest.importorskip("skconvfeat._report")
+    pytest.importorskip("matplotlib")
     assert main([*TINY, "--out", str(tmp_path)]) == 0
     assert (tmp_path / "results.json").is_file()
     assert json.loads((tmp_path / "results.json").read_text())["dataset"] == "digits"
 
 
 def test_unwritable_out_exits_1_after_printing_the_results(tmp_path, capsys):
-    pytest.importorskip("skconvfeat._report")
+    pytest.importorskip("matplotlib")
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     assert main([*TINY, "--json", "--out", str(blocker / "sub")]) == 1

@@ -19,8 +19,8 @@ pd = pytest.importorskip("pandas")
 Image = pytest.importorskip("PIL.Image")
 pytest.importorskip("matplotlib")
 
-from skconvfeat import _report  # noqa: E402
-from skconvfeat._report import write_report  # noqa: E402
+from skconvfeat.study import _report  # noqa: E402
+from skconvfeat.study import write_report  # noqa: E402
 
 CHROMIUM = Path("/usr/bin/chromium")
 FIGURE_SECTIONS = ("fig-accuracy", "fig-transfer", "fig-time", "fig-filters", "fig-feature-maps", "fig-confusion")

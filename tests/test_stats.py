@@ -1,4 +1,4 @@
-"""_stats against hand-computed and scipy reference numbers."""
+"""The study's statistics against hand-computed and scipy reference numbers."""
 
 import math
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from skconvfeat._stats import corrected_paired_ttest, mean_interval, verdict
+from skconvfeat.study._stats import corrected_paired_ttest, mean_interval, verdict
 
 
 def test_mean_interval_hand_numbers():

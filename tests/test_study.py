@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from skconvfeat import _study
-from skconvfeat._study import run_study
+from skconvfeat.study import _study
+from skconvfeat.study import run_study
 
 TOP_KEYS = {
     "dataset", "n_samples", "n_classes", "image_shape", "classifier", "cv", "arms", "comparisons",

@@ -36,10 +36,10 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 
-from ._banks import list_banks
-from ._hints import did_you_mean
+from .._banks import list_banks
+from .._hints import did_you_mean
 from ._stats import TEST_NAME, corrected_paired_ttest, mean_interval, verdict
-from ._transformer import FixedConvTransformer
+from .._transformer import FixedConvTransformer
 
 __all__ = ["CLASSIFIERS", "DEFAULT_BANKS", "run_study"]
 
@@ -136,9 +136,9 @@ def _load_learner():
     except ImportError:
         return None, "PyTorch is not installed (pip install 'skconvfeat[torch]')"
     try:
-        from ._learned import LearnedConvClassifier
+        from .._learned import LearnedConvClassifier
     except ImportError as exc:
-        return None, f"skconvfeat._learned.LearnedConvClassifier is not available ({exc})"
+        return None, f"skconvfeat.LearnedConvClassifier is not available ({exc})"
     return LearnedConvClassifier, None
 
 
@@ -528,7 +528,7 @@ def _as_images(images):
 def _versions():
     import sklearn
 
-    from . import __version__
+    from .. import __version__
 
     versions = {"skconvfeat": __version__, "scikit-learn": sklearn.__version__, "numpy": np.__version__,
                 "python": platform.python_version()}
@@ -581,7 +581,7 @@ def run_study(
         Subsample each training fold (stratified) to this many images; the
         transfer experiment's source model gets at most as many.
     learned : bool, default=True
-        Include the learned arms (needs PyTorch and ``skconvfeat._learned``).
+        Include the learned arms (needs PyTorch and ``skconvfeat.LearnedConvClassifier``).
     transfer : bool, default=True
         Run the transfer experiment (same needs).
     n_jobs : int, default=None

@@ -1,6 +1,6 @@
 """Command line: ``skconvfeat`` or ``python -m skconvfeat``.
 
-Runs :func:`skconvfeat._study.run_study` and answers, from its numbers, the
+Runs :func:`skconvfeat.study.run_study` and answers, from its numbers, the
 question "if only the fully-connected layer of a CNN is trained and the
 kernels stay fixed, does it classify as well?". Progress goes to stderr; the
 table and the answer (or, with ``--json``, only the results dict) to stdout.
@@ -14,8 +14,8 @@ import sys
 
 import numpy as np
 
-from ._banks import list_banks
-from ._hints import did_you_mean
+from .._banks import list_banks
+from .._hints import did_you_mean
 from ._study import CLASSIFIERS, DEFAULT_BANKS, check_banks, run_study
 
 
@@ -95,7 +95,7 @@ def _load_images(name, data_home):
 
         digits = load_digits()
         return digits.images, digits.target
-    from .datasets._fetchers import DATASET_NAMES, load_dataset
+    from ..datasets._fetchers import DATASET_NAMES, load_dataset
 
     if name not in DATASET_NAMES:
         names = ("digits", *DATASET_NAMES)

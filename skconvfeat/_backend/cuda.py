@@ -1,6 +1,6 @@
 """Drive the layer on a CUDA GPU with CuPy.
 
-The layer is the same code as on the CPU (:mod:`skconvfeat._conv` with
+The layer is the same code as on the CPU (:mod:`skconvfeat._layer` with
 ``xp=cupy``); this module only moves data. For host input, batches travel in
 their original dtype (uint8 images are 4x smaller than float32) through pinned
 staging buffers on two streams, so the copy of batch ``i+1`` overlaps the
@@ -9,9 +9,9 @@ compute of batch ``i`` and only pooled features come back.
 
 import numpy as np
 
-from . import _conv
-from ._backend import is_device_array, namespace
-from ._runner import bytes_per_image, n_features_out
+from .. import _layer
+from .._layer import bytes_per_image, n_features_out
+from . import is_device_array, namespace
 
 # Fraction of the free device memory one batch's scratch may use; two batches
 # are in flight (one per stream), and the memory pool needs slack.
@@ -29,7 +29,7 @@ def run_gpu(images, filters, spec, dtype, batch_size):
     cp = namespace("cuda")
     dtype = np.dtype(dtype)
     kernel_hw = filters.shape[2:]
-    weights = _conv.weight_matrix(cp.asarray(filters, dtype=dtype), spec.channel_mode, cp)
+    weights = _layer.weight_matrix(cp.asarray(filters, dtype=dtype), spec.channel_mode, cp)
     n_out = n_features_out(images.shape[1:], kernel_hw, spec, filters.shape[0])
     if batch_size == "auto":
         free, _ = cp.cuda.Device().mem_info
@@ -38,7 +38,7 @@ def run_gpu(images, filters, spec, dtype, batch_size):
     batch_size = min(batch_size, images.shape[0])
 
     def compute(x):
-        return _conv.layer(x.astype(dtype, copy=False), weights, kernel_hw, spec, cp)
+        return _layer.layer(x.astype(dtype, copy=False), weights, kernel_hw, spec, cp)
 
     while True:
         try:

@@ -1,6 +1,6 @@
 """The one place that picks the array backend: NumPy on the CPU, CuPy on a GPU.
 
-The layer itself (:mod:`skconvfeat._conv`) is written once against an array
+The layer itself (:mod:`skconvfeat._layer`) is written once against an array
 namespace ``xp``; this module decides which one, and moves arrays between
 host and device.
 """

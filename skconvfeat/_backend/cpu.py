@@ -1,4 +1,4 @@
-"""Drive the layer over a whole dataset in bounded batches on CPU threads (``_gpu.py`` is the GPU's).
+"""Drive the layer over a whole dataset in bounded batches on CPU threads (``cuda.py`` is the GPU's).
 
 Each thread takes contiguous runs of small batches whose im2col patches and
 full-resolution maps stay in cache, so the nonlinearity
@@ -13,14 +13,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from . import _conv
-from ._backend import blas_controller, cpu_threads
+from .. import _layer
+from . import blas_controller, cpu_threads
 
 # Per-thread scratch memory the automatic batch size aims for. Measured with
 # benchmarks/bench_transform.py on a 2-core Xeon (2 MiB L2 per core): 2-8 MiB
 # all ran within ~5% of the best, 1 MiB was 1.7x slower on CIFAR-sized images
 # (too few images per matrix product), and beyond that memory grows for nothing.
-_CPU_WORKING_SET_BYTES = 4 << 20
+CPU_WORKING_SET_BYTES = 4 << 20
 # Up to this many runs of batches per thread, so a slow thread does not hold
 # the others up at the end (fewer when there are fewer batches).
 _TASKS_PER_THREAD = 4
@@ -36,38 +36,24 @@ def _thread_pool(n_threads):
 os.register_at_fork(after_in_child=_thread_pool.cache_clear)
 
 
-def bytes_per_image(image_shape, kernel_hw, spec, n_filters, itemsize):
-    """Scratch memory one image needs inside the layer (input, patches and maps)."""
-    h, w, c = image_shape
-    map_h, map_w = spec.conv_shape((h, w), kernel_hw)
-    patch = kernel_hw[0] * kernel_hw[1] * c
-    maps = spec.n_maps(n_filters, c)
-    padded = (h + kernel_hw[0]) * (w + kernel_hw[1]) * c
-    return itemsize * (padded + map_h * map_w * (patch + maps))
-
-
-def auto_batch_size(per_image_bytes, budget_bytes):
-    return int(max(1, budget_bytes // per_image_bytes))
-
-
 def run_cpu(images, filters, spec, dtype, batch_size, n_threads=None):
     """Features of ``images`` ``(n, h, w, c)`` computed by NumPy threads.
 
     Extra memory beyond the returned array: ``n_threads * batch_size`` images'
-    worth of scratch (see :func:`bytes_per_image`).
+    worth of scratch (see :func:`skconvfeat._layer.bytes_per_image`).
     """
     n_threads = n_threads or cpu_threads()
     kernel_hw = filters.shape[2:]
-    weights = _conv.weight_matrix(filters.astype(dtype), spec.channel_mode, np)
+    weights = _layer.weight_matrix(filters.astype(dtype), spec.channel_mode, np)
     n = images.shape[0]
-    n_out = n_features_out(images.shape[1:], kernel_hw, spec, filters.shape[0])
+    n_out = _layer.n_features_out(images.shape[1:], kernel_hw, spec, filters.shape[0])
     out = np.empty((n, n_out), dtype=dtype)
 
     def work(start, stop):
         for b in range(start, stop, batch_size):
             e = min(b + batch_size, stop)
             x = images[b:e].astype(dtype, copy=False)
-            out[b:e] = _conv.layer(x, weights, kernel_hw, spec, np)
+            out[b:e] = _layer.layer(x, weights, kernel_hw, spec, np)
 
     n_tasks = max(min(n_threads, n), min(n_threads * _TASKS_PER_THREAD, -(-n // batch_size)))
     bounds = np.linspace(0, n, n_tasks + 1).astype(int)
@@ -80,10 +66,3 @@ def run_cpu(images, filters, spec, dtype, batch_size, n_threads=None):
         else:
             list(_thread_pool(n_threads).map(lambda r: work(*r), ranges))
     return out
-
-
-def n_features_out(image_shape, kernel_hw, spec, n_filters):
-    """Features per image: maps times pooled height times pooled width."""
-    h, w, c = image_shape
-    ph, pw = spec.pooled_shape(spec.conv_shape((h, w), kernel_hw))
-    return spec.n_maps(n_filters, c) * ph * pw

@@ -168,3 +168,28 @@ def layer(x, weights, kernel_hw, spec, xp):
     maps = pool(activate(convolve(x, weights, kernel_hw, spec, xp), spec.nonlinearity, xp), spec, xp)
     # Map-major (M, ph, pw) order matches torch's flatten of (B, M, ph, pw).
     return maps.transpose(0, 3, 1, 2).reshape(maps.shape[0], -1)
+
+
+# -- geometry: shared by the CPU and GPU drivers and the estimators ---------
+
+
+def n_features_out(image_shape, kernel_hw, spec, n_filters):
+    """Features per image: maps times pooled height times pooled width."""
+    h, w, c = image_shape
+    ph, pw = spec.pooled_shape(spec.conv_shape((h, w), kernel_hw))
+    return spec.n_maps(n_filters, c) * ph * pw
+
+
+def bytes_per_image(image_shape, kernel_hw, spec, n_filters, itemsize):
+    """Scratch memory one image needs inside the layer (input, patches and maps)."""
+    h, w, c = image_shape
+    map_h, map_w = spec.conv_shape((h, w), kernel_hw)
+    patch = kernel_hw[0] * kernel_hw[1] * c
+    maps = spec.n_maps(n_filters, c)
+    padded = (h + kernel_hw[0]) * (w + kernel_hw[1]) * c
+    return itemsize * (padded + map_h * map_w * (patch + maps))
+
+
+def auto_batch_size(per_image_bytes, budget_bytes):
+    """Images per batch so that one batch's scratch stays within ``budget_bytes`` (at least 1)."""
+    return int(max(1, budget_bytes // per_image_bytes))

@@ -1,7 +1,7 @@
 """Write a study's results to a folder: JSON, CSV, Markdown and one HTML page.
 
 :func:`write_report` takes the ``results`` dict and the ``extras`` arrays of
-``skconvfeat._study.run_study`` (see ``docs/results-schema.md``) and writes
+``skconvfeat.study.run_study`` (see ``docs/results-schema.md``) and writes
 
 * ``results.json`` -- the dict itself (non-finite floats become ``null``);
 * ``results.csv`` -- one row per arm per split (tidy, for pandas or R);
@@ -72,8 +72,8 @@ def write_report(results, extras, out_dir):
 
     Examples
     --------
-    >>> from skconvfeat._report import write_report
-    >>> results, extras = ..., ...  # from skconvfeat._study.run_study  # doctest: +SKIP
+    >>> from skconvfeat.study import write_report
+    >>> results, extras = ..., ...  # from skconvfeat.study.run_study  # doctest: +SKIP
     >>> write_report(results, extras, "digits-report")["report.html"]  # doctest: +SKIP
     PosixPath('digits-report/report.html')
 
