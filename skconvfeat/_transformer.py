@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
 from sklearn.utils.validation import (
     _check_feature_names_in,
@@ -14,9 +15,9 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from . import _backend, _layer
+from . import _backend, _layer, _patches
 from ._backend import cpu as _cpu
-from ._banks import _REGISTRY, _as_pair, _unknown_bank_message, make_bank
+from ._banks import _REGISTRY, _as_pair, _unknown_bank_message, bank_info, make_bank
 
 _PAIR_OR_INT = [Interval(numbers.Integral, 1, None, closed="left"), tuple, list]
 
@@ -164,6 +165,13 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
 
     _parameter_constraints: dict = {
         **LAYER_PARAMETER_CONSTRAINTS,
+        "nonlinearity": [StrOptions(set(_layer.NONLINEARITIES + _layer.ENCODINGS))],
+        "alpha": [Interval(numbers.Real, 0, None, closed="left")],
+        "patch_norm": ["boolean", StrOptions({"auto"})],
+        "whiten": ["boolean", StrOptions({"auto"})],
+        "eps_norm": [Interval(numbers.Real, 0, None, closed="neither")],
+        "eps_zca": [Interval(numbers.Real, 0, None, closed="neither")],
+        "n_patches": [Interval(numbers.Integral, 1, None, closed="left")],
         "dtype": [StrOptions({"float32", "float64"})],
         "batch_size": [StrOptions({"auto"}), Interval(numbers.Integral, 1, None, closed="left")],
         "device": [StrOptions(set(_backend.DEVICES))],
@@ -183,6 +191,12 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
         pool_size=2,
         pool_stride=None,
         pool_grid=None,
+        alpha=0.25,
+        patch_norm="auto",
+        whiten="auto",
+        eps_norm=10.0,
+        eps_zca=0.1,
+        n_patches=100_000,
         dtype="float32",
         batch_size="auto",
         device="auto",
@@ -199,6 +213,12 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
         self.pool_size = pool_size
         self.pool_stride = pool_stride
         self.pool_grid = pool_grid
+        self.alpha = alpha
+        self.patch_norm = patch_norm
+        self.whiten = whiten
+        self.eps_norm = eps_norm
+        self.eps_zca = eps_zca
+        self.n_patches = n_patches
         self.dtype = dtype
         self.batch_size = batch_size
         self.device = device
@@ -211,9 +231,11 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, h*w*c), (n_samples, h, w) or (n_samples, h, w, c)
-            Training images; only their shape is used.
+            Training images. Only their shape is used, unless the bank is
+            derived from data or the patches are whitened: then ``n_patches``
+            patches sampled from ``X`` fit the whitening and the bank.
         y : None
-            Ignored.
+            Ignored (labels are never used).
 
         Returns
         -------
@@ -226,13 +248,17 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
         try:
             images = self._validate_images(X, reset=True)
             spec = self._layer_spec()
-            filters = self._build_filters(images.shape[-1])
+            self._check_cast(images)
+            preprocessing, patches, rng = self._fit_preprocessing(images, spec)
+            filters = self._build_filters(images.shape[-1], patches, rng)
             self._check_geometry(images.shape[1:3], filters.shape[2:], spec)
+            self._check_memory(images.shape[1:], filters, spec)
         except Exception:
             vars(self).clear()
             vars(self).update(previous)
             raise
         self.filters_ = filters
+        self.preprocessing_ = preprocessing
         self.image_shape_ = tuple(int(s) for s in images.shape[1:])
         self.n_features_out_ = _layer.n_features_out(
             self.image_shape_, filters.shape[2:], spec, filters.shape[0]
@@ -256,12 +282,20 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         images = self._validate_images(X, reset=False)
         spec = self._layer_spec()
+        self._check_cast(images)
         device = self._transform_device(images)
         if device == "cuda":
             from ._backend.cuda import run_gpu
 
-            return run_gpu(images, self.filters_, spec, self.dtype, self.batch_size)
-        return _cpu.run_cpu(images, self.filters_, spec, np.dtype(self.dtype), self._cpu_batch_size(spec))
+            return run_gpu(images, self.filters_, spec, self.dtype, self.batch_size, self.preprocessing_)
+        return _cpu.run_cpu(
+            images,
+            self.filters_,
+            spec,
+            np.dtype(self.dtype),
+            self._cpu_batch_size(spec),
+            preprocessing=self.preprocessing_,
+        )
 
     def get_feature_names_out(self, input_features=None):
         """Names of the output features: ``conv{map}_y{row}_x{col}``.
@@ -348,9 +382,60 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
             pool_stride=stride,
             pool_grid=grid,
             channel_mode=self.channel_mode,
+            alpha=_finite_param(self.alpha, "alpha"),
         )
 
-    def _build_filters(self, n_channels):
+    # -- patch preprocessing and data-derived banks --------------------------
+
+    def _needs_data(self):
+        return isinstance(self.bank, str) and bank_info(self.bank).needs_data
+
+    def _resolved_preprocessing(self):
+        """``(patch_norm, whiten)`` with "auto" resolved: on for data-derived banks (whiten as registered)."""
+        needs_data = self._needs_data()
+        patch_norm = needs_data if self.patch_norm == "auto" else bool(self.patch_norm)
+        whiten = (needs_data and bank_info(self.bank).whiten) if self.whiten == "auto" else bool(self.whiten)
+        return patch_norm, whiten
+
+    def _fit_preprocessing(self, images, spec):
+        """Sample and preprocess patches when needed.
+
+        Returns ``(preprocessing, patches, rng)``: the fitted
+        :class:`~skconvfeat._patches.PatchPreprocessing` (None without
+        preprocessing), the preprocessed patches for a data-derived bank and
+        the generator that sampled them, which then seeds the bank so that
+        one ``random_state`` fixes both (None, None when no patches are sampled).
+        """
+        if isinstance(self.bank, str) and self.bank not in _REGISTRY:
+            raise InvalidParameterError(_unknown_bank_message(self.bank, "FixedConvTransformer"))
+        patch_norm, whiten = self._resolved_preprocessing()
+        folded = patch_norm or whiten or spec.nonlinearity in _layer.ENCODINGS
+        if self.channel_mode == "separate" and (folded or self._needs_data()):
+            raise ValueError(
+                "FixedConvTransformer applies patch preprocessing (patch_norm, whiten), "
+                "data-derived banks and the encodings "
+                f"{list(_layer.ENCODINGS)} with channel_mode='sum' only. Got "
+                f"channel_mode='separate' with bank={self.bank!r}, patch_norm={patch_norm}, "
+                f"whiten={whiten}, nonlinearity={self.nonlinearity!r}."
+            )
+        if not (whiten or self._needs_data()):
+            if not patch_norm:
+                return None, None, None
+            return _patches.PatchPreprocessing(True, _finite_param(self.eps_norm, "eps_norm")), None, None
+        kernel_hw = _pair_param(self.kernel_size, "kernel_size")
+        self._check_geometry(images.shape[1:3], kernel_hw, spec)
+        rng = check_random_state(self.random_state)
+        sampled = _patches.sample_patches(images, kernel_hw, spec.padding, self.n_patches, rng)
+        preprocessing, patches = _patches.fit_preprocessing(
+            sampled,
+            patch_norm=patch_norm,
+            eps_norm=_finite_param(self.eps_norm, "eps_norm"),
+            whiten=whiten,
+            eps_zca=_finite_param(self.eps_zca, "eps_zca"),
+        )
+        return (preprocessing if patch_norm or whiten else None), patches, rng
+
+    def _build_filters(self, n_channels, patches=None, rng=None):
         bank_channels = 1 if self.channel_mode == "separate" else n_channels
         if isinstance(self.bank, str):
             if self.bank not in _REGISTRY:
@@ -359,7 +444,8 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
                 self.bank,
                 kernel_size=_pair_param(self.kernel_size, "kernel_size"),
                 n_channels=bank_channels,
-                random_state=self.random_state,
+                random_state=self.random_state if rng is None else rng,
+                patches=patches if self._needs_data() else None,
                 **(self.bank_params or {}),
             )
         if self.bank_params:
@@ -382,6 +468,48 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
                 f"The 'pool_size' parameter of FixedConvTransformer ({spec.pool_size}) is larger "
                 f"than the {map_hw[0]}x{map_hw[1]} feature maps. Use a smaller pool_size, "
                 "padding='same', or pool_grid."
+            )
+
+    def _check_cast(self, images):
+        """Refuse input whose cast to the compute dtype would overflow to infinity.
+
+        With ``patch_norm`` the layer also squares pixel deviations (up to
+        twice the largest magnitude) summed over a patch, so the bound is
+        ``sqrt(dtype max / patch size) / 2``. Input whose dtype cannot exceed
+        the bound (uint8 images, float32 in float32) is not scanned.
+        """
+        limit = float(np.finfo(self.dtype).max)
+        patch_norm = self._resolved_preprocessing()[0]
+        if patch_norm:
+            kh, kw = _pair_param(self.kernel_size, "kernel_size")
+            limit = math.sqrt(limit / (kh * kw * images.shape[-1])) / 2
+        kind = images.dtype.kind
+        representable = 1 if kind == "b" else (np.iinfo if kind in "iu" else np.finfo)(images.dtype).max
+        if float(representable) <= limit:
+            return
+        largest = max(abs(float(images.max())), abs(float(images.min())))
+        if largest > limit:
+            raise ValueError(
+                f"X holds values up to {largest:.3g} in magnitude, beyond what "
+                f"dtype={self.dtype!r} can compute with ({limit:.3g}"
+                f"{' with patch_norm, which squares pixel deviations' if patch_norm else ''}); "
+                "they would become infinite or NaN features. Rescale X or use dtype='float64'."
+            )
+
+    def _check_memory(self, image_shape, filters, spec):
+        """Refuse layers so large that one image (its features, maps and the kernels) exceeds memory."""
+        kernel_hw = filters.shape[2:]
+        itemsize = np.dtype(self.dtype).itemsize
+        per_image = _layer.bytes_per_image(image_shape, kernel_hw, spec, filters.shape[0], itemsize)
+        features = _layer.n_features_out(image_shape, kernel_hw, spec, filters.shape[0])
+        needed = per_image + features * itemsize + filters.nbytes
+        available = _backend.physical_memory_bytes()
+        if needed > available:
+            raise ValueError(
+                f"This FixedConvTransformer would need {needed / 2**30:,.1f} GiB for a single "
+                f"image ({features:,} features, {filters.shape[0]:,} kernels), more than this "
+                f"machine's {available / 2**30:,.1f} GiB of memory. Use a smaller pool_grid, "
+                "fewer kernels or smaller images."
             )
 
     def _transform_device(self, images):
@@ -414,6 +542,15 @@ def _pair_param(value, name):
             f"pair of positive ints. Got {value!r} instead."
         )
     return pair
+
+
+def _finite_param(value, name):
+    """The constraints accept any real in range; infinity would turn features into NaN."""
+    if not math.isfinite(value):
+        raise InvalidParameterError(
+            f"The {name!r} parameter of FixedConvTransformer must be a finite number. Got {value!r} instead."
+        )
+    return float(value)
 
 
 def _reject_complex(X):
