@@ -469,19 +469,26 @@ _FLAT_PATCH_NORM = 1e-8
 _KMEANS_CHUNK = 4096
 
 
-def _distinct_directions(patches, n_filters, bank):
-    """The non-flat patches as rows, after checking there are at least ``n_filters`` distinct ones."""
+def _non_flat_rows(patches, n_filters, bank, unit):
+    """The non-flat patches as rows (scaled to unit norm if ``unit``) and their distinct ones.
+
+    Raises when there are fewer distinct rows than ``n_filters``: k-means and
+    the patch dictionary would repeat kernels.
+    """
     rows = patches.reshape(patches.shape[0], -1)
-    rows = rows[np.linalg.norm(rows, axis=1) > _FLAT_PATCH_NORM]
-    n_distinct = np.unique(rows, axis=0).shape[0] if rows.size else 0
-    if n_filters > n_distinct:
+    norms = np.linalg.norm(rows, axis=1, keepdims=True)
+    keep = norms[:, 0] > _FLAT_PATCH_NORM
+    rows = rows[keep] / norms[keep] if unit else rows[keep]
+    distinct = np.unique(rows, axis=0)
+    if n_filters > distinct.shape[0]:
         raise ValueError(
             f"The 'n_filters' parameter of the {bank!r} bank is {n_filters}, but the sampled "
-            f"patches hold only {n_distinct} distinct non-flat patch(es) (of {patches.shape[0]} "
-            "sampled). Ask for fewer filters, raise n_patches, or give more varied images "
-            "(constant images have no non-flat patches)."
+            f"patches hold only {distinct.shape[0]} distinct non-flat patch(es)"
+            f"{' up to scale' if unit else ''} (of {patches.shape[0]} sampled). Ask for fewer "
+            "filters, raise n_patches, or give more varied images (constant images have no "
+            "non-flat patches)."
         )
-    return rows
+    return rows, distinct
 
 
 @register_bank("patches", needs_data=True)
@@ -493,9 +500,8 @@ def patches_bank(patches, kernel_size, n_channels, n_filters=256, random_state=N
     """
     n_filters = _check_count(n_filters, "n_filters", "patches")
     check_bank_memory(n_filters, n_channels, kernel_size, "patches", "n_filters")
-    rows = np.unique(_distinct_directions(patches, n_filters, "patches"), axis=0)
-    picked = rows[check_random_state(random_state).choice(rows.shape[0], n_filters, replace=False)]
-    picked /= np.linalg.norm(picked, axis=1, keepdims=True)
+    _, distinct = _non_flat_rows(patches, n_filters, "patches", unit=True)
+    picked = distinct[check_random_state(random_state).choice(distinct.shape[0], n_filters, replace=False)]
     return picked.reshape(n_filters, *patches.shape[1:])
 
 
@@ -523,11 +529,8 @@ def kmeans_bank(patches, kernel_size, n_channels, n_filters=256, max_iter=10, sp
     max_iter = _check_count(max_iter, "max_iter", "kmeans")
     spherical = _check_bool(spherical, "spherical", "kmeans")
     check_bank_memory(n_filters, n_channels, kernel_size, "kmeans", "n_filters")
-    rows = _distinct_directions(patches, n_filters, "kmeans")
-    if spherical:
-        rows = rows / np.linalg.norm(rows, axis=1, keepdims=True)
+    rows, distinct = _non_flat_rows(patches, n_filters, "kmeans", unit=spherical)
     rng = check_random_state(random_state)
-    distinct = np.unique(rows, axis=0)
     centroids = distinct[rng.choice(distinct.shape[0], n_filters, replace=False)]
     rows32 = rows.astype(np.float32)
     for _ in range(max_iter):

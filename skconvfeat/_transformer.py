@@ -382,7 +382,7 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
             pool_stride=stride,
             pool_grid=grid,
             channel_mode=self.channel_mode,
-            alpha=_finite_param(self.alpha, "alpha"),
+            alpha=self.alpha,
         )
 
     # -- patch preprocessing and data-derived banks --------------------------
@@ -421,7 +421,7 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
         if not (whiten or self._needs_data()):
             if not patch_norm:
                 return None, None, None
-            return _patches.PatchPreprocessing(True, _finite_param(self.eps_norm, "eps_norm")), None, None
+            return _patches.PatchPreprocessing(True, self.eps_norm), None, None
         kernel_hw = _pair_param(self.kernel_size, "kernel_size")
         self._check_geometry(images.shape[1:3], kernel_hw, spec)
         rng = check_random_state(self.random_state)
@@ -429,9 +429,9 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
         preprocessing, patches = _patches.fit_preprocessing(
             sampled,
             patch_norm=patch_norm,
-            eps_norm=_finite_param(self.eps_norm, "eps_norm"),
+            eps_norm=self.eps_norm,
             whiten=whiten,
-            eps_zca=_finite_param(self.eps_zca, "eps_zca"),
+            eps_zca=self.eps_zca,
         )
         return (preprocessing if patch_norm or whiten else None), patches, rng
 
@@ -542,15 +542,6 @@ def _pair_param(value, name):
             f"pair of positive ints. Got {value!r} instead."
         )
     return pair
-
-
-def _finite_param(value, name):
-    """The constraints accept any real in range; infinity would turn features into NaN."""
-    if not math.isfinite(value):
-        raise InvalidParameterError(
-            f"The {name!r} parameter of FixedConvTransformer must be a finite number. Got {value!r} instead."
-        )
-    return float(value)
 
 
 def _reject_complex(X):
