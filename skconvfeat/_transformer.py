@@ -51,12 +51,20 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
     bank : str or array-like, default="gabor"
         The kernels: a registered bank name (see :func:`skconvfeat.list_banks`:
         ``"gaussian"``, ``"gabor"``, ``"sharpen"``, ``"random"``,
-        ``"identity"``, ...) or an array of kernels shaped ``(n_filters, kh, kw)``
+        ``"identity"``, and the data-derived ``"patches"``, ``"kmeans"``,
+        ``"pca"``, ...) or an array of kernels shaped ``(n_filters, kh, kw)``
         (spread over the channels) or ``(n_filters, n_channels, kh, kw)``.
+        Data-derived banks are learnt in ``fit``, without labels, from
+        ``n_patches`` patches sampled from ``X`` and preprocessed (see
+        ``patch_norm``, ``whiten``): ``"patches"`` picks preprocessed patches,
+        ``"kmeans"`` clusters them (spherical k-means, Coates & Ng),
+        ``"pca"`` takes their principal components (PCANet).
 
     bank_params : dict, default=None
         Keyword parameters of the named bank, e.g. ``{"sigmas": (1, 2)}`` for
-        ``"gaussian"`` or ``{"n_filters": 32}`` for ``"random"``.
+        ``"gaussian"``, ``{"n_filters": 32}`` for ``"random"``, or
+        ``{"n_filters": 1600, "max_iter": 10, "spherical": True}`` for
+        ``"kmeans"``.
 
     kernel_size : int or (int, int), default=5
         Kernel height and width in pixels for named banks.
@@ -80,9 +88,19 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
         the kernel fits, maps shrink by ``kernel_size - 1``. ``"same"``: zero
         padding keeps the image size. ``"reflect"``: mirror padding keeps it.
 
-    nonlinearity : {"relu", "none", "abs", "square", "two_sided_relu"}, default="relu"
-        Applied to every response. ``"two_sided_relu"`` keeps
-        ``max(x, 0)`` and ``max(-x, 0)`` as separate maps (twice the features).
+    nonlinearity : {"relu", "none", "abs", "square", "two_sided_relu", \
+            "soft_threshold", "two_sided_soft_threshold", "triangle"}, default="relu"
+        Applied to every response ``r = d . z`` of kernel ``d`` to the
+        (preprocessed) patch ``z``. ``"two_sided_relu"`` keeps
+        ``max(r, 0)`` and ``max(-r, 0)`` as separate maps (twice the features).
+        ``"soft_threshold"``: ``max(r - alpha, 0)``;
+        ``"two_sided_soft_threshold"``: ``max(r - alpha, 0)`` and
+        ``max(-r - alpha, 0)`` as separate maps. ``"triangle"`` (Coates, Lee &
+        Ng 2011): ``max(0, mean_j dist_j - dist_k)`` with ``dist_k = |z - d_k|``
+        the Euclidean distance from the patch to kernel ``k`` treated as a
+        centroid; meant for ``"kmeans"``/``"patches"`` banks, it computes
+        the same formula for any bank, on raw patches when there is no
+        preprocessing. These three need ``channel_mode="sum"``.
 
     pooling : {"avg", "max"}, default="avg"
         How each pooling region is reduced.
@@ -100,6 +118,45 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
         ``torch.nn.AdaptiveAvgPool2d``: region ``i`` spans
         ``[floor(i*H/g), ceil((i+1)*H/g))``.
 
+    alpha : float >= 0, default=0.25
+        Threshold of the soft-threshold encodings, in units of the response
+        (for whitened patches and unit-norm kernels, standard deviations of
+        whitened pixels: Coates & Ng used 0.25). Ignored by other nonlinearities.
+
+    patch_norm : bool or "auto", default="auto"
+        Per-patch brightness and contrast normalisation, identical in ``fit``
+        and ``transform``: each patch ``p`` of ``D = kh*kw*c`` values becomes
+        ``(p - mean(p)) / sqrt(var(p) + eps_norm)``. ``"auto"``: on for
+        data-derived banks, off for the others (their behaviour unchanged).
+
+    whiten : bool or "auto", default="auto"
+        ZCA whitening of the (normalised) patches, fitted in ``fit`` on the
+        sampled patches: ``z = W (q - mu)``, ``W = U (S + eps I)^-1/2 U^T``
+        from their covariance ``U S U^T``. ``"auto"``: on for ``"patches"``
+        and ``"kmeans"`` (and user banks registered with ``whiten=True``), off
+        for ``"pca"`` and the hand-crafted banks. Folded into the kernels:
+        ``transform`` still does one matrix product per tile of positions.
+
+    eps_norm : float > 0, default=10.0
+        Added to each patch's variance before dividing, in squared pixel
+        units of ``X``: 10 is Coates' value for pixels in 0-255; for pixels
+        in [0, 1] the same relative amount is ``10 / 255**2`` (about 1.5e-4).
+        It keeps flat patches from amplifying noise.
+
+    eps_zca : float > 0, default=0.1
+        Whitening regulariser relative to the patches' mean eigenvalue:
+        ``eps = eps_zca * mean(S)``. With normalised 0-255 patches
+        the mean eigenvalue is close to 1, so this is about Coates' absolute
+        units (0.1 in the paper; on the JPEG copy of CIFAR-10, 1.0 beat 0.1
+        and 0.01 was as bad as no whitening: choose it on held-out data).
+
+    n_patches : int, default=100_000
+        Patches sampled (uniformly, with replacement, from every image and
+        position, reproducibly from ``random_state``) to fit the whitening
+        and a data-derived bank; all positions once when ``X`` has fewer.
+        ``fit`` holds ``n_patches * D * 8`` bytes of them (86 MB for 100,000
+        6x6x3 patches). Unused when neither is needed.
+
     dtype : {"float32", "float64"}, default="float32"
         Precision of the computation and of the output.
 
@@ -116,13 +173,21 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
         CuPy input gives CuPy output; NumPy input gives NumPy output.
 
     random_state : int, RandomState instance or None, default=None
-        Seed of the ``"random"`` bank.
+        Seed of the ``"random"`` bank, and of the patch sampling and the
+        data-derived banks' random choices.
 
     Attributes
     ----------
     filters_ : ndarray of shape (n_filters, n_channels, kh, kw)
-        The kernels applied (float64, host memory). In ``"separate"`` mode
+        The kernels applied (float64, host memory), to the preprocessed
+        patches when there is preprocessing. In ``"separate"`` mode
         ``n_channels`` is 1: each kernel is applied to every channel.
+
+    preprocessing_ : PatchPreprocessing or None
+        The fitted patch preprocessing: ``patch_norm``, ``eps_norm``, and with
+        whitening the sampled patches' ``mean`` ``(D,)`` and the ZCA matrix
+        ``whitening`` ``(D, D)``, both laid out like a flattened kernel
+        ``(c, kh, kw)``. None without preprocessing.
 
     image_shape_ : tuple of int
         ``(h, w, c)`` of one image.
@@ -147,6 +212,12 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
     frameworks. On the CPU, every image is processed as an im2col matrix
     product in cache-sized batches spread over threads (one per BLAS thread
     allowed, so ``threadpoolctl`` limits and joblib workers are respected).
+    With preprocessing or a dictionary encoding, the positions are processed
+    in tiles of about 1 MiB (patch rows and maps): the product, the encoding
+    and the pooling run on the tile while it is in cache, so memory beyond
+    the output stays near ``threads * (batch scratch + 2 tiles)`` plus the
+    folded kernels, whatever the number of filters (4,000 filters on 32x32x3
+    images: under 10 MiB on 2 threads).
 
     Examples
     --------
