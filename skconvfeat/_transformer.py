@@ -213,7 +213,7 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
     product in cache-sized batches spread over threads (one per BLAS thread
     allowed, so ``threadpoolctl`` limits and joblib workers are respected).
     With preprocessing or a dictionary encoding, the positions are processed
-    in tiles of about 1 MiB (patch rows and maps): the product, the encoding
+    in tiles of about 2 MiB (patch rows and maps): the product, the encoding
     and the pooling run on the tile while it is in cache, so memory beyond
     the output stays near ``threads * (batch scratch + 2 tiles)`` plus the
     folded kernels, whatever the number of filters (4,000 filters on 32x32x3
