@@ -359,8 +359,10 @@ def _responses(windows, folded, xp):
     n_rows = windows.shape[0] * windows.shape[1] * windows.shape[2]
     rows = xp.empty((n_rows, folded.matrix.shape[0]), dtype=folded.matrix.dtype)
     patches = rows[:, :dim]
-    # A view of the first D columns shaped like the windows: one copy, no temporary.
-    patches.reshape(windows.shape)[...] = windows
+    # im2col copy, then into the wider rows: the extra copy is D columns (D << K),
+    # and unlike writing through a reshaped strided view it cannot silently
+    # land in a temporary on a backend whose reshape copies.
+    patches[...] = windows.reshape(n_rows, dim)
     if folded.patch_norm:
         patches -= patches.mean(axis=1, keepdims=True)
         scale = xp.einsum("ij,ij->i", patches, patches)
