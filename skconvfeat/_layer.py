@@ -278,7 +278,9 @@ def _tile_shape(n_images, map_hw, spec, folded, itemsize, tile_bytes):
     if spec.pool_grid is None or positions >= map_h * map_w:
         # Window pooling needs whole maps; a small image is whole anyway.
         return max(1, min(n_images, positions // (map_h * map_w))), map_h
-    return 1, max(1, min(map_h, positions // map_w))
+    # Bands of equal height: 27 rows as 9+9+9 rather than 11+11+5 keeps every GEMM as tall.
+    n_bands = -(-map_h // max(1, min(map_h, positions // map_w)))
+    return 1, -(-map_h // n_bands)
 
 
 def folded_layer(x, folded, spec, xp, tile_bytes=None):
@@ -347,7 +349,7 @@ def _encode_pool_linear(rows, g, acc, side, y0, map_hw, spec, xp, shape):
         return
     xp.maximum(g, 0, out=g)  # squared distances, rounding may dip below 0
     xp.sqrt(g, out=g)
-    mean = g.mean(axis=1, keepdims=True)
+    mean = _row_mean(g, xp)
     xp.minimum(g, mean, out=g)
     _pool_into(acc, g.reshape(shape), y0, map_hw, spec, xp)
     _pool_into(side, mean.reshape(*shape[:3], 1), y0, map_hw, spec, xp)
@@ -391,7 +393,7 @@ def _encode(responses, spec, xp):
         # g holds squared distances; f_k = max(0, mean_j dist_j - dist_k).
         xp.maximum(g, 0, out=g)
         xp.sqrt(g, out=g)
-        mean = g.mean(axis=1, keepdims=True)
+        mean = _row_mean(g, xp)
         xp.subtract(mean, g, out=g)
         return [xp.maximum(g, 0, out=g)]
     if kind == "abs":
@@ -399,6 +401,11 @@ def _encode(responses, spec, xp):
     if kind == "square":
         return [xp.multiply(g, g, out=g)]
     return [g]
+
+
+def _row_mean(g, xp):
+    """Mean of each row as a column: a matrix-vector product, about 3x faster than ``mean`` in NumPy."""
+    return (g @ xp.full(g.shape[1], 1.0 / g.shape[1], dtype=g.dtype))[:, None]
 
 
 def _pool_init(spec, shape, dtype, xp):
