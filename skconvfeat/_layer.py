@@ -404,8 +404,15 @@ def _encode(responses, spec, xp):
 
 
 def _row_mean(g, xp):
-    """Mean of each row as a column: a matrix-vector product, about 3x faster than ``mean`` in NumPy."""
-    return (g @ xp.full(g.shape[1], 1.0 / g.shape[1], dtype=g.dtype))[:, None]
+    """Mean of each row as a column.
+
+    ``einsum`` sums a row about 3x faster than ``mean`` in NumPy; unlike a
+    matrix-vector product (as fast), its result does not depend on where the
+    row sits in the tile, so features do not depend on the order of samples.
+    """
+    means = xp.einsum("ij->i", g)
+    means *= 1.0 / g.shape[1]
+    return means[:, None]
 
 
 def _pool_init(spec, shape, dtype, xp):
