@@ -13,7 +13,7 @@ import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
-from ._errors import UnsafeArchiveError, corrupt_file
+from ._errors import LimitExceededError, UnsafeArchiveError, corrupt_file
 
 DEFAULT_MAX_MEMBERS = 1_000_000
 DEFAULT_MAX_TOTAL_BYTES = 4 * 2**30
@@ -54,7 +54,9 @@ def iter_archive_files(path, *, wanted=None, max_members=DEFAULT_MAX_MEMBERS,
     Raises
     ------
     UnsafeArchiveError
-        On a dangerous member or when a cap is exceeded.
+        On a dangerous member.
+    LimitExceededError
+        When a cap is exceeded.
     CorruptFileError
         When the archive cannot be read.
     """
@@ -81,12 +83,12 @@ class _Limits:
         self.members += 1
         self.total_bytes += size
         if self.members > self.max_members:
-            raise UnsafeArchiveError(
+            raise LimitExceededError(
                 f"{self.path} has more than max_members={self.max_members} members; "
                 "pass a larger max_members if you trust this archive."
             )
         if self.total_bytes > self.max_total_bytes:
-            raise UnsafeArchiveError(
+            raise LimitExceededError(
                 f"{self.path} holds more than max_total_bytes={self.max_total_bytes} "
                 "bytes uncompressed; pass a larger max_total_bytes if you trust this archive."
             )
