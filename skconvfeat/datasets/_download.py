@@ -222,9 +222,12 @@ def _stream(url, out, remote, timeout, clock):
     """Copy the body of ``url`` to ``out``, at most ``remote.size`` bytes; return its digest."""
     digest = hashlib.new(remote.algorithm)
     received = 0
+    clock.check()
+    # Every socket operation ends by the deadline or the time-out, whichever is first
+    # (a time-out of 0 would make the socket non-blocking: keep it positive).
+    socket_timeout = max(min(timeout, clock.remaining()), 1e-3)
     try:
-        # Every socket operation ends by the deadline or the time-out, whichever is first.
-        with urllib.request.urlopen(url, timeout=min(timeout, clock.remaining())) as response:
+        with urllib.request.urlopen(url, timeout=socket_timeout) as response:
             expected = _announced_length(response, url, remote)
             progress = _Progress(url, expected or remote.size)
             # read1 returns what has arrived, so that a slow drip still lets

@@ -188,9 +188,9 @@ def _walk(root):
         relative = PurePosixPath(Path(folder).relative_to(root).as_posix())
         kept = []
         for subfolder in subfolders:
-            real = os.path.realpath(os.path.join(folder, subfolder))
             if _is_hidden(subfolder):
                 continue
+            real = os.path.realpath(os.path.join(folder, subfolder))
             if real in seen:
                 raise ValueError(
                     f"{relative / subfolder} in {root} leads to {real}, a folder reached "
