@@ -102,12 +102,12 @@ def fetch_file(remote, folder, base_url, *, download_if_missing=True, n_retries=
             f"{remote.filename} not found in {folder} (data_home={str(folder.parent)!r}) "
             "and download_if_missing=False."
         )
-    clock = _Deadline(base_url + remote.filename, deadline)
+    url = base_url + remote.filename
+    clock = _Deadline(url, deadline)
     created = _make_folders(folder)
     try:
         _remove_stale_partials(path)
-        _download_with_retries(base_url + remote.filename, path, remote, n_retries, delay,
-                               timeout, clock)
+        _download_with_retries(url, path, remote, n_retries, delay, timeout, clock)
     except BaseException:
         _remove_empty_folders(created)
         raise
