@@ -6,7 +6,7 @@ Train only the "fully-connected" head of a CNN whose kernels are frozen
 
 from ._banks import list_banks, make_bank, register_bank
 from ._net import FixedConvNet
-from ._learned import LearnedConvClassifier, transfer_bank
+from .learned import LearnedConvClassifier, transfer_bank
 from ._transformer import FixedConvTransformer
 
 __all__ = [
