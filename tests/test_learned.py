@@ -445,6 +445,21 @@ def test_bad_parameters_name_the_class_called(params, error, match):
         LearnedConvClassifier(**params).fit(X, [0, 1, 0, 1])
 
 
+class _PreprocessingLayer(FixedConvTransformer):
+    """Stands for a data-derived bank whose kernels apply to normalised patches (branch issue9-core)."""
+
+    def fit(self, X, y=None):
+        super().fit(X, y)
+        self.preprocessing_ = "whitened patches"
+        return self
+
+
+def test_layers_without_a_torch_counterpart_are_refused():
+    net = FixedConvNet([("conv1", FixedConvTransformer(kernel_size=3)), ("conv2", _PreprocessingLayer(kernel_size=1))])
+    with pytest.raises(ValueError, match="layer 2 of 'conv' preprocesses its patches"):
+        LearnedConvClassifier(net).fit(_images((20, 8, 8)), np.arange(20) % 2)
+
+
 def test_bad_targets_and_inputs():
     X = _images((20, 8, 8))
     with pytest.raises(ValueError, match="one class"):
