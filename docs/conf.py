@@ -52,7 +52,7 @@ numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
 
 # -- Markdown pages (the existing docs/*.md and the user guide) ----------------
-myst_enable_extensions = ["colon_fence", "deflist"]
+myst_enable_extensions = ["colon_fence", "deflist", "dollarmath"]
 myst_heading_anchors = 3
 
 # -- Cross-references into other projects' docs ---------------------------------
@@ -103,3 +103,15 @@ html_theme_options = {
 }
 html_static_path = []
 html_show_sourcelink = False
+
+
+def _skip_metadata_requests(app, what, name, obj, skip, options):
+    # scikit-learn generates set_{method}_request for metadata routing on every
+    # estimator; they are scikit-learn's API, documented there, not ours.
+    if name.startswith("set_") and name.endswith("_request"):
+        return True
+    return None
+
+
+def setup(app):
+    app.connect("autodoc-skip-member", _skip_metadata_requests)
