@@ -78,6 +78,14 @@ sphinx_gallery_conf = {
     "examples_dirs": str(ROOT / "examples"),
     "gallery_dirs": "auto_examples",
     "filename_pattern": r"/plot_",
+    # From first contact to the study, not alphabetical.
+    "within_subsection_order": [
+        "plot_quick_start.py",
+        "plot_choosing_a_bank.py",
+        "plot_grid_search.py",
+        "plot_fixed_vs_learned.py",
+        "plot_transfer_study.py",
+    ],
     # Every example runs at each build: a broken one fails the build.
     "abort_on_example_error": True,
     "only_warn_on_example_error": False,
@@ -97,7 +105,8 @@ html_title = f"skconvfeat {release}"
 html_theme_options = {
     "navigation_with_keys": False,
     "show_toc_level": 2,
-    "secondary_sidebar_items": ["page-toc"],
+    # API pages are wide (signatures, parameter lists): no right-hand column there.
+    "secondary_sidebar_items": {"**": ["page-toc"], "generated/*": []},
     "footer_start": ["copyright"],
     "footer_end": [],
 }

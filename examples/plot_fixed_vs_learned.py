@@ -38,7 +38,9 @@ def fit_learned(X, y):
 
 # %%
 # The fixed arm trains only the head; the learned arm trains everything.
-fixed = make_pipeline(FixedConvTransformer(**LAYER), StandardScaler(), LogisticRegression(max_iter=2000))
+fixed = make_pipeline(
+    FixedConvTransformer(**LAYER), StandardScaler(), LogisticRegression(max_iter=2000)
+)
 fixed.fit(X_train, y_train)
 learned, learned_bank = fit_learned(X_train, y_train)
 print(f"Gabor kernels, fixed:              {fixed.score(X_test, y_test):.3f}")
