@@ -16,10 +16,13 @@ DOCS = Path(__file__).resolve().parent
 ROOT = DOCS.parent
 # Document (and run the gallery against) this checkout, not another installed copy.
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(DOCS / "sphinxext"))
 # The gallery's figures are rendered off-screen.
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 import skconvfeat  # noqa: E402
+import gallery_order  # noqa: E402
+from sphinx_gallery.sorting import FunctionSortKey  # noqa: E402
 
 project = "skconvfeat"
 author = "the skconvfeat developers"
@@ -78,14 +81,7 @@ sphinx_gallery_conf = {
     "examples_dirs": str(ROOT / "examples"),
     "gallery_dirs": "auto_examples",
     "filename_pattern": r"/plot_",
-    # From first contact to the study, not alphabetical.
-    "within_subsection_order": [
-        "plot_quick_start.py",
-        "plot_choosing_a_bank.py",
-        "plot_grid_search.py",
-        "plot_fixed_vs_learned.py",
-        "plot_transfer_study.py",
-    ],
+    "within_subsection_order": FunctionSortKey(gallery_order.position, "gallery_order.position"),
     # Every example runs at each build: a broken one fails the build.
     "abort_on_example_error": True,
     "only_warn_on_example_error": False,
@@ -105,8 +101,7 @@ html_title = f"skconvfeat {release}"
 html_theme_options = {
     "navigation_with_keys": False,
     "show_toc_level": 2,
-    # API pages are wide (signatures, parameter lists): no right-hand column there.
-    "secondary_sidebar_items": {"**": ["page-toc"], "generated/*": []},
+    "secondary_sidebar_items": ["page-toc"],
     "footer_start": ["copyright"],
     "footer_end": [],
 }
