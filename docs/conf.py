@@ -33,7 +33,6 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
     "sphinx.ext.intersphinx",
-    "sphinx.ext.mathjax",
     "numpydoc",
     "myst_parser",
     "sphinx_gallery.gen_gallery",
@@ -55,7 +54,8 @@ numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
 
 # -- Markdown pages (the existing docs/*.md and the user guide) ----------------
-myst_enable_extensions = ["colon_fence", "deflist", "dollarmath"]
+# No math extension: MathJax would come from a CDN, and the site must read right offline.
+myst_enable_extensions = ["colon_fence", "deflist"]
 myst_heading_anchors = 3
 
 # -- Cross-references into other projects' docs ---------------------------------

@@ -33,7 +33,8 @@ grid = {
 }
 search = GridSearchCV(pipeline, grid, cv=3).fit(X_train, y_train)
 print("best:", search.best_params_)
-print(f"cross-validated accuracy {search.best_score_:.3f}, test accuracy {search.score(X_test, y_test):.3f}")
+print(f"cross-validated accuracy {search.best_score_:.3f}")
+print(f"test accuracy {search.score(X_test, y_test):.3f}")
 
 # %%
 # Mean cross-validated accuracy of every combination.

@@ -40,7 +40,8 @@ sizes = transfer["train_sizes"]
 fig, ax = plt.subplots(figsize=(6, 3.5))
 for arm in transfer["arms"].values():
     scores = np.asarray(arm["scores"])  # (sizes, seeds)
-    ax.errorbar(sizes, scores.mean(axis=1), yerr=scores.std(axis=1), marker="o", capsize=3, label=arm["label"])
+    mean, spread = scores.mean(axis=1), scores.std(axis=1)
+    ax.errorbar(sizes, mean, yerr=spread, marker="o", capsize=3, label=arm["label"])
 ax.set_xscale("log")
 ax.set_xticks(sizes, [str(n) for n in sizes])
 ax.set_xlabel("training images of the digits 5-9")
