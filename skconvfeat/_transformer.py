@@ -129,7 +129,7 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
     n_features_in_ : int
         Values per image, ``h * w * c``.
 
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Column names seen in ``fit`` when ``X`` was a DataFrame.
 
     n_features_out_ : int
@@ -249,7 +249,7 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        X_new : ndarray of shape (n_samples, n_features_out_)
+        X_new : ndarray of shape (n_samples, `n_features_out_`)
             Pooled features, ordered map by map then row by row
             (``get_feature_names_out`` names them). A CuPy array for CuPy input.
         """
