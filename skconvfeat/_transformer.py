@@ -195,7 +195,7 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
     n_features_in_ : int
         Values per image, ``h * w * c``.
 
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Column names seen in ``fit`` when ``X`` was a DataFrame.
 
     n_features_out_ : int
@@ -346,7 +346,7 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        X_new : ndarray of shape (n_samples, n_features_out_)
+        X_new : ndarray of shape (n_samples, `n_features_out_`)
             Pooled features, ordered map by map then row by row
             (``get_feature_names_out`` names them). A CuPy array for CuPy input.
         """
@@ -605,11 +605,11 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
         return _layer.auto_batch_size(per_image, _cpu.CPU_WORKING_SET_BYTES)
 
 
-def _pair_param(value, name):
+def _pair_param(value, name, owner="FixedConvTransformer"):
     pair = _as_pair(value)
     if pair is None:
         raise InvalidParameterError(
-            f"The {name!r} parameter of FixedConvTransformer must be a positive int or a "
+            f"The {name!r} parameter of {owner} must be a positive int or a "
             f"pair of positive ints. Got {value!r} instead."
         )
     return pair

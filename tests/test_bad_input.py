@@ -197,8 +197,9 @@ def test_learned_classifier_refuses_data_derived_banks():
     pytest.importorskip("torch")
     from skconvfeat import LearnedConvClassifier
 
-    with pytest.raises(ValueError, match=r"LearnedConvClassifier convolves raw pixels, but the 'kmeans' bank is built for normalised/whitened patches"):
-        LearnedConvClassifier(bank="kmeans", kernel_size=3).fit(DIGITS_LIKE, np.arange(10) % 2)
+    conv = FixedConvTransformer(bank="kmeans", bank_params={"n_filters": 4}, kernel_size=3)
+    with pytest.raises(ValueError, match=r"LearnedConvClassifier trains plain convolutions .* but layer 1 of 'conv' preprocesses its patches"):
+        LearnedConvClassifier(conv).fit(DIGITS_LIKE, np.arange(10) % 2)
 
 
 def test_make_bank_patches_checks():
