@@ -26,9 +26,9 @@ class GramRidgeClassifier(LinearClassifierMixin, BaseEstimator):
     Fits the same model as :class:`sklearn.linear_model.RidgeClassifier` (targets ``+-1``, one
     column per class, an unpenalised intercept) for each candidate penalty in ``alphas``, scores
     each on a random ``validation_fraction`` of the rows, and refits on all rows with the best.
-    Memory beyond ``X``: the ``n_features x n_features`` Gram matrices in float64 (two of them,
-    plus one for the factorisation: ``3 * 8 * n_features**2`` bytes, 1 GiB at 6,400 features,
-    6.2 GiB at 16,000) and one chunk of ``batch_size`` rows. Beyond about 20,000 features the
+    Memory beyond ``X``: three ``n_features x n_features`` float64 matrices (the Gram matrices of
+    the training and held-out rows, and the one factorised): ``24 * n_features**2`` bytes, 0.9 GiB
+    at 6,400 features, 4.6 GiB at 14,400; and one chunk of ``batch_size`` rows. Beyond about 20,000 features the
     Gram matrix stops fitting comfortably: use a streaming head such as
     :class:`sklearn.linear_model.SGDClassifier` with ``partial_fit`` (see ``docs/heads.md``).
 
@@ -117,15 +117,18 @@ class GramRidgeClassifier(LinearClassifierMixin, BaseEstimator):
                 mask = held_out[rows] == part
                 if mask.any():
                     stat.add(X[rows][mask], Y[rows][mask])
+        train, held = stats[False], stats[True]
         if held_out.any():
             self.validation_scores_ = np.array(
-                [_accuracy(stats[False].solve(alpha), X[held_out], Y[held_out]) for alpha in alphas]
+                [_accuracy(train.solve(alpha), X[held_out], Y[held_out]) for alpha in alphas]
             )
             self.alpha_ = float(alphas[int(np.argmax(self.validation_scores_))])
         else:
             self.validation_scores_ = np.full(len(alphas), np.nan)
             self.alpha_ = float(alphas[0])
-        coef, intercept = (stats[False] + stats[True]).solve(self.alpha_)
+        train.merge(held)
+        del stats, held  # the held-out sums now live in train: free them before the last solve
+        coef, intercept = train.solve(self.alpha_)
         self.coef_, self.intercept_ = coef.T.astype(X.dtype), intercept.astype(X.dtype)
         return self
 
@@ -171,29 +174,37 @@ class _GramStats:
         self.xtx += Xs.T @ Xs
         self.xty += Xs.T.astype(np.float64) @ Y
 
-    def __add__(self, other):
+    def merge(self, other):
+        """Add ``other``'s rows to these sums, in place (no second Gram-sized array)."""
         if other.n == 0:
-            return self
+            return
         # Re-express the other's sums around this shift: x - a = (x - b) + (b - a).
         d = other.shift - self.shift
-        total = _GramStats(len(self.sum_x), len(self.sum_y), self.shift)
-        total.n = self.n + other.n
-        total.sum_x = self.sum_x + other.sum_x + other.n * d
-        total.sum_y = self.sum_y + other.sum_y
-        total.xtx = (self.xtx + other.xtx + np.outer(other.sum_x, d) + np.outer(d, other.sum_x)
-                     + other.n * np.outer(d, d))
-        total.xty = self.xty + other.xty + np.outer(d, other.sum_y)
-        return total
+        self.xtx += other.xtx
+        _add_outer(self.xtx, other.sum_x, d)
+        _add_outer(self.xtx, d, other.sum_x)
+        _add_outer(self.xtx, other.n * d, d)
+        self.xty += other.xty + np.outer(d, other.sum_y)
+        self.sum_x += other.sum_x + other.n * d
+        self.sum_y += other.sum_y
+        self.n += other.n
 
     def solve(self, alpha):
         """Ridge coefficients ``(n_features, n_targets)`` and intercept on the centred sums."""
         mean_x, mean_y = self.sum_x / self.n, self.sum_y / self.n
-        gram = self.xtx - self.n * np.outer(mean_x, mean_x)
+        gram = self.xtx.copy()
+        _add_outer(gram, -self.n * mean_x, mean_x)
         gram[np.diag_indices_from(gram)] += alpha * self.n
         rhs = self.xty - self.n * np.outer(mean_x, mean_y)
         coef = scipy.linalg.solve(gram, rhs, assume_a="pos", overwrite_a=True)
         intercept = mean_y - (mean_x + self.shift) @ coef
         return coef, intercept
+
+
+def _add_outer(matrix, u, v, rows=1024):
+    """``matrix += outer(u, v)`` a block of rows at a time: no temporary as large as ``matrix``."""
+    for start in range(0, len(u), rows):
+        matrix[start : start + rows] += np.outer(u[start : start + rows], v)
 
 
 def _accuracy(solution, X, Y):

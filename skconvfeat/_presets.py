@@ -14,8 +14,8 @@ _COATES = {
     "bank": "kmeans",
     "nonlinearity": "two_sided_soft_threshold",
     "alpha": 0.25,  # Coates & Ng's threshold for whitened patches and unit-norm centroids
-    "pool_grid": 3,  # +2 points over quadrants on CIFAR-10 held-out images at 400 filters
-    "eps_zca": 1.0,  # beat 0.1 on held-out CIFAR-10 images (docs/results.md)
+    "pool_grid": 3,  # +2 points over quadrants on held-out CIFAR-10 training images, 400 filters
+    "eps_zca": 1.0,  # beat 0.1 there by 1-1.4 points (docs/results.md)
 }
 
 PRESETS = {
@@ -24,12 +24,14 @@ PRESETS = {
     # MNIST (28x28, pixels 0-255): 5x5 patches -> 14,400 features.
     "coates-mnist": {**_COATES, "bank_params": {"n_filters": 800}, "kernel_size": 5, "n_patches": 400_000},
     # scikit-learn's digits as load_digits gives them (8x8, values 0-16): 3x3 patches, and eps_norm
-    # rescaled from Coates' 10 for 0-255 pixels to the same fraction of the 0-16 range.
+    # rescaled from Coates' 10 for 0-255 pixels to the same fraction of the 0-16 range. Chosen by
+    # 3-fold CV on the first 1,000 digits: eps_zca 0.1 99.8%, 1.0 99.4%; quadrants 99.1%.
     "coates-digits": {
         **_COATES,
         "bank_params": {"n_filters": 200},
         "kernel_size": 3,
         "eps_norm": 10.0 * (16 / 255) ** 2,
+        "eps_zca": 0.1,
     },
 }
 
