@@ -196,7 +196,8 @@ class _GramStats:
         _add_outer(gram, -self.n * mean_x, mean_x)
         gram[np.diag_indices_from(gram)] += alpha * self.n
         rhs = self.xty - self.n * np.outer(mean_x, mean_y)
-        coef = scipy.linalg.solve(gram, rhs, assume_a="pos", overwrite_a=True)
+        # gram is symmetric: its transpose is the Fortran-ordered view LAPACK factorises in place.
+        coef = scipy.linalg.solve(gram.T, rhs, assume_a="pos", overwrite_a=True)
         intercept = mean_y - (mean_x + self.shift) @ coef
         return coef, intercept
 
