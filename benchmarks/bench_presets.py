@@ -61,7 +61,7 @@ def main():
     test_seconds = time.perf_counter() - start
     head = model[-1]
     print(f"features {model[0].n_features_out_}; held-out accuracy per alpha "
-          f"{dict(zip(head.alphas, np.round(head.validation_scores_, 4)))}; chosen alpha {head.alpha_}")
+          f"{ {alpha: round(float(score), 4) for alpha, score in zip(head.alphas, head.validation_scores_)} }; chosen alpha {head.alpha_}")
     print(f"fit {fit_seconds:.0f} s, test {test_seconds:.0f} s, peak memory "
           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.1f} GiB")
     print(f"TEST ACCURACY {accuracy:.4f}")
