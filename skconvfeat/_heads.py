@@ -119,9 +119,8 @@ class GramRidgeClassifier(LinearClassifierMixin, BaseEstimator):
                     stat.add(X[rows][mask], Y[rows][mask])
         train, held = stats[False], stats[True]
         if held_out.any():
-            self.validation_scores_ = np.array(
-                [_accuracy(train.solve(alpha), X[held_out], Y[held_out]) for alpha in alphas]
-            )
+            X_held, Y_held = X[held_out], Y[held_out]
+            self.validation_scores_ = np.array([_accuracy(train.solve(alpha), X_held, Y_held) for alpha in alphas])
             self.alpha_ = float(alphas[int(np.argmax(self.validation_scores_))])
         else:
             self.validation_scores_ = np.full(len(alphas), np.nan)
