@@ -42,6 +42,7 @@ def main():
     parser.add_argument("dataset", choices=sorted(PRESET))
     parser.add_argument("--data-home", default="../shared/data")
     parser.add_argument("--flip", action="store_true", help="add mirrored training images (cifar10)")
+    parser.add_argument("--alphas", type=float, nargs="+", default=ALPHAS, help="candidate penalties per row")
     args = parser.parse_args()
     X, y, X_test, y_test = load(args.dataset, args.data_home)
     if args.flip:
@@ -49,7 +50,7 @@ def main():
     model = make_pipeline(
         make_preset(PRESET[args.dataset], random_state=0),
         StandardScaler(copy=False),  # the features are a fresh array: scale them in place
-        GramRidgeClassifier(alphas=ALPHAS, random_state=0),
+        GramRidgeClassifier(alphas=args.alphas, random_state=0),
     )
     print(f"{platform.machine()}; {args.dataset}: train {X.shape}, test {X_test.shape}; preset "
           f"{PRESET[args.dataset]}; flips: {args.flip}", flush=True)
