@@ -5,16 +5,21 @@ Train only the "fully-connected" head of a CNN whose kernels are frozen
 """
 
 from ._banks import list_banks, make_bank, register_bank
+from ._heads import GramRidgeClassifier
 from ._net import FixedConvNet
+from ._presets import PRESETS, make_preset
 from .learned import LearnedConvClassifier, transfer_bank
 from ._transformer import FixedConvTransformer
 
 __all__ = [
     "FixedConvNet",
     "FixedConvTransformer",
+    "GramRidgeClassifier",
     "LearnedConvClassifier",
+    "PRESETS",
     "list_banks",
     "make_bank",
+    "make_preset",
     "register_bank",
     "transfer_bank",
 ]
