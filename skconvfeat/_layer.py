@@ -320,6 +320,10 @@ def folded_layer(x, folded, spec, xp, tile_bytes=None):
         acc[..., folded.n_filters :] -= side @ folded.matrix
     elif linear:
         xp.subtract(side, acc, out=acc)
+    if linear:
+        # Both shortcuts subtract nearly equal sums: float32 rounding can leave a
+        # tiny negative (~1e-7) where the encoding's exact value is 0 or more.
+        xp.maximum(acc, 0, out=acc)
     if spec.pool_grid is not None and spec.pooling == "avg":
         acc *= _region_inverse_sizes(map_hw, spec.pool_grid, x.dtype, xp)
     return acc.transpose(0, 3, 1, 2).reshape(n_images, -1)
