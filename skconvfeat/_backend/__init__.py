@@ -5,8 +5,10 @@ namespace ``xp``; this module decides which one, and moves arrays between
 host and device.
 """
 
+import contextlib
 import functools
 import os
+import threading
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
@@ -75,6 +77,44 @@ def blas_controller():
     return ThreadpoolController().select(user_api="blas")
 
 
+class _SingleThreadedBLAS:
+    """Holds BLAS at one thread while any transform runs, then restores the limit exactly.
+
+    A limiter per call (save, lower, restore) races when calls overlap: a call
+    that starts while another has lowered the limit saves 1, and if it ends
+    last it "restores" 1 for good. Here only the first call to enter saves and
+    lowers, and only the last to leave restores.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._limiter = None
+        self.saved_threads = None  # the BLAS thread counts in force before the first call entered
+
+    @contextlib.contextmanager
+    def __call__(self):
+        with self._lock:
+            if self._depth == 0:
+                controller = blas_controller()
+                self.saved_threads = [info["num_threads"] for info in controller.info()]
+                self._limiter = controller.limit(limits=1)
+            self._depth += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._depth -= 1
+                if self._depth == 0:
+                    self._limiter.restore_original_limits()
+                    self._limiter = self.saved_threads = None
+
+
+single_threaded_blas = _SingleThreadedBLAS()
+# A forked child has none of the parent's transforms running.
+os.register_at_fork(after_in_child=single_threaded_blas.__init__)
+
+
 def cpu_threads():
     """Threads the CPU path may use: the BLAS pool size in force here.
 
@@ -82,6 +122,7 @@ def cpu_threads():
     contexts and joblib's per-worker limits (e.g. inside ``GridSearchCV(n_jobs=2)``)
     are all respected without a setting of our own.
     """
-    blas = [info["num_threads"] for info in blas_controller().info()]
+    # While another transform holds BLAS at one thread, the limit in force is the one it saved.
+    blas = single_threaded_blas.saved_threads or [info["num_threads"] for info in blas_controller().info()]
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return max(1, min(blas + [cores or 1]))
