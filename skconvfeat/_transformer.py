@@ -16,7 +16,7 @@ from sklearn.utils.validation import (
 
 from . import _backend, _layer
 from ._backend import cpu as _cpu
-from ._banks import _REGISTRY, _as_pair, _unknown_bank_message, make_bank
+from ._banks import _REGISTRY, _as_pair, _unknown_bank_message, make_bank, pack_user_banks, unpack_user_banks
 
 _PAIR_OR_INT = [Interval(numbers.Integral, 1, None, closed="left"), tuple, list]
 
@@ -282,6 +282,17 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
         ph, pw = spec.pooled_shape(spec.conv_shape(self.image_shape_[:2], self.filters_.shape[2:]))
         names = [f"conv{m}_y{i}_x{j}" for m in range(n_maps) for i in range(ph) for j in range(pw)]
         return np.asarray(names, dtype=object)
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        # The banks registered at run time travel with the estimator, so a name
+        # in it or in a parameter grid is known in any worker process.
+        state["_user_banks"] = pack_user_banks()
+        return state
+
+    def __setstate__(self, state):
+        unpack_user_banks(state.pop("_user_banks", {}))
+        super().__setstate__(state)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
