@@ -182,3 +182,22 @@ def test_study_on_the_cluster_equals_a_local_run(client, capsys):
     remote = json.loads(capsys.readouterr().out)
     assert [arm["scores"] for arm in remote["arms"]] == [arm["scores"] for arm in local["arms"]]
     assert len(tasks.data) >= 4  # the 2 arms x 2 splits ran on the workers
+
+
+def test_cupy_backed_chunks_stay_on_the_device(monkeypatch):
+    # With tests/fake_cupy.py (NumPy memory typed as CuPy): no GPU here, so this checks
+    # the bookkeeping (meta, block types), not CuPy itself; tests/test_gpu.py runs on a device.
+    from fake_cupy import FakeCupy
+
+    from skconvfeat import _backend
+
+    cupy = FakeCupy()
+    monkeypatch.setattr(_backend, "_cupy", lambda: cupy)
+    monkeypatch.setitem(__import__("sys").modules, "cupy", cupy)  # Dask's concatenation looks CuPy up by name
+    colour = np.random.default_rng(0).integers(0, 256, size=(90, 12, 11, 3), dtype=np.uint8)
+    fitted = conv(device="cuda").fit(colour)
+    out = fitted.transform(da.from_array(cupy.asarray(colour), chunks=(30, 6, 11, 3), asarray=False))
+    assert type(out._meta).__module__ == "cupy"
+    computed = out.compute(scheduler="synchronous")
+    assert type(computed).__module__ == "cupy"
+    np.testing.assert_allclose(computed.get(), conv(device="cpu").fit(colour).transform(colour), rtol=1e-6)
