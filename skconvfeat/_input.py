@@ -4,7 +4,7 @@
 this module turns what users hand it into that, without ever computing a
 Dask array whole:
 
-- :func:`from_torch` converts a tensor at the top of ``fit``/``transform``;
+- :func:`convert` converts a torch tensor (refuses a Dask DataFrame) at the top of ``fit``/``transform``;
 - :func:`to_channels_last` reads ``data_format`` and refuses a layout that
   looks channels-first when none was given;
 - :func:`lazy_transform` maps the layer over a Dask array's blocks, with the
@@ -30,10 +30,18 @@ def is_dask_frame(X):
     return type(X).__module__.startswith("dask.dataframe") or type(X).__module__.startswith("dask_expr")
 
 
+def convert(X, owner):
+    """``X`` as an array ``owner`` reads: a torch tensor converted (:func:`from_torch`), a Dask DataFrame refused.
+
+    Called first in ``fit`` and ``transform``, before anything could compute a lazy frame or hand a tensor to threads.
+    """
+    if is_dask_frame(X):
+        raise TypeError(f"{owner} reads Dask arrays, not Dask DataFrames: pass X.to_dask_array(lengths=True).")
+    return from_torch(X, owner) if type(X).__module__.startswith("torch") else X
+
+
 def from_torch(X, owner):
-    """A torch tensor as a NumPy array (CPU) or CuPy array (CUDA); anything else unchanged."""
-    if not type(X).__module__.startswith("torch"):
-        return X
+    """A torch tensor as a NumPy array (CPU) or CuPy array (CUDA)."""
     tensor = X.detach()
     if tensor.device.type == "cpu":
         return tensor.numpy()

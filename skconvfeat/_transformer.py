@@ -238,7 +238,7 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
         # Validation sets n_features_in_ as it goes: restore the previous fit if a later check fails.
         previous = dict(vars(self))
         try:
-            X = _input.from_torch(X, "FixedConvTransformer")
+            X = _input.convert(X, "FixedConvTransformer")
             # A lazy array is validated through one zero image of its shape: nothing is computed.
             images = self._validate_images(_input.one_image_like(X) if _input.is_dask_array(X) else X, reset=True)
             spec = self._layer_spec()
@@ -273,12 +273,7 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
             images (rechunked so each image is whole), computed when asked.
         """
         check_is_fitted(self)
-        X = _input.from_torch(X, "FixedConvTransformer")
-        if _input.is_dask_frame(X):
-            raise TypeError(
-                "FixedConvTransformer reads Dask arrays, not Dask DataFrames: pass "
-                "X.to_dask_array(lengths=True)."
-            )
+        X = _input.convert(X, "FixedConvTransformer")
         if _input.is_dask_array(X):
             return self._lazy_transform(X)
         return self._transform_images(self._validate_images(X, reset=False))

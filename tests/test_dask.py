@@ -81,8 +81,9 @@ def test_dask_dataframe_is_refused_with_a_hint():
     dd = pytest.importorskip("dask.dataframe")
     pd = pytest.importorskip("pandas")
     frame = dd.from_pandas(pd.DataFrame(X), npartitions=2)
-    with pytest.raises(TypeError, match=r"to_dask_array\(lengths=True\)"):
-        conv().fit(X).transform(frame)
+    for call in (conv().fit, conv().fit(X).transform):
+        with pytest.raises(TypeError, match=r"to_dask_array\(lengths=True\)"):
+            call(frame)
 
 
 def test_sample_images_computes_only_the_chunks_it_draws_from():
