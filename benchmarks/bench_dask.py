@@ -23,6 +23,7 @@ import sys
 import tempfile
 import textwrap
 import time
+import warnings
 
 import numpy as np
 
@@ -53,6 +54,8 @@ def throughput(images, repeats):
 
     conv = FixedConvTransformer(**LAYER).fit(images[:1])
     expected = conv.transform(images)
+    # "End to end" ships the 55 MB of images inside the graph, as from_array on a client does; Dask warns.
+    warnings.filterwarnings("ignore", message="Sending large graph")
     rows = [("one NumPy call (this process, all cores)", best_time(lambda: conv.transform(images), repeats), None)]
     for n_workers in (1, 2):
         with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
@@ -118,9 +121,12 @@ def out_of_core(images, n_images, limit_mib, workdir):
     if done.returncode:
         print(done.stderr[-3000:])
         raise SystemExit("the out-of-core transform failed")
-    peak = int(done.stdout.split("PEAK")[-1])
-    verdict = "bounded" if peak < limit_mib << 20 else "NOT bounded"
-    print(f"peak {peak / 2**20:.0f} MiB < limit {limit_mib} MiB < input {n_images * 784 / 2**20:.0f} MiB: {verdict}")
+    peak, limit, size = int(done.stdout.split("PEAK")[-1]), limit_mib << 20, n_images * 784
+    if size <= limit:
+        print(f"the input ({size / 2**20:.0f} MiB) fits under the limit: this run proves nothing about out-of-core work")
+    else:
+        relation, verdict = ("<", "bounded") if peak < limit else (">=", "NOT bounded")
+        print(f"peak {peak / 2**20:.0f} MiB {relation} limit {limit_mib} MiB < input {size / 2**20:.0f} MiB: {verdict}")
 
 
 def main():

@@ -122,8 +122,7 @@ distributed = pytest.importorskip("distributed")
 @pytest.fixture(scope="module")
 def client():
     cluster = distributed.LocalCluster(
-        n_workers=2, processes=True, host="127.0.0.1", threads_per_worker=1, dashboard_address=None,
-        worker_class=distributed.Nanny,
+        n_workers=2, processes=True, host="127.0.0.1", threads_per_worker=1, dashboard_address=None
     )
     with distributed.Client(cluster, timeout="60s") as client:
         yield client
