@@ -92,7 +92,10 @@ def test_flat_rows_and_image_arrays_agree():
     est = LearnedConvClassifier(kernel_size=3, padding="same", **QUICK).fit(X, y)
     assert est.image_shape_ == (8, 8, 1)
     assert est.n_features_in_ == 64
-    assert_array_equal(est.decision_function(X), est.decision_function(X.reshape(6, -1)))
+    # Two memory layouts through BLAS may round differently (1 ulp on AVX-512 CPUs):
+    # the promise is the same model, not the same bits.
+    assert_allclose(est.decision_function(X), est.decision_function(X.reshape(6, -1)),
+                    rtol=1e-10, atol=1e-12)
 
 
 def test_learned_arm_starts_at_the_standardised_fixed_features(digits_split):
