@@ -55,7 +55,8 @@ def test_transform_is_lazy_with_the_right_metadata(array, chunks):
     assert isinstance(out, da.Array) and isinstance(out._meta, np.ndarray)
     assert out.shape == (len(array), fitted.n_features_out_) and out.dtype == np.float32
     assert out.chunks == (dask_X.chunks[0], (fitted.n_features_out_,))
-    np.testing.assert_array_equal(out.compute(), fitted.transform(array))
+    # Blocks split the BLAS work differently from one call: equal up to rounding.
+    np.testing.assert_allclose(out.compute(), fitted.transform(array), rtol=1e-6)
 
 
 def test_lazy_errors_come_early_or_at_compute():
@@ -111,7 +112,7 @@ def test_incremental_partial_fit_head_sees_the_same_blocks():
     features = conv().fit_transform(IMAGES)
     for start in range(0, len(IMAGES), 400):
         reference.partial_fit(features[start:start + 400], y[start:start + 400], classes=np.unique(y))
-    np.testing.assert_allclose(model[-1].estimator_.coef_, reference.coef_, rtol=1e-6)
+    np.testing.assert_allclose(model[-1].estimator_.coef_, reference.coef_, rtol=1e-4, atol=1e-6)  # same blocks; features equal up to rounding
 
 
 # -- a real cluster ------------------------------------------------------------
@@ -132,7 +133,7 @@ def client():
 def test_cluster_transform_equals_in_memory(client):
     fitted = conv().fit(IMAGES)
     future = client.compute(fitted.transform(da.from_array(IMAGES, chunks=(300, 8, 8))))
-    np.testing.assert_array_equal(future.result(timeout=120), fitted.transform(IMAGES))
+    np.testing.assert_allclose(future.result(timeout=120), fitted.transform(IMAGES), rtol=1e-6)
 
 
 def test_cluster_pipeline_predict_equals_in_memory(client):

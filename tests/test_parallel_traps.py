@@ -1,5 +1,6 @@
 """Parallel traps: user banks in worker processes, and the BLAS limit under concurrent transforms."""
 
+import contextlib
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -56,19 +57,37 @@ def test_registered_banks_are_not_replaced_when_unpickled_in_their_own_process(r
     assert conv.bank == runtime_bank
 
 
-def test_blas_limit_restored_exactly_under_many_threads():
+@pytest.mark.parametrize("caller_limits", [False, True], ids=["no limit set", "inside threadpool_limits"])
+def test_blas_limit_restored_exactly_under_many_threads(caller_limits):
     conv = FixedConvTransformer(kernel_size=3, pool_grid=2).fit(X)
     expected = conv.transform(X[:20])
-    # Two threads (not the 1 a transform lowers it to); OpenBLAS ignores limits above the core count.
-    with threadpool_limits(limits=2, user_api="blas"):
+    sizes = np.random.default_rng(0).choice([1, 20, 300], size=300)  # calls of uneven length overlap in every order
+    # Without a limit of the caller's, the transforms really lower BLAS (one thread
+    # controls it); inside threadpool_limits, the caller's thread keeps control.
+    limits = threadpool_limits(limits=2, user_api="blas") if caller_limits else contextlib.nullcontext()
+    with limits:
         before = [info["num_threads"] for info in blas_controller().info()]
         with ThreadPoolExecutor(16) as pool:
-            results = list(pool.map(lambda _: conv.transform(X[:20]), range(400)))
+            results = list(pool.map(lambda n: conv.transform(X[:n]), sizes))
         after = [info["num_threads"] for info in blas_controller().info()]
-    assert before == [2] * len(before)
     assert after == before
-    for result in results:
-        np.testing.assert_array_equal(result, expected)
+    for n, result in zip(sizes, results):
+        np.testing.assert_allclose(result, expected[:n] if n <= 20 else conv.transform(X[:n]), rtol=1e-6)
+
+
+def test_transforms_do_lower_blas_to_one_thread(monkeypatch):
+    seen = []
+    real_layer = _layer.layer
+
+    def layer(*args):
+        seen.append([info["num_threads"] for info in blas_controller().info()])
+        return real_layer(*args)
+
+    monkeypatch.setattr(_layer, "layer", layer)
+    conv = FixedConvTransformer(kernel_size=3, pool_grid=2).fit(X)
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda _: conv.transform(X[:50]), range(8)))
+    assert seen and all(threads == [1] * len(threads) for threads in seen)
 
 
 class _FakeBLAS:
@@ -104,14 +123,34 @@ class _FakeBLAS:
         return Limiter()
 
 
-def test_blas_limit_restored_when_calls_overlap_out_of_order(monkeypatch):
+class _RealBLAS:
+    """The real controller, read through the same two members as _FakeBLAS."""
+
+    def __init__(self):
+        self.initial = [info["num_threads"] for info in blas_controller().info()]
+
+    @property
+    def n_threads(self):
+        threads = {info["num_threads"] for info in blas_controller().info()}
+        return threads.pop() if len(threads) == 1 else threads
+
+
+@pytest.mark.parametrize("semantics", ["fake", "real"])
+def test_blas_limit_restored_when_calls_overlap_out_of_order(monkeypatch, semantics):
     # The interleaving that used to leave BLAS at 1 thread for good: A lowers the
     # limit, B starts (and saves 1), A finishes, then B finishes and "restores" 1.
+    # "real": threadpoolctl's own rules on this machine's BLAS (where a thread
+    # that set no limit may not change it); "fake": a plain shared count.
     import skconvfeat._backend as backend
 
-    fake = _FakeBLAS(n_threads=2)
-    monkeypatch.setattr(backend, "blas_controller", lambda: fake)
-    monkeypatch.setattr(backend.cpu, "blas_controller", lambda: fake, raising=False)
+    if semantics == "fake":
+        fake = _FakeBLAS(n_threads=2)
+        monkeypatch.setattr(backend, "blas_controller", lambda: fake)
+        monkeypatch.setattr(backend.cpu, "blas_controller", lambda: fake, raising=False)
+    else:
+        fake = _RealBLAS()
+        if fake.initial != [2] * len(fake.initial):
+            pytest.skip(f"needs BLAS at 2 threads to see a change to 1; it is at {fake.initial}")
     conv = FixedConvTransformer(kernel_size=3, pool_grid=2).fit(X)
     a_inside, b_inside, a_done = threading.Event(), threading.Event(), threading.Event()
     real_layer = _layer.layer

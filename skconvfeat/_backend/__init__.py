@@ -9,6 +9,7 @@ import contextlib
 import functools
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
@@ -83,14 +84,25 @@ class _SingleThreadedBLAS:
     A limiter per call (save, lower, restore) races when calls overlap: a call
     that starts while another has lowered the limit saves 1, and if it ends
     last it "restores" 1 for good. Here only the first call to enter saves and
-    lowers, and only the last to leave restores.
+    lowers, and only the last to leave restores. Both happen on one thread of
+    our own because threadpoolctl (>= 3.6 for OpenBLAS's shared pool) lets only
+    the thread that set a limit change it again: a restore from another thread
+    would be silently ignored. When some other thread holds that control (a
+    user's ``threadpool_limits`` block), our lowering is ignored too and the
+    limit is left exactly as it was.
     """
 
     def __init__(self):
         self._lock = threading.Lock()
         self._depth = 0
         self._limiter = None
+        self._control = None  # the one thread that lowers and restores
         self.saved_threads = None  # the BLAS thread counts in force before the first call entered
+
+    def _on_control_thread(self, func, *args, **kwargs):
+        if self._control is None:
+            self._control = ThreadPoolExecutor(1, thread_name_prefix="skconvfeat-blas")
+        return self._control.submit(func, *args, **kwargs).result()
 
     @contextlib.contextmanager
     def __call__(self):
@@ -98,7 +110,7 @@ class _SingleThreadedBLAS:
             if self._depth == 0:
                 controller = blas_controller()
                 self.saved_threads = [info["num_threads"] for info in controller.info()]
-                self._limiter = controller.limit(limits=1)
+                self._limiter = self._on_control_thread(controller.limit, limits=1)
             self._depth += 1
         try:
             yield
@@ -106,12 +118,12 @@ class _SingleThreadedBLAS:
             with self._lock:
                 self._depth -= 1
                 if self._depth == 0:
-                    self._limiter.restore_original_limits()
+                    self._on_control_thread(self._limiter.restore_original_limits)
                     self._limiter = self.saved_threads = None
 
 
 single_threaded_blas = _SingleThreadedBLAS()
-# A forked child has none of the parent's transforms running.
+# A forked child has none of the parent's transforms running, nor its control thread.
 os.register_at_fork(after_in_child=single_threaded_blas.__init__)
 
 
