@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from joblib import parallel_config
 from sklearn.datasets import load_digits
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import RidgeClassifier
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from threadpoolctl import threadpool_limits
@@ -35,7 +35,7 @@ def runtime_bank():
 
 
 def _search(n_jobs):
-    pipe = make_pipeline(FixedConvTransformer(kernel_size=3, pool_grid=2), LogisticRegression(max_iter=300))
+    pipe = make_pipeline(FixedConvTransformer(kernel_size=3, pool_grid=2), RidgeClassifier())
     grid = {"fixedconvtransformer__bank": ["_test_diagonal_edges", "gaussian"]}
     return GridSearchCV(pipe, grid, cv=2, n_jobs=n_jobs, error_score="raise")
 
