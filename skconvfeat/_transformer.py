@@ -139,7 +139,7 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
     n_features_in_ : int
         Values per image, ``h * w * c``.
 
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Column names seen in ``fit`` when ``X`` was a DataFrame.
 
     n_features_out_ : int
@@ -266,7 +266,7 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        X_new : ndarray of shape (n_samples, n_features_out_)
+        X_new : ndarray of shape (n_samples, `n_features_out_`)
             Pooled features, ordered map by map then row by row
             (``get_feature_names_out`` names them). A CuPy array for CuPy input;
             for a Dask array, a lazy Dask array with one block per block of
@@ -473,11 +473,11 @@ def _transform_block(block, transformer):
     return transformer._transform_images(transformer._validate_images(block, reset=False))
 
 
-def _pair_param(value, name):
+def _pair_param(value, name, owner="FixedConvTransformer"):
     pair = _as_pair(value)
     if pair is None:
         raise InvalidParameterError(
-            f"The {name!r} parameter of FixedConvTransformer must be a positive int or a "
+            f"The {name!r} parameter of {owner} must be a positive int or a "
             f"pair of positive ints. Got {value!r} instead."
         )
     return pair

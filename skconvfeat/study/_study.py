@@ -124,9 +124,8 @@ def _fixed_pipeline(bank, layer, classifier, random_state):
 def _learned_model(learner_cls, bank, classifier, random_state, train_kernels=True):
     """LearnedConvClassifier with the shared layer, initialised from ``bank``."""
     head = "mlp" if classifier == "mlp" else "linear"
-    return learner_cls(
-        bank=bank, head=head, freeze_kernels=not train_kernels, random_state=random_state, **LAYER, **LEARNED
-    )
+    conv = FixedConvTransformer(bank, random_state=random_state, **LAYER)
+    return learner_cls(conv, head=head, freeze_kernels=not train_kernels, random_state=random_state, **LEARNED)
 
 
 def _load_learner():
@@ -136,7 +135,7 @@ def _load_learner():
     except ImportError:
         return None, "PyTorch is not installed (pip install 'skconvfeat[torch]')"
     try:
-        from .._learned import LearnedConvClassifier
+        from ..learned import LearnedConvClassifier
     except ImportError as exc:
         return None, f"skconvfeat.LearnedConvClassifier is not available ({exc})"
     return LearnedConvClassifier, None
@@ -293,7 +292,7 @@ def _fit_source(learner_cls, images, target, source_classes, classifier, seed, t
     model = _learned_model(learner_cls, "random", classifier, seed)
     start = time.perf_counter()
     model.fit(images[idx], target[idx])
-    return {"filters": model.filters_, "fit_time": time.perf_counter() - start}
+    return {"filters": model.filters_[0], "fit_time": time.perf_counter() - start}
 
 
 TRANSFER_LABELS = {
@@ -493,8 +492,8 @@ def _extras(arms, first_runs, images, target, test):
         "confusion": None,
     }
     if "learned" in first_runs:
-        extras["learned_before"] = first_runs["learned"]["model"].initial_filters_
-        extras["learned_after"] = first_runs["learned"]["model"].filters_
+        extras["learned_before"] = first_runs["learned"]["model"].initial_filters_[0]
+        extras["learned_after"] = first_runs["learned"]["model"].filters_[0]
     candidates = [arm for arm in fixed if arm.kind == "fixed"] or fixed
     if candidates:
         best = max(candidates, key=lambda arm: first_runs[arm.name]["score"])
