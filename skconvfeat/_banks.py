@@ -108,6 +108,58 @@ def register_bank(name, *, needs_data=False, whiten=True):
     return decorator
 
 
+def user_banks():
+    """``{name: function}`` of the banks registered by the program rather than skconvfeat."""
+    return {name: func for name, func in _REGISTRY.items() if _BUILTINS.get(name) is not func}
+
+
+def pack_user_banks():
+    """The program's banks as bytes that travel inside a pickled estimator.
+
+    A bank registered at run time (in a notebook, a script's ``__main__`` or a
+    function) is unknown in joblib/loky and Dask worker processes, which never
+    ran the registration. cloudpickle (which joblib and Dask use) stores such functions by
+    value, so any pickler can carry the bytes; a bank it cannot store is left
+    out and the worker reports it as unknown.
+    """
+    import cloudpickle
+
+    packed = {}
+    for name, func in user_banks().items():
+        try:
+            packed[name] = cloudpickle.dumps(func)
+        except Exception:  # e.g. a closure over a lock: the worker will name the bank it lacks
+            continue
+    return packed
+
+
+def unpack_user_banks(packed):
+    """Register the banks that travelled with an unpickled estimator.
+
+    A name this process does not know is registered; a known name with the
+    same function (same qualified name and code) is left alone; a different
+    function under a known name replaces it with a warning, as
+    :func:`register_bank` does, so a worker follows the caller's latest version.
+    """
+    import pickle
+
+    for name, data in packed.items():
+        func = pickle.loads(data)
+        known = _REGISTRY.get(name)
+        if known is None:
+            _REGISTRY[name] = func
+        elif not _same_function(known, func):
+            register_bank(name)(func)
+
+
+def _same_function(a, b):
+    return (a.__module__, a.__qualname__, getattr(a, "__code__", None)) == (
+        b.__module__,
+        b.__qualname__,
+        getattr(b, "__code__", None),
+    )
+
+
 def list_banks():
     """Return the sorted names of the registered banks.
 
@@ -592,3 +644,7 @@ def pca_bank(patches, kernel_size, n_channels, n_filters=8):
     top = components[:n_filters]
     signs = np.sign(top[np.arange(n_filters), np.abs(top).argmax(axis=1)])
     return (top * signs[:, None]).reshape(n_filters, *patches.shape[1:])
+
+
+# The banks above; anything else in the registry came from the program.
+_BUILTINS = dict(_REGISTRY)

@@ -208,9 +208,13 @@ class FixedConvNet(TransformerMixin, _BaseComposition):
     def _fit_transform(self, X):
         self._check_layers()
         fitted, outputs, x = [], [], X
-        for name, layer in self.layers:
+        for i, (name, layer) in enumerate(self.layers):
             # A clone keeps the user's layer unfitted; its own set_output would turn maps into frames.
             layer = clone(layer).set_output(transform="default")
+            if i > 0 and layer.data_format is None:
+                # Maps from the layer before are channels last by construction, and may
+                # have more channels than pixels: not the ambiguous user input data_format=None refuses.
+                layer.set_params(data_format="channels_last")
             x = as_images(layer.fit_transform(x), layer)
             fitted.append((name, layer))
             outputs.append(x)

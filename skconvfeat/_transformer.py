@@ -1,5 +1,7 @@
 """FixedConvTransformer: the frozen convolutional half of a CNN as a scikit-learn transformer."""
 
+import copy
+import functools
 import math
 import numbers
 import warnings
@@ -8,6 +10,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
+from sklearn.utils._set_output import _get_output_config
 from sklearn.utils.validation import (
     _check_feature_names_in,
     check_array,
@@ -15,9 +18,17 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from . import _backend, _layer, _patches
+from . import _backend, _input, _layer, _patches
 from ._backend import cpu as _cpu
-from ._banks import _REGISTRY, _as_pair, _unknown_bank_message, bank_info, make_bank
+from ._banks import (
+    _REGISTRY,
+    _as_pair,
+    _unknown_bank_message,
+    bank_info,
+    make_bank,
+    pack_user_banks,
+    unpack_user_banks,
+)
 
 _PAIR_OR_INT = [Interval(numbers.Integral, 1, None, closed="left"), tuple, list]
 
@@ -37,6 +48,11 @@ LAYER_PARAMETER_CONSTRAINTS = {
     "pool_grid": [None, *_PAIR_OR_INT],
     "random_state": ["random_state"],
 }
+
+
+# Images of a Dask array that fit reads to sample patches from: enough for the
+# default 100,000 patches to come from many images, bounded whatever the array's size.
+_DASK_FIT_IMAGES = 10_000
 
 
 class FixedConvTransformer(TransformerMixin, BaseEstimator):
@@ -176,6 +192,13 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
         Seed of the ``"random"`` bank, and of the patch sampling and the
         data-derived banks' random choices.
 
+    data_format : {"channels_last", "channels_first"}, default=None
+        Layout of 4-D ``X``: ``(n, h, w, c)`` or PyTorch's ``(n, c, h, w)``;
+        for flat rows in ``"channels_first"``, ``image_shape`` is ``(c, h, w)``.
+        ``None`` reads channels last but raises when an image has more
+        channels than rows or columns (a channels-first batch read channels
+        last gives wrong features with no other sign).
+
     Attributes
     ----------
     filters_ : ndarray of shape (n_filters, n_channels, kh, kw)
@@ -190,7 +213,7 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
         ``(c, kh, kw)``. None without preprocessing.
 
     image_shape_ : tuple of int
-        ``(h, w, c)`` of one image.
+        ``(h, w, c)`` of one image (channels last whatever ``data_format``).
 
     n_features_in_ : int
         Values per image, ``h * w * c``.
@@ -246,6 +269,7 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
         "dtype": [StrOptions({"float32", "float64"})],
         "batch_size": [StrOptions({"auto"}), Interval(numbers.Integral, 1, None, closed="left")],
         "device": [StrOptions(set(_backend.DEVICES))],
+        "data_format": [None, StrOptions(set(_input.DATA_FORMATS))],
     }
 
     def __init__(
@@ -272,6 +296,7 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
         batch_size="auto",
         device="auto",
         random_state=None,
+        data_format=None,
     ):
         self.bank = bank
         self.bank_params = bank_params
@@ -294,6 +319,7 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
         self.batch_size = batch_size
         self.device = device
         self.random_state = random_state
+        self.data_format = data_format
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
@@ -302,9 +328,10 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, h*w*c), (n_samples, h, w) or (n_samples, h, w, c)
-            Training images. Only their shape is used, unless the bank is
-            derived from data or the patches are whitened: then ``n_patches``
-            patches sampled from ``X`` fit the whitening and the bank.
+            Training images. Only their shape is used (a Dask array is not
+            computed), unless the bank is derived from data or the patches are
+            whitened: then ``n_patches`` patches sampled from ``X`` fit the
+            whitening and the bank. NumPy, CuPy, Dask or a torch tensor.
         y : None
             Ignored (labels are never used).
 
@@ -317,7 +344,8 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
         # Validation sets n_features_in_ as it goes: restore the previous fit if a later check fails.
         previous = dict(vars(self))
         try:
-            images = self._validate_images(X, reset=True)
+            X = _input.convert(X, "FixedConvTransformer")
+            images = self._validate_images(self._dask_fit_sample(X) if _input.is_dask_array(X) else X, reset=True)
             spec = self._layer_spec()
             self._check_cast(images)
             preprocessing, patches, rng = self._fit_preprocessing(images, spec)
@@ -342,16 +370,37 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, h*w*c), (n_samples, h, w) or (n_samples, h, w, c)
-            Images of the shape seen in ``fit``; NumPy or CuPy.
+            Images of the shape seen in ``fit``; NumPy, CuPy, Dask or a torch
+            tensor (converted to NumPy, or to CuPy on a GPU).
 
         Returns
         -------
         X_new : ndarray of shape (n_samples, `n_features_out_`)
             Pooled features, ordered map by map then row by row
-            (``get_feature_names_out`` names them). A CuPy array for CuPy input.
+            (``get_feature_names_out`` names them). A CuPy array for CuPy input;
+            for a Dask array, a lazy Dask array with one block per block of
+            images (rechunked so each image is whole), computed when asked.
         """
         check_is_fitted(self)
-        images = self._validate_images(X, reset=False)
+        X = _input.convert(X, "FixedConvTransformer")
+        if _input.is_dask_array(X):
+            return self._lazy_transform(X)
+        return self._transform_images(self._validate_images(X, reset=False))
+
+    def _lazy_transform(self, X):
+        self._validate_images(_input.one_image_like(X), reset=False)  # shape errors now, not at compute time
+        if _get_output_config("transform", self)["dense"] != "default":
+            # The set_output wrapper would build a pandas frame from the lazy result, computing it whole.
+            raise ValueError(
+                "FixedConvTransformer cannot return a pandas/polars DataFrame for a lazy Dask "
+                "array without computing it. Call set_output(transform='default') and wrap the "
+                "result yourself: dask.dataframe.from_dask_array(Xt, columns=conv.get_feature_names_out())."
+            )
+        # A copy: later set_params or refits must not change a graph already built.
+        block = functools.partial(_transform_block, transformer=copy.copy(self))
+        return _input.lazy_transform(X, block, self.n_features_out_, np.dtype(self.dtype))
+
+    def _transform_images(self, images):
         spec = self._layer_spec()
         self._check_cast(images)
         device = self._transform_device(images)
@@ -369,7 +418,10 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
         )
 
     def get_feature_names_out(self, input_features=None):
-        """Names of the output features: ``conv{map}_y{row}_x{col}``.
+        """Names of the output features: ``{bank}_conv{map}_y{row}_x{col}``.
+
+        The bank's name leads, so a ``FeatureUnion`` of several banks has
+        unique names; kernels given as an array are named ``conv{map}_y{row}_x{col}``.
 
         Parameters
         ----------
@@ -385,8 +437,20 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
         spec = self._layer_spec()
         n_maps = spec.n_maps(self.filters_.shape[0], self.image_shape_[2])
         ph, pw = spec.pooled_shape(spec.conv_shape(self.image_shape_[:2], self.filters_.shape[2:]))
-        names = [f"conv{m}_y{i}_x{j}" for m in range(n_maps) for i in range(ph) for j in range(pw)]
+        prefix = f"{self.bank}_conv" if isinstance(self.bank, str) else "conv"
+        names = [f"{prefix}{m}_y{i}_x{j}" for m in range(n_maps) for i in range(ph) for j in range(pw)]
         return np.asarray(names, dtype=object)
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        # The banks registered at run time travel with the estimator, so a name
+        # in it or in a parameter grid is known in any worker process.
+        state["_user_banks"] = pack_user_banks()
+        return state
+
+    def __setstate__(self, state):
+        unpack_user_banks(state.pop("_user_banks", {}))
+        super().__setstate__(state)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -399,7 +463,7 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
     def _validate_images(self, X, reset):
         """Return ``X`` as images ``(n, h, w, c)`` (a view when possible), checking everything."""
         if _backend.is_device_array(X):
-            images = _check_device_images(X)
+            images = _check_device_images(_input.to_channels_last(X, self.data_format, "FixedConvTransformer"))
             self._check_dims(images, reset)
             return images
         checked = check_array(
@@ -416,12 +480,13 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
                 f"colour images (n_samples, h, w, c). Got an array of shape {checked.shape}."
             )
         images = checked[..., np.newaxis] if checked.ndim == 3 else checked
+        images = _input.to_channels_last(images, self.data_format, "FixedConvTransformer")
         self._check_dims(images, reset)
         return images
 
     def _check_dims(self, images, reset):
         shape = tuple(int(s) for s in images.shape[1:])
-        if self.image_shape is not None and _resolve_image_shape(self.image_shape, math.prod(shape))[:2] != shape[:2]:
+        if self.image_shape is not None and _resolve_image_shape(self._image_shape_hwc(), math.prod(shape))[:2] != shape[:2]:
             raise ValueError(
                 f"The 'image_shape' parameter of FixedConvTransformer is {self.image_shape!r} "
                 f"but X holds images of shape {shape}. Leave image_shape=None for image arrays."
@@ -438,8 +503,17 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
 
     def _unflatten(self, flat, reset):
         n_features = flat.shape[1]
-        shape = _resolve_image_shape(self.image_shape, n_features) if reset else self.image_shape_
-        return flat.reshape(flat.shape[0], *shape)
+        h, w, c = _resolve_image_shape(self._image_shape_hwc(), n_features) if reset else self.image_shape_
+        if self.data_format == "channels_first":
+            return flat.reshape(flat.shape[0], c, h, w).transpose(0, 2, 3, 1)
+        return flat.reshape(flat.shape[0], h, w, c)
+
+    def _image_shape_hwc(self):
+        """``image_shape`` in ``(h, w[, c])`` order: channels-first flat rows give it as ``(c, h, w)``."""
+        if self.data_format == "channels_first" and self.image_shape is not None and len(self.image_shape) == 3:
+            c, h, w = self.image_shape
+            return (h, w, c)
+        return self.image_shape
 
     def _layer_spec(self):
         grid = _pair_param(self.pool_grid, "pool_grid") if self.pool_grid is not None else None
@@ -457,6 +531,18 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
         )
 
     # -- patch preprocessing and data-derived banks --------------------------
+
+    def _dask_fit_sample(self, X):
+        """What ``fit`` computes of a Dask array: nothing but its shape, or a bounded sample when patches are needed.
+
+        Shapes are validated through one zero image. Whitening and data-derived
+        banks sample their patches from at most ``_DASK_FIT_IMAGES`` images drawn
+        from ``X`` (only their chunks are computed), so memory stays bounded.
+        """
+        known = not isinstance(self.bank, str) or self.bank in _REGISTRY  # unknown names fail later, clearly
+        if known and (self._needs_data() or self._resolved_preprocessing()[1]):
+            return _input.sample_images(X, _DASK_FIT_IMAGES, self.random_state)
+        return _input.one_image_like(X)
 
     def _needs_data(self):
         return isinstance(self.bank, str) and bank_info(self.bank).needs_data
@@ -603,6 +689,11 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
             self.image_shape_, self.filters_.shape[2:], spec, self.filters_.shape[0], np.dtype(self.dtype).itemsize
         )
         return _layer.auto_batch_size(per_image, _cpu.CPU_WORKING_SET_BYTES)
+
+
+def _transform_block(block, transformer):
+    """One in-memory block of a Dask array through the checks and the layer (run by Dask, maybe on a worker)."""
+    return transformer._transform_images(transformer._validate_images(block, reset=False))
 
 
 def _pair_param(value, name, owner="FixedConvTransformer"):

@@ -129,7 +129,7 @@ def test_feature_names_and_pandas_output():
     conv = FixedConvTransformer(bank="gaussian", kernel_size=3, nonlinearity="two_sided_relu", pool_grid=2).fit(X)
     names = conv.get_feature_names_out()
     assert len(names) == conv.n_features_out_ == 3 * 2 * 4
-    assert names[0] == "conv0_y0_x0" and names[-1] == "conv5_y1_x1"
+    assert names[0] == "gaussian_conv0_y0_x0" and names[-1] == "gaussian_conv5_y1_x1"
     frame = conv.set_output(transform="pandas").transform(X)
     assert isinstance(frame, pd.DataFrame)
     assert list(frame.columns) == list(names)

@@ -5,8 +5,11 @@ namespace ``xp``; this module decides which one, and moves arrays between
 host and device.
 """
 
+import contextlib
 import functools
 import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
@@ -87,6 +90,55 @@ def physical_memory_bytes():
         return 1 << 40
 
 
+class _SingleThreadedBLAS:
+    """Holds BLAS at one thread while any transform runs, then restores the limit exactly.
+
+    A limiter per call (save, lower, restore) races when calls overlap: a call
+    that starts while another has lowered the limit saves 1, and if it ends
+    last it "restores" 1 for good. Here only the first call to enter saves and
+    lowers, and only the last to leave restores. Both happen on one thread of
+    our own because threadpoolctl (>= 3.6 for OpenBLAS's shared pool) lets only
+    the thread that set a limit change it again: a restore from another thread
+    would be silently ignored. When some other thread holds that control (a
+    user's ``threadpool_limits`` block), our lowering is ignored too and the
+    limit is left exactly as it was.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._limiter = None
+        self._control = None  # the one thread that lowers and restores
+        self.saved_threads = None  # the BLAS thread counts in force before the first call entered
+
+    def _on_control_thread(self, func, *args, **kwargs):
+        if self._control is None:
+            self._control = ThreadPoolExecutor(1, thread_name_prefix="skconvfeat-blas")
+        return self._control.submit(func, *args, **kwargs).result()
+
+    @contextlib.contextmanager
+    def __call__(self):
+        with self._lock:
+            if self._depth == 0:
+                controller = blas_controller()
+                self.saved_threads = [info["num_threads"] for info in controller.info()]
+                self._limiter = self._on_control_thread(controller.limit, limits=1)
+            self._depth += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._depth -= 1
+                if self._depth == 0:
+                    self._on_control_thread(self._limiter.restore_original_limits)
+                    self._limiter = self.saved_threads = None
+
+
+single_threaded_blas = _SingleThreadedBLAS()
+# A forked child has none of the parent's transforms running, nor its control thread.
+os.register_at_fork(after_in_child=single_threaded_blas.__init__)
+
+
 def cpu_threads():
     """Threads the CPU path may use: the BLAS pool size in force here.
 
@@ -94,6 +146,7 @@ def cpu_threads():
     contexts and joblib's per-worker limits (e.g. inside ``GridSearchCV(n_jobs=2)``)
     are all respected without a setting of our own.
     """
-    blas = [info["num_threads"] for info in blas_controller().info()]
+    # While another transform holds BLAS at one thread, the limit in force is the one it saved.
+    blas = single_threaded_blas.saved_threads or [info["num_threads"] for info in blas_controller().info()]
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return max(1, min(blas + [cores or 1]))

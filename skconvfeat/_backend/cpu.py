@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from .. import _layer
-from . import blas_controller, cpu_threads
+from . import cpu_threads, single_threaded_blas
 
 # Per-thread scratch memory the automatic batch size aims for. Measured with
 # benchmarks/bench_transform.py on a 2-core Xeon (2 MiB L2 per core): 2-8 MiB
@@ -66,7 +66,7 @@ def run_cpu(images, filters, spec, dtype, batch_size, n_threads=None, preprocess
     bounds = np.linspace(0, n, n_tasks + 1).astype(int)
     ranges = [(s, e) for s, e in itertools.pairwise(bounds) if e > s]
     # Our threads replace BLAS's: one BLAS thread each avoids oversubscription.
-    with blas_controller().limit(limits=1):
+    with single_threaded_blas():
         if n_threads == 1 or len(ranges) == 1:
             for s, e in ranges:
                 work(s, e)

@@ -9,6 +9,7 @@ written, 2 bad options.
 """
 
 import argparse
+import contextlib
 import json
 import sys
 
@@ -67,6 +68,9 @@ def build_parser():
     parser.add_argument("--folds", type=_positive_int, default=5, help="CV folds, >= 2 (default: %(default)s)")
     parser.add_argument("--n-jobs", type=_n_jobs, default=-1,
                         help="parallel workers over splits, -1 for all cores (default: %(default)s)")
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="run the fits on the Dask cluster at ADDRESS (e.g. tcp://host:8786; "
+                             "needs skconvfeat[dask]); results equal a local run's")
     parser.add_argument("--json", action="store_true", help="print only the results dict, as JSON, on stdout")
     parser.add_argument("--out", metavar="DIR",
                         help="write results.json, results.csv, summary.md and report.html to DIR")
@@ -102,6 +106,23 @@ def _load_images(name, data_home):
         raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(names)}.{did_you_mean(name, names)}")
     bunch = load_dataset(name, data_home=data_home, subset="train")
     return bunch.images, bunch.target
+
+
+def _fits_on(scheduler):
+    """A context sending the study's joblib fits to the Dask cluster at ``scheduler`` (or nowhere)."""
+    if scheduler is None:
+        return contextlib.nullcontext()
+    try:
+        from distributed import Client
+    except ImportError:
+        raise UsageError("argument --scheduler: needs Dask; pip install 'skconvfeat[dask]'") from None
+    from joblib import parallel_config
+
+    stack = contextlib.ExitStack()
+    stack.enter_context(Client(scheduler, timeout="30s"))
+    # Each split's seeds are fixed by the study, so where a fit runs cannot change its result.
+    stack.enter_context(parallel_config(backend="dask"))
+    return stack
 
 
 def _progress_bar():
@@ -224,12 +245,19 @@ def main(argv=None):
         return 1
     progress, close = _progress_bar()
     try:
-        results, extras = run_study(
-            images, target, dataset=args.dataset, banks=banks, classifier=args.classifier,
-            n_splits=args.folds, n_repeats=args.repeats, random_state=args.seed, train_size=args.train_size,
-            learned=not args.no_learned, transfer=not args.no_transfer, n_jobs=args.n_jobs,
-            progress=progress, return_extras=True,
-        )
+        with _fits_on(args.scheduler):
+            results, extras = run_study(
+                images, target, dataset=args.dataset, banks=banks, classifier=args.classifier,
+                n_splits=args.folds, n_repeats=args.repeats, random_state=args.seed, train_size=args.train_size,
+                learned=not args.no_learned, transfer=not args.no_transfer, n_jobs=args.n_jobs,
+                progress=progress, return_extras=True,
+            )
+    except UsageError as exc:
+        print(f"skconvfeat: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the scheduler could not be reached
+        print(f"skconvfeat: error: cannot reach the Dask scheduler {args.scheduler!r}: {exc}", file=sys.stderr)
+        return 1
     except ValueError as exc:  # e.g. --train-size too small for the classes
         print(f"skconvfeat: error: {exc}", file=sys.stderr)
         return 2
