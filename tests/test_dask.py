@@ -95,6 +95,20 @@ def test_sample_images_computes_only_the_chunks_it_draws_from():
     np.testing.assert_array_equal(sample, IMAGES[picked])
 
 
+def test_data_derived_bank_fits_from_a_bounded_sample(monkeypatch):
+    from skconvfeat import _transformer
+
+    params = dict(bank="kmeans", bank_params={"n_filters": 8}, n_patches=2_000, random_state=0)
+    monkeypatch.setattr(_transformer, "_DASK_FIT_IMAGES", 40)
+    fitted = conv(**params).fit(lazy(IMAGES, (10, 8, 8)))
+    # Only the chunks holding the 40 drawn images were computed, never the whole array.
+    assert 0 < sum(COMPUTED) <= 40 * 10
+    picked = np.sort(np.random.RandomState(0).choice(len(IMAGES), 40, replace=False))
+    in_memory = conv(**params).fit(IMAGES[picked])
+    np.testing.assert_array_equal(fitted.filters_, in_memory.filters_)
+    np.testing.assert_allclose(fitted.transform(IMAGES[:20]), in_memory.transform(IMAGES[:20]))
+
+
 def test_parallel_post_fit_head_on_lazy_features():
     wrappers = pytest.importorskip("dask_ml.wrappers")
     model = make_pipeline(conv(), wrappers.ParallelPostFit(RidgeClassifier())).fit(IMAGES, y)
