@@ -9,15 +9,23 @@ them would change nothing a classifier can see.
 The registry follows timm: :func:`list_banks` names what exists,
 :func:`make_bank` builds one by name with its parameters, and a typo gets an
 error that lists the valid names and the closest one.
+
+Data-derived banks (``"patches"``, ``"kmeans"``, ``"pca"``, or a user's bank
+registered with ``needs_data=True``) receive a matrix of preprocessed patches
+sampled from the training images; :class:`~skconvfeat.FixedConvTransformer`
+samples and preprocesses them in ``fit`` (see :mod:`skconvfeat._patches`).
 """
 
 import inspect
 import numbers
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse
 from sklearn.utils import check_random_state
 
+from ._backend import physical_memory_bytes
 from ._hints import did_you_mean
 
 __all__ = ["list_banks", "make_bank", "register_bank"]
@@ -25,7 +33,23 @@ __all__ = ["list_banks", "make_bank", "register_bank"]
 _REGISTRY = {}
 
 
-def register_bank(name):
+@dataclass(frozen=True)
+class BankInfo:
+    """What the transformer must know about a bank besides its function."""
+
+    needs_data: bool  # the function's first argument is the patch matrix
+    whiten: bool  # whether whiten="auto" whitens its patches (data-derived banks only)
+
+
+_BANK_INFO = {}
+
+
+def bank_info(name):
+    """The :class:`BankInfo` of a registered bank (plain banks registered by assignment need no data)."""
+    return _BANK_INFO.get(name, BankInfo(needs_data=False, whiten=False))
+
+
+def register_bank(name, *, needs_data=False, whiten=True):
     """Register ``func`` as the bank called ``name`` (a decorator).
 
     The function takes ``kernel_size`` (a ``(kh, kw)`` pair), ``n_channels``
@@ -33,6 +57,17 @@ def register_bank(name):
     parameters, and returns an array ``(n_filters, n_channels, kh, kw)``.
     Registering a name that is already taken replaces that bank with a
     ``UserWarning``.
+
+    With ``needs_data=True`` the bank is derived from data: its function
+    takes the preprocessed patches as its first argument, ``patches``, an
+    array ``(n_patches, n_channels, kh, kw)`` (float64), and returns kernels
+    meant for patches preprocessed the same way. In
+    :class:`~skconvfeat.FixedConvTransformer`, ``fit`` samples the patches
+    from ``X`` (never from ``y``), normalises them per patch unless
+    ``patch_norm=False``, and whitens them when ``whiten=True``, or when
+    ``whiten="auto"`` and the bank was registered with ``whiten=True`` (the
+    default here; ``"pca"`` is registered with ``whiten=False``).
+    ``make_bank`` needs ``patches=`` for such a bank.
 
     Examples
     --------
@@ -43,6 +78,15 @@ def register_bank(name):
     ...     kh, kw = kernel_size
     ...     return np.full((1, n_channels, kh, kw), 1.0 / (kh * kw * n_channels))
     >>> make_bank("box", kernel_size=3).shape
+    (1, 1, 3, 3)
+
+    A data-derived bank: the mean of the patches it is given.
+
+    >>> @register_bank("mean-patch", needs_data=True)
+    ... def mean_patch_bank(patches, kernel_size, n_channels):
+    ...     return patches.mean(axis=0, keepdims=True)
+    >>> patches = np.ones((10, 1, 3, 3))
+    >>> make_bank("mean-patch", kernel_size=3, patches=patches).shape
     (1, 1, 3, 3)
     """
 
@@ -58,6 +102,7 @@ def register_bank(name):
                 stacklevel=2,
             )
         _REGISTRY[name] = func
+        _BANK_INFO[name] = BankInfo(needs_data=bool(needs_data), whiten=bool(whiten))
         return func
 
     return decorator
@@ -107,7 +152,7 @@ def _as_pair(value):
     return None
 
 
-def make_bank(name, *, kernel_size=5, n_channels=1, random_state=None, **params):
+def make_bank(name, *, kernel_size=5, n_channels=1, random_state=None, patches=None, **params):
     """Build the registered bank ``name``.
 
     Parameters
@@ -120,13 +165,19 @@ def make_bank(name, *, kernel_size=5, n_channels=1, random_state=None, **params)
     n_channels : int, default=1
         Input channels each kernel spans.
     random_state : int, RandomState instance or None, default=None
-        Seed of the ``random`` bank; the other banks are deterministic.
+        Seed of the ``random`` bank and of the data-derived banks' choices;
+        the other banks are deterministic.
+    patches : ndarray of shape (n_patches, n_channels, kh, kw), default=None
+        The (preprocessed) patches a data-derived bank is built from; required
+        for those banks and refused by the others.
     **params
         The bank's own parameters (see each ``*_bank`` function).
 
     Returns
     -------
     filters : ndarray of shape (n_filters, n_channels, kh, kw), float64
+        Always finite: a bank whose parameters give NaN or infinite kernels
+        is an error naming the bank and the parameters.
 
     Examples
     --------
@@ -140,26 +191,80 @@ def make_bank(name, *, kernel_size=5, n_channels=1, random_state=None, **params)
     """
     if not isinstance(name, str) or name not in _REGISTRY:
         raise ValueError(_unknown_bank_message(name))
-    if not isinstance(n_channels, numbers.Integral) or n_channels < 1:
+    if not isinstance(n_channels, numbers.Integral) or isinstance(n_channels, bool) or n_channels < 1:
         raise ValueError(
             f"The 'n_channels' parameter of make_bank must be a positive int. "
             f"Got {n_channels!r} instead."
         )
+    kernel_size = check_kernel_size(kernel_size)
     func = _REGISTRY[name]
     accepted = inspect.signature(func).parameters
-    unknown = sorted(set(params) - set(accepted) - {"kernel_size", "n_channels"})
+    reserved = {"kernel_size", "n_channels", "random_state", "patches"}
+    unknown = sorted(set(params) - set(accepted) - reserved)
     if unknown:
-        valid = sorted(set(accepted) - {"kernel_size", "n_channels", "random_state"})
+        valid = sorted(set(accepted) - reserved)
         raise ValueError(
             f"The {name!r} bank got unexpected parameter(s) {unknown}; "
             f"its parameters are {valid}."
         )
+    call = dict(params, kernel_size=kernel_size, n_channels=int(n_channels))
     if "random_state" in accepted:
-        params["random_state"] = random_state
-    filters = func(
-        kernel_size=check_kernel_size(kernel_size), n_channels=int(n_channels), **params
-    )
-    return np.asarray(filters, dtype=np.float64)
+        call["random_state"] = random_state
+    if bank_info(name).needs_data:
+        call["patches"] = _check_patches(patches, name, kernel_size, int(n_channels))
+    elif patches is not None:
+        raise ValueError(
+            f"The {name!r} bank is not derived from data, so make_bank takes no 'patches' for it."
+        )
+    filters = np.asarray(func(**call), dtype=np.float64)
+    return _check_filters(filters, name, params, int(n_channels))
+
+
+def _check_patches(patches, name, kernel_size, n_channels):
+    if patches is None:
+        raise ValueError(
+            f"The {name!r} bank is derived from data: pass patches=, an array "
+            f"(n_patches, {n_channels}, {kernel_size[0]}, {kernel_size[1]}) of preprocessed "
+            "patches, or use it in FixedConvTransformer, whose fit samples and preprocesses "
+            "them from X."
+        )
+    patches = np.asarray(patches, dtype=np.float64)
+    expected = (n_channels, *kernel_size)
+    if patches.ndim != 4 or patches.shape[1:] != expected or patches.shape[0] < 1:
+        raise ValueError(
+            f"The 'patches' of the {name!r} bank must be an array (n_patches, "
+            f"{', '.join(map(str, expected))}) with at least one patch. Got shape {patches.shape}."
+        )
+    if not np.all(np.isfinite(patches)):
+        raise ValueError(f"The 'patches' of the {name!r} bank contain NaN or infinity.")
+    return patches
+
+
+def _check_filters(filters, name, params, n_channels):
+    """No bank may hand back NaN, infinite or misshapen kernels."""
+    if filters.ndim != 4 or filters.shape[0] < 1 or filters.shape[1] != n_channels:
+        raise ValueError(
+            f"The {name!r} bank returned kernels of shape {filters.shape}; a bank must return "
+            f"(n_filters >= 1, {n_channels}, kh, kw)."
+        )
+    if not np.all(np.isfinite(filters)):
+        raise ValueError(
+            f"The {name!r} bank gave non-finite (NaN or infinite) kernels with bank_params="
+            f"{params!r}. Change those parameters (e.g. larger sigmas or lower frequencies)."
+        )
+    return filters
+
+
+def check_bank_memory(n_filters, n_channels, kernel_size, bank, what):
+    """Refuse a bank whose float64 kernels alone would not fit in this machine's memory."""
+    needed = float(n_filters) * n_channels * kernel_size[0] * kernel_size[1] * 8
+    available = physical_memory_bytes()
+    if needed > available:
+        raise ValueError(
+            f"The {bank!r} bank would hold {n_filters:,} kernels ({what}), "
+            f"{needed / 2**30:,.1f} GiB of float64, more than this machine's "
+            f"{available / 2**30:,.1f} GiB of memory. Ask for fewer kernels."
+        )
 
 
 def _grid(kernel_size):
@@ -181,11 +286,27 @@ def _replicate(kernels, n_channels):
 
 
 def _check_positive_sequence(values, param, bank):
-    arr = np.atleast_1d(np.asarray(values, dtype=float))
-    if arr.ndim != 1 or arr.size == 0 or not np.all(np.isfinite(arr)) or np.any(arr <= 0):
+    try:
+        arr = np.atleast_1d(np.asarray(values, dtype=float))
+    except (TypeError, ValueError):
+        arr = None
+    if arr is None or arr.ndim != 1 or arr.size == 0 or not np.all(np.isfinite(arr)) or np.any(arr <= 0):
         raise ValueError(
             f"The {param!r} parameter of the {bank!r} bank must be a non-empty sequence "
             f"of positive numbers. Got {values!r} instead."
+        )
+    return arr
+
+
+def _check_finite_sequence(values, param, bank):
+    try:
+        arr = np.atleast_1d(np.asarray(values, dtype=float))
+    except (TypeError, ValueError):
+        arr = None
+    if arr is None or arr.ndim != 1 or arr.size == 0 or not np.all(np.isfinite(arr)):
+        raise ValueError(
+            f"The {param!r} parameter of the {bank!r} bank must be a non-empty sequence "
+            f"of finite numbers. Got {values!r} instead."
         )
     return arr
 
@@ -199,18 +320,49 @@ def _check_count(value, param, bank):
     return int(value)
 
 
-def _gaussian_2d(kernel_size, sigma):
+def _check_bool(value, param, bank):
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(
+            f"The {param!r} parameter of the {bank!r} bank must be True or False. Got {value!r} instead."
+        )
+    return bool(value)
+
+
+def _envelope(kernel_size, sigma):
+    """``exp(-r^2 / (2 sigma^2))`` scaled so its peak is 1, finite for any sigma > 0.
+
+    Dividing by the peak first (subtracting the smallest squared radius in the
+    exponent) keeps even-sized kernels, whose pixels all lie at least half a
+    pixel from the centre, from underflowing to all zeros when sigma is tiny:
+    the limit is then the nearest pixels, equally weighted.
+    """
     y, x = _grid(kernel_size)
-    g = np.exp(-(x**2 + y**2) / (2 * sigma**2))
+    excess = x**2 + y**2
+    excess = excess - excess.min()
+    with np.errstate(divide="ignore", over="ignore", under="ignore", invalid="ignore"):
+        scaled = np.where(excess == 0, 0.0, excess / (2 * sigma**2))
+    return np.exp(-scaled)
+
+
+def _gaussian_2d(kernel_size, sigma):
+    g = _envelope(kernel_size, sigma)
     return g / g.sum()
 
 
 @register_bank("gaussian")
 def gaussian_bank(kernel_size, n_channels, sigmas=(0.5, 1.0, 2.0)):
-    """Gaussian blurs, one per standard deviation in ``sigmas`` (pixels), each summing to 1."""
+    """Gaussian blurs, one per standard deviation in ``sigmas`` (pixels), each summing to 1.
+
+    As sigma goes to 0 a blur tends to the average of the pixels nearest the
+    centre (one for odd sizes, two or four for even ones), never to NaN.
+    """
     sigmas = _check_positive_sequence(sigmas, "sigmas", "gaussian")
     kernels = np.stack([_gaussian_2d(kernel_size, s) for s in sigmas])
     return _replicate(kernels, n_channels)
+
+
+# Gabor frequencies above half a cycle per pixel alias to lower ones (Nyquist).
+_NYQUIST = 0.5
 
 
 @register_bank("gabor")
@@ -224,23 +376,35 @@ def gabor_bank(
 ):
     """Gabor filters: ``n_orientations`` x ``frequencies`` x ``phases``.
 
-    ``frequencies`` are in cycles per pixel; the Gaussian envelope's sigma is
-    ``bandwidth / frequency`` capped at a third of the kernel, so low
-    frequencies still fit. Each kernel is made zero-mean (no response to flat
-    regions, like V1 simple cells) and scaled to unit L2 norm.
+    ``frequencies`` are in cycles per pixel, in ``(0, 0.5]`` (beyond 0.5 a
+    sampled cosine aliases); ``phases`` in radians, finite; the Gaussian
+    envelope's sigma is ``bandwidth / frequency`` capped at a third of the
+    kernel, so low frequencies still fit. Each kernel is made zero-mean (no
+    response to flat regions, like V1 simple cells) and scaled to unit L2
+    norm; a kernel that is zero after removing its mean (a 1x1 kernel, or an
+    envelope narrower than a pixel on an even grid) stays zero.
     """
     n_orientations = _check_count(n_orientations, "n_orientations", "gabor")
     frequencies = _check_positive_sequence(frequencies, "frequencies", "gabor")
-    bandwidth = _check_positive_sequence(bandwidth, "bandwidth", "gabor")[0]
-    phases = np.atleast_1d(np.asarray(phases, dtype=float))
+    if np.any(frequencies > _NYQUIST):
+        raise ValueError(
+            "The 'frequencies' parameter of the 'gabor' bank must be in (0, 0.5] cycles per "
+            f"pixel (higher ones alias). Got {list(frequencies)!r} instead."
+        )
+    bandwidth = _check_positive_sequence(bandwidth, "bandwidth", "gabor")
+    if bandwidth.size != 1:
+        raise ValueError(f"The 'bandwidth' parameter of the 'gabor' bank must be one positive number. Got {bandwidth!r}.")
+    bandwidth = bandwidth[0]
+    phases = _check_finite_sequence(phases, "phases", "gabor")
+    n_filters = n_orientations * frequencies.size * phases.size
+    check_bank_memory(n_filters, n_channels, kernel_size, "gabor", "n_orientations x frequencies x phases")
     y, x = _grid(kernel_size)
     max_sigma = max(min(kernel_size) / 3, 0.5)
     kernels = []
     for theta in np.arange(n_orientations) * np.pi / n_orientations:
         rotated = x * np.cos(theta) + y * np.sin(theta)
         for freq in frequencies:
-            sigma = min(bandwidth / freq, max_sigma)
-            envelope = np.exp(-(x**2 + y**2) / (2 * sigma**2))
+            envelope = _envelope(kernel_size, min(bandwidth / freq, max_sigma))
             for phase in phases:
                 k = envelope * np.cos(2 * np.pi * freq * rotated + phase)
                 k -= k.mean()
@@ -258,10 +422,12 @@ def _unit_norm(kernel):
 def sharpen_bank(kernel_size, n_channels, strengths=(0.5, 1.0, 2.0), sigma=1.0):
     """Unsharp masks ``delta + strength * (delta - gaussian(sigma))``, one per strength."""
     strengths = _check_positive_sequence(strengths, "strengths", "sharpen")
-    sigma = _check_positive_sequence(sigma, "sigma", "sharpen")[0]
+    sigma = _check_positive_sequence(sigma, "sigma", "sharpen")
+    if sigma.size != 1:
+        raise ValueError(f"The 'sigma' parameter of the 'sharpen' bank must be one positive number. Got {sigma!r}.")
     delta = np.zeros(kernel_size)
     delta[(kernel_size[0] - 1) // 2, (kernel_size[1] - 1) // 2] = 1.0
-    detail = delta - _gaussian_2d(kernel_size, sigma)
+    detail = delta - _gaussian_2d(kernel_size, sigma[0])
     kernels = np.stack([delta + a * detail for a in strengths])
     return _replicate(kernels, n_channels)
 
@@ -273,6 +439,8 @@ def random_bank(kernel_size, n_channels, n_filters=16, zero_mean=True, random_st
     The same ``random_state`` always gives the same bank.
     """
     n_filters = _check_count(n_filters, "n_filters", "random")
+    zero_mean = _check_bool(zero_mean, "zero_mean", "random")
+    check_bank_memory(n_filters, n_channels, kernel_size, "random", "n_filters")
     rng = check_random_state(random_state)
     kernels = rng.standard_normal((n_filters, n_channels, *kernel_size))
     if zero_mean and kernels[0].size > 1:
@@ -289,3 +457,134 @@ def identity_bank(kernel_size, n_channels):
     is ignored so no border pixel is lost.
     """
     return np.eye(n_channels).reshape(n_channels, n_channels, 1, 1)
+
+
+# -- data-derived banks: built in fit from preprocessed patches of X ---------
+
+# Patches whose L2 norm is below this are flat (zero after normalisation or
+# whitening) and carry no direction for a unit-norm dictionary.
+_FLAT_PATCH_NORM = 1e-8
+# Rows of the patch matrix per assignment step of k-means: bounds the
+# (rows, n_filters) similarity block (4096 x 4000 float32 = 64 MiB).
+_KMEANS_CHUNK = 4096
+
+
+def _non_flat_rows(patches, n_filters, bank, unit):
+    """The non-flat patches as rows (scaled to unit norm if ``unit``) and their distinct ones.
+
+    Raises when there are fewer distinct rows than ``n_filters``: k-means and
+    the patch dictionary would repeat kernels.
+    """
+    rows = patches.reshape(patches.shape[0], -1)
+    norms = np.linalg.norm(rows, axis=1, keepdims=True)
+    keep = norms[:, 0] > _FLAT_PATCH_NORM
+    rows = rows[keep] / norms[keep] if unit else rows[keep]
+    distinct = np.unique(rows, axis=0)
+    if n_filters > distinct.shape[0]:
+        raise ValueError(
+            f"The 'n_filters' parameter of the {bank!r} bank is {n_filters}, but the sampled "
+            f"patches hold only {distinct.shape[0]} distinct non-flat patch(es)"
+            f"{' up to scale' if unit else ''} (of {patches.shape[0]} sampled). Ask for fewer "
+            "filters, raise n_patches, or give more varied images (constant images have no "
+            "non-flat patches)."
+        )
+    return rows, distinct
+
+
+@register_bank("patches", needs_data=True)
+def patches_bank(patches, kernel_size, n_channels, n_filters=256, random_state=None):
+    """``n_filters`` distinct preprocessed (by default whitened) patches, picked at random, of unit L2 norm.
+
+    The dictionary of Thiry et al. (2021): the kernels are the patches
+    themselves, so a response is the similarity of a position's patch to each.
+    """
+    n_filters = _check_count(n_filters, "n_filters", "patches")
+    check_bank_memory(n_filters, n_channels, kernel_size, "patches", "n_filters")
+    _, distinct = _non_flat_rows(patches, n_filters, "patches", unit=True)
+    picked = distinct[check_random_state(random_state).choice(distinct.shape[0], n_filters, replace=False)]
+    return picked.reshape(n_filters, *patches.shape[1:])
+
+
+@register_bank("kmeans", needs_data=True)
+def kmeans_bank(patches, kernel_size, n_channels, n_filters=256, max_iter=10, spherical=True, random_state=None):
+    """``n_filters`` k-means centroids of the preprocessed (by default whitened) patches.
+
+    ``spherical=True`` (Coates & Ng 2012): patches and centroids are scaled to
+    unit norm, each patch goes to the centroid of largest dot product, and
+    each centroid is the renormalised mean of its patches. ``spherical=False``:
+    Lloyd's k-means with Euclidean distances (Coates, Lee & Ng 2011).
+    ``max_iter`` full passes over the patches; both start from distinct
+    patches picked at random, and a centroid left without patches restarts
+    at a random patch.
+
+    Why not scikit-learn's ``KMeans``/``MiniBatchKMeans``: they minimise
+    Euclidean distance to unnormalised centroids, so feeding unit-norm
+    patches and renormalising only at the end is not spherical k-means
+    (assignments depend on each centroid's shrinking norm), and their
+    k-means++ start costs about ``2 + log(n_filters)`` extra passes at
+    thousands of filters. The loop here is a few GEMMs per pass, in float32
+    for the assignments and chunked to bound memory.
+    """
+    n_filters = _check_count(n_filters, "n_filters", "kmeans")
+    max_iter = _check_count(max_iter, "max_iter", "kmeans")
+    spherical = _check_bool(spherical, "spherical", "kmeans")
+    check_bank_memory(n_filters, n_channels, kernel_size, "kmeans", "n_filters")
+    rows, distinct = _non_flat_rows(patches, n_filters, "kmeans", unit=spherical)
+    rng = check_random_state(random_state)
+    centroids = distinct[rng.choice(distinct.shape[0], n_filters, replace=False)]
+    rows32 = rows.astype(np.float32)
+    for _ in range(max_iter):
+        labels = _assign(rows32, centroids.astype(np.float32), spherical)
+        counts = np.bincount(labels, minlength=n_filters)
+        members = scipy.sparse.csr_matrix(
+            (np.ones(labels.size), (labels, np.arange(labels.size))), shape=(n_filters, labels.size)
+        )
+        sums = members @ rows
+        # A centroid with no patches, or (spherical) whose patches cancel out, restarts at a random patch.
+        lost = (counts == 0) | (np.linalg.norm(sums, axis=1) <= _FLAT_PATCH_NORM)
+        sums[lost] = rows[rng.randint(rows.shape[0], size=int(lost.sum()))]
+        counts[lost] = 1
+        centroids = sums / counts[:, None]
+        if spherical:
+            centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
+    return centroids.reshape(n_filters, *patches.shape[1:])
+
+
+def _assign(rows, centroids, spherical):
+    """Index of each row's centroid: largest dot product (spherical) or nearest (Euclidean)."""
+    half_norms = 0.0 if spherical else 0.5 * np.einsum("ij,ij->i", centroids, centroids)
+    labels = np.empty(rows.shape[0], dtype=np.intp)
+    for start in range(0, rows.shape[0], _KMEANS_CHUNK):
+        # argmax of x.c - |c|^2/2 is argmin of |x - c|^2 (|x|^2 is the same for every c).
+        scores = rows[start : start + _KMEANS_CHUNK] @ centroids.T - half_norms
+        labels[start : start + _KMEANS_CHUNK] = scores.argmax(axis=1)
+    return labels
+
+
+@register_bank("pca", needs_data=True, whiten=False)
+def pca_bank(patches, kernel_size, n_channels, n_filters=8):
+    """The ``n_filters`` leading principal components of the preprocessed patches (PCANet).
+
+    Unit-norm, ordered by decreasing variance, each signed so that its
+    largest-magnitude entry is positive (a deterministic choice). Registered
+    with ``whiten=False``: whitening makes every variance nearly equal, so
+    the order of the components would be noise.
+    """
+    n_filters = _check_count(n_filters, "n_filters", "pca")
+    rows = patches.reshape(patches.shape[0], -1)
+    centred = rows - rows.mean(axis=0)
+    variances, components = np.linalg.eigh(centred.T @ centred / rows.shape[0])
+    order = np.argsort(variances)[::-1]
+    variances, components = variances[order], components[:, order].T
+    # Directions whose variance is rounding noise are not principal components.
+    rank = int(np.sum(variances > variances[0] * rows.shape[1] * np.finfo(float).eps)) if variances[0] > 0 else 0
+    if n_filters > rank:
+        raise ValueError(
+            f"The 'n_filters' parameter of the 'pca' bank is {n_filters}, but the sampled patches "
+            f"vary in only {rank} direction(s) (a {'x'.join(map(str, patches.shape[1:]))} patch has "
+            f"{rows.shape[1]} values). Ask for at most {rank} filters, a larger kernel_size, "
+            "or more varied images."
+        )
+    top = components[:n_filters]
+    signs = np.sign(top[np.arange(n_filters), np.abs(top).argmax(axis=1)])
+    return (top * signs[:, None]).reshape(n_filters, *patches.shape[1:])

@@ -10,7 +10,12 @@ pooling adds whole contiguous rows of filter responses.
 import functools
 from dataclasses import dataclass
 
+import numpy as np
+
 NONLINEARITIES = ("none", "relu", "abs", "square", "two_sided_relu")
+# Encodings for dictionaries of patches (Coates & Ng): FixedConvTransformer only.
+ENCODINGS = ("soft_threshold", "two_sided_soft_threshold", "triangle")
+TWO_SIDED = ("two_sided_relu", "two_sided_soft_threshold")
 POOLINGS = ("avg", "max")
 PADDINGS = ("valid", "same", "reflect")
 CHANNEL_MODES = ("sum", "separate")
@@ -27,6 +32,7 @@ class LayerSpec:
     pool_stride: tuple  # (sh, sw) in pixels
     pool_grid: tuple  # (gh, gw) regions, or None for window pooling
     channel_mode: str
+    alpha: float = 0.0  # threshold of the soft-threshold encodings, in response units
 
     def conv_shape(self, image_hw, kernel_hw):
         """Height and width of the maps before pooling."""
@@ -45,7 +51,7 @@ class LayerSpec:
     def n_maps(self, n_filters, n_channels):
         """Feature maps per image: filters, times channels when separate, times 2 when two-sided."""
         n = n_filters * (n_channels if self.channel_mode == "separate" else 1)
-        return 2 * n if self.nonlinearity == "two_sided_relu" else n
+        return 2 * n if self.nonlinearity in TWO_SIDED else n
 
 
 def weight_matrix(filters, channel_mode, xp):
@@ -163,11 +169,224 @@ def _grid_pool(maps, grid, pooling, xp):
     return xp.stack([reduce(strips[:, :, a:b], axis=2) for a, b in cols], axis=2)
 
 
-def layer(x, weights, kernel_hw, spec, xp):
-    """Convolve, activate and pool one batch; features ``(B, M*ph*pw)`` in map-major order."""
+def layer(x, weights, kernel_hw, spec, xp, tile_bytes=None):
+    """Convolve, activate and pool one batch; features ``(B, M*ph*pw)`` in map-major order.
+
+    ``weights`` comes from :func:`prepare_weights`; a :class:`FoldedBank`
+    takes the folded path, tiled by ``tile_bytes``.
+    """
+    if isinstance(weights, FoldedBank):
+        return folded_layer(x, weights, spec, xp, tile_bytes)
     maps = pool(activate(convolve(x, weights, kernel_hw, spec, xp), spec.nonlinearity, xp), spec, xp)
     # Map-major (M, ph, pw) order matches torch's flatten of (B, M, ph, pw).
     return maps.transpose(0, 3, 1, 2).reshape(maps.shape[0], -1)
+
+
+# -- the folded layer: patch preprocessing and encodings in one GEMM per tile --
+#
+# With patch preprocessing (skconvfeat._patches) or a dictionary encoding, each
+# im2col row p is normalised in place, q = (p - mean p) / sqrt(var p + eps_norm)
+# (D values per position, D << n_filters), and everything linear after that is
+# folded into the kernels: with z = W (q - mu), a kernel d responds
+# d.z = (W d).q - d.(W mu), so the product [q, 1] @ [[W d], [-d.W mu]] gives the
+# responses directly; thresholds and the triangle's squared distances
+# |z|^2 - 2 d.z + |d|^2 add rows to the same product. Rows of positions are
+# processed in tiles of a few MiB: GEMM, encoding and pooling run on the hot
+# tile and only pooled features leave it.
+
+
+@dataclass(frozen=True, eq=False)
+class FoldedBank:
+    """Kernels with the preprocessing and the encoding's affine terms folded in.
+
+    ``matrix`` rows: the ``D`` patch values (im2col order ``kh, kw, C``), a
+    constant 1, and for the triangle ``|z|^2``; its columns give the response
+    of each filter (minus ``alpha`` for soft thresholds; the squared distance
+    for the triangle). ``to_z``: ``[q, 1] @ to_z`` is the whitened patch ``z``
+    (triangle only, for ``|z|^2``).
+    """
+
+    matrix: object
+    to_z: object
+    patch_norm: bool
+    eps_norm: float
+    n_filters: int
+    kernel_hw: tuple
+
+
+def needs_folding(spec, preprocessing):
+    """Whether the layer must take the folded path (else the plain GEMM of ``weight_matrix``)."""
+    return preprocessing is not None or spec.nonlinearity in ENCODINGS
+
+
+def prepare_weights(filters, spec, dtype, xp, preprocessing=None):
+    """Host float64 filters -> what :func:`layer` multiplies by, on ``xp`` in ``dtype``."""
+    if not needs_folding(spec, preprocessing):
+        return weight_matrix(xp.asarray(filters, dtype=dtype), spec.channel_mode, xp)
+    return _fold(np.asarray(filters, dtype=np.float64), spec, dtype, xp, preprocessing)
+
+
+def _fold(filters, spec, dtype, xp, preprocessing):
+    n_filters, n_channels, kh, kw = filters.shape
+    dim = n_channels * kh * kw
+    kernels = filters.reshape(n_filters, dim)  # kernel layout (C, kh, kw)
+    whitening = getattr(preprocessing, "whitening", None)
+    if whitening is None:
+        whitening, shift = np.eye(dim), np.zeros(dim)
+    else:
+        shift = whitening @ preprocessing.mean  # W mu
+    folded = kernels @ whitening  # rows W d (W is symmetric)
+    offset = kernels @ shift  # d.W mu
+    if spec.nonlinearity == "triangle":
+        # |z - d|^2 = |z|^2 - 2 d.z + |d|^2; |z|^2 enters through the last row.
+        linear, constant = -2 * folded, 2 * offset + np.einsum("ij,ij->i", kernels, kernels)
+        extra = np.ones((1, n_filters))
+    else:
+        linear, constant, extra = folded, -offset - _threshold(spec), np.zeros((0, n_filters))
+    matrix = np.vstack([_im2col_rows(linear, n_channels, kh, kw), constant[None], extra])
+    to_z = None
+    if spec.nonlinearity == "triangle":
+        to_z = np.vstack([_im2col_rows(whitening, n_channels, kh, kw), -shift[None]])
+    patch_norm = bool(getattr(preprocessing, "patch_norm", False))
+    eps_norm = float(getattr(preprocessing, "eps_norm", 0.0))
+    return FoldedBank(
+        matrix=xp.asarray(matrix, dtype=dtype),
+        to_z=None if to_z is None else xp.asarray(to_z, dtype=dtype),
+        patch_norm=patch_norm,
+        eps_norm=eps_norm,
+        n_filters=n_filters,
+        kernel_hw=(kh, kw),
+    )
+
+
+def _threshold(spec):
+    """The ``alpha`` subtracted from responses: soft-threshold encodings only."""
+    return spec.alpha if spec.nonlinearity in ("soft_threshold", "two_sided_soft_threshold") else 0.0
+
+
+def _im2col_rows(vectors, n_channels, kh, kw):
+    """Vectors ``(K, D)`` in kernel layout ``(C, kh, kw)`` as ``(D, K)`` rows in im2col order ``(kh, kw, C)``."""
+    return vectors.reshape(-1, n_channels, kh, kw).transpose(2, 3, 1, 0).reshape(kh * kw * n_channels, -1)
+
+
+def _tile_shape(n_images, map_hw, spec, folded, itemsize, tile_bytes):
+    """(images, map rows) per tile so one tile's patch rows and maps stay near ``tile_bytes``."""
+    map_h, map_w = map_hw
+    if tile_bytes is None:
+        return n_images, map_h
+    columns = folded.matrix.shape[0] + folded.matrix.shape[1] * (2 if spec.nonlinearity in TWO_SIDED else 1)
+    positions = max(1, tile_bytes // (itemsize * columns))
+    if spec.pool_grid is None or positions >= map_h * map_w:
+        # Window pooling needs whole maps; a small image is whole anyway.
+        return max(1, min(n_images, positions // (map_h * map_w))), map_h
+    return 1, max(1, min(map_h, positions // map_w))
+
+
+def folded_layer(x, folded, spec, xp, tile_bytes=None):
+    """The folded layer on a batch ``(B, H, W, C)``: features ``(B, M*ph*pw)``, map-major.
+
+    ``tile_bytes`` bounds the scratch of one tile (``None``: the whole batch
+    is one tile, as on a GPU).
+    """
+    kh, kw = folded.kernel_hw
+    x = _pad(x, (kh, kw), spec.padding, xp)
+    n_images, n_channels = x.shape[0], x.shape[3]
+    map_hw = (x.shape[1] - kh + 1, x.shape[2] - kw + 1)
+    # (B, H', W', kh, kw, C) view: im2col order, copied tile by tile.
+    windows = xp.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(1, 2)).transpose(0, 1, 2, 4, 5, 3)
+    n_maps = spec.n_maps(folded.n_filters, n_channels)
+    pooled_hw = spec.pooled_shape(map_hw)
+    acc = _pool_init(spec, (n_images, *pooled_hw, n_maps), x.dtype, xp)
+    tile_images, tile_rows = _tile_shape(n_images, map_hw, spec, folded, x.dtype.itemsize, tile_bytes)
+    for b0 in range(0, n_images, tile_images):
+        b1 = min(b0 + tile_images, n_images)
+        for y0 in range(0, map_hw[0], tile_rows):
+            y1 = min(y0 + tile_rows, map_hw[0])
+            maps = _encode(_responses(windows[b0:b1, y0:y1], folded, xp), spec, xp)
+            shape = (b1 - b0, y1 - y0, map_hw[1], folded.n_filters)
+            for slot, m in enumerate(maps):
+                part = slice(slot * folded.n_filters, (slot + 1) * folded.n_filters)
+                _pool_into(acc[b0:b1, ..., part], m.reshape(shape), y0, map_hw, spec, xp)
+    if spec.pool_grid is not None and spec.pooling == "avg":
+        acc *= _region_inverse_sizes(map_hw, spec.pool_grid, x.dtype, xp)
+    return acc.transpose(0, 3, 1, 2).reshape(n_images, -1)
+
+
+def _responses(windows, folded, xp):
+    """One tile of windows ``(b, r, W', kh, kw, C)`` -> the folded product ``(b*r*W', K)``."""
+    dim = folded.matrix.shape[0] - (2 if folded.to_z is not None else 1)
+    n_rows = windows.shape[0] * windows.shape[1] * windows.shape[2]
+    rows = xp.empty((n_rows, folded.matrix.shape[0]), dtype=folded.matrix.dtype)
+    patches = rows[:, :dim]
+    # A view of the first D columns shaped like the windows: one copy, no temporary.
+    patches.reshape(windows.shape)[...] = windows
+    if folded.patch_norm:
+        patches -= patches.mean(axis=1, keepdims=True)
+        scale = xp.einsum("ij,ij->i", patches, patches)
+        scale *= 1.0 / dim
+        scale += folded.eps_norm
+        patches *= (1.0 / xp.sqrt(scale))[:, None]
+    rows[:, dim] = 1.0
+    if folded.to_z is not None:
+        z = rows[:, : dim + 1] @ folded.to_z
+        rows[:, dim + 1] = xp.einsum("ij,ij->i", z, z)
+    return rows @ folded.matrix
+
+
+def _encode(responses, spec, xp):
+    """The encoded maps of one tile: a list of one (or two, two-sided) ``(rows, K)`` arrays."""
+    g = responses
+    kind = spec.nonlinearity
+    if kind in ("relu", "soft_threshold"):  # the threshold is already subtracted
+        return [xp.maximum(g, 0, out=g)]
+    if kind in TWO_SIDED:
+        # g = r - alpha: max(r - alpha, 0) and max(-r - alpha, 0) = max(-g - 2 alpha, 0).
+        positive = xp.maximum(g, 0)
+        xp.subtract(-2 * _threshold(spec), g, out=g)
+        return [positive, xp.maximum(g, 0, out=g)]
+    if kind == "triangle":
+        # g holds squared distances; f_k = max(0, mean_j dist_j - dist_k).
+        xp.maximum(g, 0, out=g)
+        xp.sqrt(g, out=g)
+        mean = g.mean(axis=1, keepdims=True)
+        xp.subtract(mean, g, out=g)
+        return [xp.maximum(g, 0, out=g)]
+    if kind == "abs":
+        return [xp.abs(g, out=g)]
+    if kind == "square":
+        return [xp.multiply(g, g, out=g)]
+    return [g]
+
+
+def _pool_init(spec, shape, dtype, xp):
+    if spec.pool_grid is not None and spec.pooling == "max":
+        return xp.full(shape, -xp.inf, dtype=dtype)
+    return xp.zeros(shape, dtype=dtype)
+
+
+def _pool_into(acc, maps, y0, map_hw, spec, xp):
+    """Pool maps ``(b, r, W', K)`` holding map rows ``y0:y0+r`` into ``acc`` ``(b, ph, pw, K)``."""
+    if spec.pool_grid is None:  # whole maps (see _tile_shape)
+        acc[...] = _window_pool(maps, spec.pool_size, spec.pool_stride, spec.pooling, xp)
+        return
+    y1 = y0 + maps.shape[1]
+    reduce = xp.sum if spec.pooling == "avg" else xp.max
+    combine = xp.add if spec.pooling == "avg" else xp.maximum
+    cols = grid_bounds(map_hw[1], spec.pool_grid[1])
+    for i, (a, b) in enumerate(grid_bounds(map_hw[0], spec.pool_grid[0])):
+        lo, hi = max(a, y0), min(b, y1)
+        if lo >= hi:
+            continue
+        band = maps[:, lo - y0 : hi - y0]
+        for j, (c, d) in enumerate(cols):
+            combine(acc[:, i, j], reduce(band[:, :, c:d], axis=(1, 2)), out=acc[:, i, j])
+
+
+def _region_inverse_sizes(map_hw, grid, dtype, xp):
+    """``1 / pixels`` of each grid region, shaped ``(gh, gw, 1)`` to scale sums into means."""
+    heights = [b - a for a, b in grid_bounds(map_hw[0], grid[0])]
+    widths = [b - a for a, b in grid_bounds(map_hw[1], grid[1])]
+    return xp.asarray(1.0 / np.outer(heights, widths)[:, :, None], dtype=dtype)
 
 
 # -- geometry: shared by the CPU and GPU drivers and the estimators ---------

@@ -335,6 +335,14 @@ class LearnedConvClassifier(ClassifierMixin, BaseEstimator):
         with _as_ours():
             conv.fit(X)
             images = conv._validate_images(X, reset=False)
+        if conv.preprocessing_ is not None:
+            # The network convolves raw pixels; kernels meant for normalised or
+            # whitened patches would silently start it somewhere else.
+            raise ValueError(
+                f"LearnedConvClassifier convolves raw pixels, but the {self.bank!r} bank is built "
+                "for normalised/whitened patches (a data-derived bank). Use a hand-crafted bank, "
+                "or FixedConvTransformer for data-derived ones."
+            )
         y = _check_y(y, estimator=self)
         check_consistent_length(images, y)
         check_classification_targets(y)

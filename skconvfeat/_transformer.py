@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
 from sklearn.utils.validation import (
     _check_feature_names_in,
@@ -14,9 +15,9 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from . import _backend, _layer
+from . import _backend, _layer, _patches
 from ._backend import cpu as _cpu
-from ._banks import _REGISTRY, _as_pair, _unknown_bank_message, make_bank
+from ._banks import _REGISTRY, _as_pair, _unknown_bank_message, bank_info, make_bank
 
 _PAIR_OR_INT = [Interval(numbers.Integral, 1, None, closed="left"), tuple, list]
 
@@ -50,12 +51,20 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
     bank : str or array-like, default="gabor"
         The kernels: a registered bank name (see :func:`skconvfeat.list_banks`:
         ``"gaussian"``, ``"gabor"``, ``"sharpen"``, ``"random"``,
-        ``"identity"``, ...) or an array of kernels shaped ``(n_filters, kh, kw)``
+        ``"identity"``, and the data-derived ``"patches"``, ``"kmeans"``,
+        ``"pca"``, ...) or an array of kernels shaped ``(n_filters, kh, kw)``
         (spread over the channels) or ``(n_filters, n_channels, kh, kw)``.
+        Data-derived banks are learnt in ``fit``, without labels, from
+        ``n_patches`` patches sampled from ``X`` and preprocessed (see
+        ``patch_norm``, ``whiten``): ``"patches"`` picks preprocessed patches,
+        ``"kmeans"`` clusters them (spherical k-means, Coates & Ng),
+        ``"pca"`` takes their principal components (PCANet).
 
     bank_params : dict, default=None
         Keyword parameters of the named bank, e.g. ``{"sigmas": (1, 2)}`` for
-        ``"gaussian"`` or ``{"n_filters": 32}`` for ``"random"``.
+        ``"gaussian"``, ``{"n_filters": 32}`` for ``"random"``, or
+        ``{"n_filters": 1600, "max_iter": 10, "spherical": True}`` for
+        ``"kmeans"``.
 
     kernel_size : int or (int, int), default=5
         Kernel height and width in pixels for named banks.
@@ -79,9 +88,19 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
         the kernel fits, maps shrink by ``kernel_size - 1``. ``"same"``: zero
         padding keeps the image size. ``"reflect"``: mirror padding keeps it.
 
-    nonlinearity : {"relu", "none", "abs", "square", "two_sided_relu"}, default="relu"
-        Applied to every response. ``"two_sided_relu"`` keeps
-        ``max(x, 0)`` and ``max(-x, 0)`` as separate maps (twice the features).
+    nonlinearity : {"relu", "none", "abs", "square", "two_sided_relu", \
+            "soft_threshold", "two_sided_soft_threshold", "triangle"}, default="relu"
+        Applied to every response ``r = d . z`` of kernel ``d`` to the
+        (preprocessed) patch ``z``. ``"two_sided_relu"`` keeps
+        ``max(r, 0)`` and ``max(-r, 0)`` as separate maps (twice the features).
+        ``"soft_threshold"``: ``max(r - alpha, 0)``;
+        ``"two_sided_soft_threshold"``: ``max(r - alpha, 0)`` and
+        ``max(-r - alpha, 0)`` as separate maps. ``"triangle"`` (Coates, Lee &
+        Ng 2011): ``max(0, mean_j dist_j - dist_k)`` with ``dist_k = |z - d_k|``
+        the Euclidean distance from the patch to kernel ``k`` treated as a
+        centroid; meant for ``"kmeans"``/``"patches"`` banks, it computes
+        the same formula for any bank, on raw patches when there is no
+        preprocessing. These three need ``channel_mode="sum"``.
 
     pooling : {"avg", "max"}, default="avg"
         How each pooling region is reduced.
@@ -99,6 +118,45 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
         ``torch.nn.AdaptiveAvgPool2d``: region ``i`` spans
         ``[floor(i*H/g), ceil((i+1)*H/g))``.
 
+    alpha : float >= 0, default=0.25
+        Threshold of the soft-threshold encodings, in units of the response
+        (for whitened patches and unit-norm kernels, standard deviations of
+        whitened pixels: Coates & Ng used 0.25). Ignored by other nonlinearities.
+
+    patch_norm : bool or "auto", default="auto"
+        Per-patch brightness and contrast normalisation, identical in ``fit``
+        and ``transform``: each patch ``p`` of ``D = kh*kw*c`` values becomes
+        ``(p - mean(p)) / sqrt(var(p) + eps_norm)``. ``"auto"``: on for
+        data-derived banks, off for the others (their behaviour unchanged).
+
+    whiten : bool or "auto", default="auto"
+        ZCA whitening of the (normalised) patches, fitted in ``fit`` on the
+        sampled patches: ``z = W (q - mu)``, ``W = U (S + eps I)^-1/2 U^T``
+        from their covariance ``U S U^T``. ``"auto"``: on for ``"patches"``
+        and ``"kmeans"`` (and user banks registered with ``whiten=True``), off
+        for ``"pca"`` and the hand-crafted banks. Folded into the kernels:
+        ``transform`` still does one matrix product per tile of positions.
+
+    eps_norm : float > 0, default=10.0
+        Added to each patch's variance before dividing, in squared pixel
+        units of ``X``: 10 is Coates' value for pixels in 0-255; for pixels
+        in [0, 1] the same relative amount is ``10 / 255**2`` (about 1.5e-4).
+        It keeps flat patches from amplifying noise.
+
+    eps_zca : float > 0, default=0.1
+        Whitening regulariser relative to the patches' mean eigenvalue:
+        ``eps = eps_zca * mean(S)``. With normalised 0-255 patches
+        the mean eigenvalue is close to 1, so this is about Coates' absolute
+        units (0.1 in the paper; on the JPEG copy of CIFAR-10, 1.0 beat 0.1
+        and 0.01 was as bad as no whitening: choose it on held-out data).
+
+    n_patches : int, default=100_000
+        Patches sampled (uniformly, with replacement, from every image and
+        position, reproducibly from ``random_state``) to fit the whitening
+        and a data-derived bank; all positions once when ``X`` has fewer.
+        ``fit`` holds ``n_patches * D * 8`` bytes of them (86 MB for 100,000
+        6x6x3 patches). Unused when neither is needed.
+
     dtype : {"float32", "float64"}, default="float32"
         Precision of the computation and of the output.
 
@@ -115,13 +173,21 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
         CuPy input gives CuPy output; NumPy input gives NumPy output.
 
     random_state : int, RandomState instance or None, default=None
-        Seed of the ``"random"`` bank.
+        Seed of the ``"random"`` bank, and of the patch sampling and the
+        data-derived banks' random choices.
 
     Attributes
     ----------
     filters_ : ndarray of shape (n_filters, n_channels, kh, kw)
-        The kernels applied (float64, host memory). In ``"separate"`` mode
+        The kernels applied (float64, host memory), to the preprocessed
+        patches when there is preprocessing. In ``"separate"`` mode
         ``n_channels`` is 1: each kernel is applied to every channel.
+
+    preprocessing_ : PatchPreprocessing or None
+        The fitted patch preprocessing: ``patch_norm``, ``eps_norm``, and with
+        whitening the sampled patches' ``mean`` ``(D,)`` and the ZCA matrix
+        ``whitening`` ``(D, D)``, both laid out like a flattened kernel
+        ``(c, kh, kw)``. None without preprocessing.
 
     image_shape_ : tuple of int
         ``(h, w, c)`` of one image.
@@ -146,6 +212,12 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
     frameworks. On the CPU, every image is processed as an im2col matrix
     product in cache-sized batches spread over threads (one per BLAS thread
     allowed, so ``threadpoolctl`` limits and joblib workers are respected).
+    With preprocessing or a dictionary encoding, the positions are processed
+    in tiles of about 1 MiB (patch rows and maps): the product, the encoding
+    and the pooling run on the tile while it is in cache, so memory beyond
+    the output stays near ``threads * (batch scratch + 2 tiles)`` plus the
+    folded kernels, whatever the number of filters (4,000 filters on 32x32x3
+    images: under 10 MiB on 2 threads).
 
     Examples
     --------
@@ -164,6 +236,13 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
 
     _parameter_constraints: dict = {
         **LAYER_PARAMETER_CONSTRAINTS,
+        "nonlinearity": [StrOptions(set(_layer.NONLINEARITIES + _layer.ENCODINGS))],
+        "alpha": [Interval(numbers.Real, 0, None, closed="left")],
+        "patch_norm": ["boolean", StrOptions({"auto"})],
+        "whiten": ["boolean", StrOptions({"auto"})],
+        "eps_norm": [Interval(numbers.Real, 0, None, closed="neither")],
+        "eps_zca": [Interval(numbers.Real, 0, None, closed="neither")],
+        "n_patches": [Interval(numbers.Integral, 1, None, closed="left")],
         "dtype": [StrOptions({"float32", "float64"})],
         "batch_size": [StrOptions({"auto"}), Interval(numbers.Integral, 1, None, closed="left")],
         "device": [StrOptions(set(_backend.DEVICES))],
@@ -183,6 +262,12 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
         pool_size=2,
         pool_stride=None,
         pool_grid=None,
+        alpha=0.25,
+        patch_norm="auto",
+        whiten="auto",
+        eps_norm=10.0,
+        eps_zca=0.1,
+        n_patches=100_000,
         dtype="float32",
         batch_size="auto",
         device="auto",
@@ -199,6 +284,12 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
         self.pool_size = pool_size
         self.pool_stride = pool_stride
         self.pool_grid = pool_grid
+        self.alpha = alpha
+        self.patch_norm = patch_norm
+        self.whiten = whiten
+        self.eps_norm = eps_norm
+        self.eps_zca = eps_zca
+        self.n_patches = n_patches
         self.dtype = dtype
         self.batch_size = batch_size
         self.device = device
@@ -211,9 +302,11 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, h*w*c), (n_samples, h, w) or (n_samples, h, w, c)
-            Training images; only their shape is used.
+            Training images. Only their shape is used, unless the bank is
+            derived from data or the patches are whitened: then ``n_patches``
+            patches sampled from ``X`` fit the whitening and the bank.
         y : None
-            Ignored.
+            Ignored (labels are never used).
 
         Returns
         -------
@@ -226,13 +319,17 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
         try:
             images = self._validate_images(X, reset=True)
             spec = self._layer_spec()
-            filters = self._build_filters(images.shape[-1])
+            self._check_cast(images)
+            preprocessing, patches, rng = self._fit_preprocessing(images, spec)
+            filters = self._build_filters(images.shape[-1], patches, rng)
             self._check_geometry(images.shape[1:3], filters.shape[2:], spec)
+            self._check_memory(images.shape[1:], filters, spec)
         except Exception:
             vars(self).clear()
             vars(self).update(previous)
             raise
         self.filters_ = filters
+        self.preprocessing_ = preprocessing
         self.image_shape_ = tuple(int(s) for s in images.shape[1:])
         self.n_features_out_ = _layer.n_features_out(
             self.image_shape_, filters.shape[2:], spec, filters.shape[0]
@@ -256,12 +353,20 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         images = self._validate_images(X, reset=False)
         spec = self._layer_spec()
+        self._check_cast(images)
         device = self._transform_device(images)
         if device == "cuda":
             from ._backend.cuda import run_gpu
 
-            return run_gpu(images, self.filters_, spec, self.dtype, self.batch_size)
-        return _cpu.run_cpu(images, self.filters_, spec, np.dtype(self.dtype), self._cpu_batch_size(spec))
+            return run_gpu(images, self.filters_, spec, self.dtype, self.batch_size, self.preprocessing_)
+        return _cpu.run_cpu(
+            images,
+            self.filters_,
+            spec,
+            np.dtype(self.dtype),
+            self._cpu_batch_size(spec),
+            preprocessing=self.preprocessing_,
+        )
 
     def get_feature_names_out(self, input_features=None):
         """Names of the output features: ``conv{map}_y{row}_x{col}``.
@@ -348,9 +453,60 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
             pool_stride=stride,
             pool_grid=grid,
             channel_mode=self.channel_mode,
+            alpha=self.alpha,
         )
 
-    def _build_filters(self, n_channels):
+    # -- patch preprocessing and data-derived banks --------------------------
+
+    def _needs_data(self):
+        return isinstance(self.bank, str) and bank_info(self.bank).needs_data
+
+    def _resolved_preprocessing(self):
+        """``(patch_norm, whiten)`` with "auto" resolved: on for data-derived banks (whiten as registered)."""
+        needs_data = self._needs_data()
+        patch_norm = needs_data if self.patch_norm == "auto" else bool(self.patch_norm)
+        whiten = (needs_data and bank_info(self.bank).whiten) if self.whiten == "auto" else bool(self.whiten)
+        return patch_norm, whiten
+
+    def _fit_preprocessing(self, images, spec):
+        """Sample and preprocess patches when needed.
+
+        Returns ``(preprocessing, patches, rng)``: the fitted
+        :class:`~skconvfeat._patches.PatchPreprocessing` (None without
+        preprocessing), the preprocessed patches for a data-derived bank and
+        the generator that sampled them, which then seeds the bank so that
+        one ``random_state`` fixes both (None, None when no patches are sampled).
+        """
+        if isinstance(self.bank, str) and self.bank not in _REGISTRY:
+            raise InvalidParameterError(_unknown_bank_message(self.bank, "FixedConvTransformer"))
+        patch_norm, whiten = self._resolved_preprocessing()
+        folded = patch_norm or whiten or spec.nonlinearity in _layer.ENCODINGS
+        if self.channel_mode == "separate" and (folded or self._needs_data()):
+            raise ValueError(
+                "FixedConvTransformer applies patch preprocessing (patch_norm, whiten), "
+                "data-derived banks and the encodings "
+                f"{list(_layer.ENCODINGS)} with channel_mode='sum' only. Got "
+                f"channel_mode='separate' with bank={self.bank!r}, patch_norm={patch_norm}, "
+                f"whiten={whiten}, nonlinearity={self.nonlinearity!r}."
+            )
+        if not (whiten or self._needs_data()):
+            if not patch_norm:
+                return None, None, None
+            return _patches.PatchPreprocessing(True, self.eps_norm), None, None
+        kernel_hw = _pair_param(self.kernel_size, "kernel_size")
+        self._check_geometry(images.shape[1:3], kernel_hw, spec)
+        rng = check_random_state(self.random_state)
+        sampled = _patches.sample_patches(images, kernel_hw, spec.padding, self.n_patches, rng)
+        preprocessing, patches = _patches.fit_preprocessing(
+            sampled,
+            patch_norm=patch_norm,
+            eps_norm=self.eps_norm,
+            whiten=whiten,
+            eps_zca=self.eps_zca,
+        )
+        return (preprocessing if patch_norm or whiten else None), patches, rng
+
+    def _build_filters(self, n_channels, patches=None, rng=None):
         bank_channels = 1 if self.channel_mode == "separate" else n_channels
         if isinstance(self.bank, str):
             if self.bank not in _REGISTRY:
@@ -359,7 +515,8 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
                 self.bank,
                 kernel_size=_pair_param(self.kernel_size, "kernel_size"),
                 n_channels=bank_channels,
-                random_state=self.random_state,
+                random_state=self.random_state if rng is None else rng,
+                patches=patches if self._needs_data() else None,
                 **(self.bank_params or {}),
             )
         if self.bank_params:
@@ -382,6 +539,48 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
                 f"The 'pool_size' parameter of FixedConvTransformer ({spec.pool_size}) is larger "
                 f"than the {map_hw[0]}x{map_hw[1]} feature maps. Use a smaller pool_size, "
                 "padding='same', or pool_grid."
+            )
+
+    def _check_cast(self, images):
+        """Refuse input whose cast to the compute dtype would overflow to infinity.
+
+        With ``patch_norm`` the layer also squares pixel deviations (up to
+        twice the largest magnitude) summed over a patch, so the bound is
+        ``sqrt(dtype max / patch size) / 2``. Input whose dtype cannot exceed
+        the bound (uint8 images, float32 in float32) is not scanned.
+        """
+        limit = float(np.finfo(self.dtype).max)
+        patch_norm = self._resolved_preprocessing()[0]
+        if patch_norm:
+            kh, kw = _pair_param(self.kernel_size, "kernel_size")
+            limit = math.sqrt(limit / (kh * kw * images.shape[-1])) / 2
+        kind = images.dtype.kind
+        representable = 1 if kind == "b" else (np.iinfo if kind in "iu" else np.finfo)(images.dtype).max
+        if float(representable) <= limit:
+            return
+        largest = max(abs(float(images.max())), abs(float(images.min())))
+        if largest > limit:
+            raise ValueError(
+                f"X holds values up to {largest:.3g} in magnitude, beyond what "
+                f"dtype={self.dtype!r} can compute with ({limit:.3g}"
+                f"{' with patch_norm, which squares pixel deviations' if patch_norm else ''}); "
+                "they would become infinite or NaN features. Rescale X or use dtype='float64'."
+            )
+
+    def _check_memory(self, image_shape, filters, spec):
+        """Refuse layers so large that one image (its features, maps and the kernels) exceeds memory."""
+        kernel_hw = filters.shape[2:]
+        itemsize = np.dtype(self.dtype).itemsize
+        per_image = _layer.bytes_per_image(image_shape, kernel_hw, spec, filters.shape[0], itemsize)
+        features = _layer.n_features_out(image_shape, kernel_hw, spec, filters.shape[0])
+        needed = per_image + features * itemsize + filters.nbytes
+        available = _backend.physical_memory_bytes()
+        if needed > available:
+            raise ValueError(
+                f"This FixedConvTransformer would need {needed / 2**30:,.1f} GiB for a single "
+                f"image ({features:,} features, {filters.shape[0]:,} kernels), more than this "
+                f"machine's {available / 2**30:,.1f} GiB of memory. Use a smaller pool_grid, "
+                "fewer kernels or smaller images."
             )
 
     def _transform_device(self, images):

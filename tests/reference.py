@@ -57,3 +57,58 @@ def _pool(m, pooling, size, stride, grid):
     (ph, pw), (sh, sw) = size, stride
     out_h, out_w = (m.shape[0] - ph) // sh + 1, (m.shape[1] - pw) // sw + 1
     return np.array([[reduce(m[i * sh : i * sh + ph, j * sw : j * sw + pw]) for j in range(out_w)] for i in range(out_h)])
+
+
+# -- patch preprocessing and dictionary encodings, from their definitions -----
+
+
+def reference_whitening(patches, *, patch_norm, eps_norm, eps_zca):
+    """(mean, W) of ZCA whitening fitted on ``patches`` (n, c, kh, kw), via scipy's matrix square root."""
+    from scipy.linalg import inv, sqrtm
+
+    rows = patches.reshape(len(patches), -1)
+    if patch_norm:
+        rows = np.array([(p - p.mean()) / np.sqrt(p.var() + eps_norm) for p in rows])
+    mean = rows.mean(axis=0)
+    cov = np.cov(rows, rowvar=False, bias=True)
+    eps = eps_zca * np.trace(cov) / cov.shape[0]
+    return mean, np.real(inv(sqrtm(cov + eps * np.eye(cov.shape[0]))))
+
+
+def reference_patch_layer(
+    images, filters, *, patch_norm, eps_norm, mean, whitening, nonlinearity, alpha, padding, pooling, pool_size, pool_stride, pool_grid
+):
+    """Loop over positions: extract the patch, normalise, whiten, encode; then pool each map.
+
+    ``filters`` (K, C, kh, kw) are vectors in the space of preprocessed patches
+    laid out (C, kh, kw); ``mean``/``whitening`` None means no whitening.
+    """
+    n_filters, _, kh, kw = filters.shape
+    kernels = filters.reshape(n_filters, -1)
+    out = []
+    for img in images.astype(np.float64):
+        padded = np.stack([_pad(img[..., c], kh, kw, padding) for c in range(img.shape[-1])])  # (C, H, W)
+        height, width = padded.shape[1] - kh + 1, padded.shape[2] - kw + 1
+        codes = np.zeros((height, width, n_filters * (2 if nonlinearity.startswith("two_sided") else 1)))
+        for i in range(height):
+            for j in range(width):
+                z = padded[:, i : i + kh, j : j + kw].ravel()
+                if patch_norm:
+                    z = (z - z.mean()) / np.sqrt(z.var() + eps_norm)
+                if whitening is not None:
+                    z = whitening @ (z - mean)
+                codes[i, j] = _encode_patch(z, kernels, nonlinearity, alpha)
+        out.append(np.stack([_pool(codes[..., m], pooling, pool_size, pool_stride, pool_grid) for m in range(codes.shape[-1])]).ravel())
+    return np.array(out)
+
+
+def _encode_patch(z, kernels, nonlinearity, alpha):
+    if nonlinearity == "triangle":
+        distances = np.array([np.sqrt(np.sum((z - k) ** 2)) for k in kernels])
+        return np.maximum(0, distances.mean() - distances)
+    r = kernels @ z
+    if nonlinearity == "soft_threshold":
+        return np.maximum(0, r - alpha)
+    if nonlinearity == "two_sided_soft_threshold":
+        return np.concatenate([np.maximum(0, r - alpha), np.maximum(0, -r - alpha)])
+    return _activate(r[:, None], nonlinearity).ravel()

@@ -93,3 +93,122 @@ def test_failed_fit_keeps_previous_state():
     np.testing.assert_array_equal(conv.filters_, filters)
     assert conv.image_shape_ == (8, 8, 1) and conv.n_features_in_ == 64
     assert conv.set_params(kernel_size=3).transform(DIGITS_LIKE).shape[0] == 10
+
+
+# -- data-derived banks, preprocessing, encodings and absurd sizes (issues 9 and 14) --
+
+CONSTANT = np.full((6, 8, 8), 7.0)
+
+
+@pytest.mark.parametrize(
+    "params, X, match",
+    [
+        (dict(bank="kmeans", bank_params={"n_filters": 10**4}, kernel_size=3), DIGITS_LIKE,
+         r"The 'n_filters' parameter of the 'kmeans' bank is 10000, but the sampled patches hold only 360 distinct non-flat patch\(es\) up to scale"),
+        (dict(bank="patches", bank_params={"n_filters": 8}, n_patches=3, kernel_size=3), DIGITS_LIKE,
+         r"'n_filters' parameter of the 'patches' bank is 8, but .* only 3 distinct .*raise n_patches"),
+        (dict(bank="kmeans", kernel_size=9), DIGITS_LIKE, r"The kernels \(9x9\) are larger than the images \(8x8\)"),
+        (dict(bank="kmeans", kernel_size=3), CONSTANT, r"Whitening needs patches that vary, but the .* sampled patches are all the same"),
+        (dict(bank="kmeans", kernel_size=3, whiten=False), CONSTANT, r"hold only 0 distinct non-flat"),
+        (dict(bank="pca", bank_params={"n_filters": 2}, kernel_size=3, patch_norm=False), CONSTANT,
+         r"The 'n_filters' parameter of the 'pca' bank is 2, but the sampled patches vary in only 0 direction"),
+        (dict(bank="pca", bank_params={"n_filters": 10}, kernel_size=3), DIGITS_LIKE, r"vary in only 8 direction\(s\)"),
+        (dict(bank="kmeans", bank_params={"n_filters": 4, "max_iter": 0}), DIGITS_LIKE, r"The 'max_iter' parameter of the 'kmeans' bank must be a positive int"),
+        (dict(bank="kmeans", bank_params={"spherical": "yes"}), DIGITS_LIKE, r"The 'spherical' parameter of the 'kmeans' bank must be True or False"),
+        (dict(bank="kmeans", channel_mode="separate"), DIGITS_LIKE, r"with channel_mode='sum' only"),
+        (dict(nonlinearity="triangle", channel_mode="separate"), DIGITS_LIKE, r"with channel_mode='sum' only"),
+        (dict(eps_norm=0), DIGITS_LIKE, r"The 'eps_norm' parameter of FixedConvTransformer must be a float in the range \(0\.0, inf\)\. Got 0 instead"),
+        (dict(eps_zca=float("inf"), whiten=True), DIGITS_LIKE, r"The 'eps_zca' parameter of FixedConvTransformer must be a float in the range \(0\.0, inf\)\. Got inf instead"),
+        (dict(alpha=-1.0), DIGITS_LIKE, r"The 'alpha' parameter of FixedConvTransformer must be a float in the range \[0\.0, inf\)\. Got -1\.0 instead"),
+        (dict(alpha=float("nan")), DIGITS_LIKE, r"The 'alpha' parameter of FixedConvTransformer must be a float in the range \[0\.0, inf\)\. Got nan instead"),
+        (dict(n_patches=0), DIGITS_LIKE, r"The 'n_patches' parameter of FixedConvTransformer must be an int in the range \[1, inf\)"),
+        (dict(whiten="yes"), DIGITS_LIKE, r"The 'whiten' parameter of FixedConvTransformer must be .*Got 'yes' instead"),
+        (dict(bank="gabor", bank_params={"frequencies": (0.2, 3.0)}), DIGITS_LIKE,
+         r"The 'frequencies' parameter of the 'gabor' bank must be in \(0, 0\.5\] cycles per pixel"),
+        (dict(bank="gabor", bank_params={"phases": (0.0, np.nan)}), DIGITS_LIKE, r"The 'phases' parameter of the 'gabor' bank must be a non-empty sequence of finite numbers"),
+        (dict(bank="gabor", bank_params={"phases": ()}), DIGITS_LIKE, r"The 'phases' parameter of the 'gabor' bank must be a non-empty"),
+        (dict(bank="gabor", bank_params={"bandwidth": "wide"}), DIGITS_LIKE, r"The 'bandwidth' parameter of the 'gabor' bank must be a non-empty sequence of positive numbers\. Got 'wide'"),
+        (dict(bank="gabor", bank_params={"n_orientations": 10**9}), DIGITS_LIKE, r"The 'gabor' bank would hold 4,000,000,000 kernels \(n_orientations x frequencies x phases\), [\d,.]+ GiB of float64, more than this machine's"),
+        (dict(bank="random", bank_params={"n_filters": 10**12}), DIGITS_LIKE, r"The 'random' bank would hold 1,000,000,000,000 kernels \(n_filters\)"),
+        (dict(bank="random", bank_params={"zero_mean": None}), DIGITS_LIKE, r"The 'zero_mean' parameter of the 'random' bank must be True or False"),
+        (dict(bank="sharpen", bank_params={"sigma": (1.0, 2.0)}), DIGITS_LIKE, r"The 'sigma' parameter of the 'sharpen' bank must be one positive number"),
+        (dict(bank="gaussian", bank_params={"sigmas": []}), DIGITS_LIKE, r"The 'sigmas' parameter of the 'gaussian' bank must be a non-empty sequence"),
+    ],
+)
+def test_bad_data_banks_and_preprocessing(params, X, match):
+    with pytest.raises(ValueError, match=match):
+        FixedConvTransformer(**params).fit(X)
+
+
+def test_absurd_pool_grid_is_refused_with_the_memory_it_needs(monkeypatch):
+    from skconvfeat import _backend
+
+    monkeypatch.setattr(_backend, "physical_memory_bytes", lambda: 16 << 30)
+    with pytest.raises(ValueError, match=r"would need [\d,.]+ GiB for a single image \(160,000,000,000 features, 16 kernels\), more than this machine's 16\.0 GiB"):
+        FixedConvTransformer(pool_grid=10**5).fit(DIGITS_LIKE)
+
+
+def test_every_bank_is_checked_finite():
+    from skconvfeat import register_bank
+    from skconvfeat._banks import _BANK_INFO, _REGISTRY
+
+    @register_bank("test-nan")
+    def nan_bank(kernel_size, n_channels, scale=1.0):
+        return np.full((2, n_channels, *kernel_size), scale) * np.array([1.0, np.nan])[:, None, None, None]
+
+    try:
+        with pytest.raises(ValueError, match=r"The 'test-nan' bank gave non-finite \(NaN or infinite\) kernels with bank_params=\{'scale': 2\.0\}"):
+            FixedConvTransformer(bank="test-nan", bank_params={"scale": 2.0}, kernel_size=3).fit(DIGITS_LIKE)
+    finally:
+        del _REGISTRY["test-nan"], _BANK_INFO["test-nan"]
+
+
+@pytest.mark.parametrize("kernel_size", [2, 3, 4])
+def test_vanishing_sigmas_fall_back_to_the_nearest_pixels(kernel_size):
+    """Documented fallback: as sigma -> 0 a blur (and a Gabor envelope) tends to the central pixels, never NaN."""
+    from skconvfeat import make_bank
+
+    blur = make_bank("gaussian", kernel_size=kernel_size, sigmas=(1e-300, 1e-3))[:, 0]
+    centre = np.zeros((kernel_size, kernel_size))
+    middle = slice((kernel_size - 1) // 2, kernel_size // 2 + 1)
+    centre[middle, middle] = 1.0 / centre[middle, middle].size
+    np.testing.assert_allclose(blur, [centre, centre], atol=1e-12)
+    gabor = make_bank("gabor", kernel_size=kernel_size, frequencies=(0.5,), bandwidth=1e-300)
+    assert np.all(np.isfinite(gabor))
+    sharpen = make_bank("sharpen", kernel_size=kernel_size, sigma=1e-300)
+    assert np.all(np.isfinite(sharpen))
+
+
+def test_cast_overflow_is_refused():
+    huge = DIGITS_LIKE * 1e39
+    with pytest.raises(ValueError, match=r"X holds values up to [\d.]+e\+3[89] in magnitude, beyond what dtype='float32' can compute with \(3\.4e\+38\).*use dtype='float64'"):
+        FixedConvTransformer(kernel_size=3).fit(huge)
+    conv = FixedConvTransformer(kernel_size=3).fit(DIGITS_LIKE)
+    with pytest.raises(ValueError, match=r"X holds values up to .* beyond what dtype='float32'"):
+        conv.transform(huge)
+    # Squared deviations of normalised patches overflow much earlier.
+    with pytest.raises(ValueError, match=r"with patch_norm, which squares pixel deviations"):
+        FixedConvTransformer(kernel_size=3, patch_norm=True).fit(DIGITS_LIKE * 1e30)
+    features = FixedConvTransformer(kernel_size=3, dtype="float64").fit_transform(huge)
+    assert np.all(np.isfinite(features))
+
+
+def test_learned_classifier_refuses_data_derived_banks():
+    pytest.importorskip("torch")
+    from skconvfeat import LearnedConvClassifier
+
+    with pytest.raises(ValueError, match=r"LearnedConvClassifier convolves raw pixels, but the 'kmeans' bank is built for normalised/whitened patches"):
+        LearnedConvClassifier(bank="kmeans", kernel_size=3).fit(DIGITS_LIKE, np.arange(10) % 2)
+
+
+def test_make_bank_patches_checks():
+    from skconvfeat import make_bank
+
+    with pytest.raises(ValueError, match=r"The 'pca' bank is derived from data: pass patches=, an array \(n_patches, 1, 3, 3\)"):
+        make_bank("pca", kernel_size=3)
+    with pytest.raises(ValueError, match=r"The 'patches' of the 'pca' bank must be an array \(n_patches, 1, 3, 3\).*Got shape \(4, 9\)"):
+        make_bank("pca", kernel_size=3, patches=np.ones((4, 9)))
+    with pytest.raises(ValueError, match=r"The 'patches' of the 'kmeans' bank contain NaN or infinity"):
+        make_bank("kmeans", kernel_size=1, patches=np.full((4, 1, 1, 1), np.nan))
+    with pytest.raises(ValueError, match=r"The 'gabor' bank is not derived from data, so make_bank takes no 'patches'"):
+        make_bank("gabor", patches=np.ones((4, 1, 5, 5)))

@@ -75,6 +75,18 @@ def blas_controller():
     return ThreadpoolController().select(user_api="blas")
 
 
+def physical_memory_bytes():
+    """This machine's physical memory in bytes (1 TiB where the OS does not say).
+
+    Used to refuse absurd sizes up front with the memory they would need,
+    rather than failing deep inside NumPy or swapping.
+    """
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows) or no such name
+        return 1 << 40
+
+
 def cpu_threads():
     """Threads the CPU path may use: the BLAS pool size in force here.
 

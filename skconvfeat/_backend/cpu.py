@@ -21,6 +21,9 @@ from . import blas_controller, cpu_threads
 # all ran within ~5% of the best, 1 MiB was 1.7x slower on CIFAR-sized images
 # (too few images per matrix product), and beyond that memory grows for nothing.
 CPU_WORKING_SET_BYTES = 4 << 20
+# Scratch of one tile on the folded path (patch rows plus maps of a band of
+# positions), near the 2 MiB L2 so the encoding and pooling passes hit cache.
+CPU_TILE_BYTES = 1 << 20
 # Up to this many runs of batches per thread, so a slow thread does not hold
 # the others up at the end (fewer when there are fewer batches).
 _TASKS_PER_THREAD = 4
@@ -36,15 +39,17 @@ def _thread_pool(n_threads):
 os.register_at_fork(after_in_child=_thread_pool.cache_clear)
 
 
-def run_cpu(images, filters, spec, dtype, batch_size, n_threads=None):
+def run_cpu(images, filters, spec, dtype, batch_size, n_threads=None, preprocessing=None):
     """Features of ``images`` ``(n, h, w, c)`` computed by NumPy threads.
 
     Extra memory beyond the returned array: ``n_threads * batch_size`` images'
-    worth of scratch (see :func:`skconvfeat._layer.bytes_per_image`).
+    worth of scratch (see :func:`skconvfeat._layer.bytes_per_image`); on the
+    folded path (``preprocessing`` or a dictionary encoding) each thread's
+    maps stay within one tile of ``CPU_TILE_BYTES``.
     """
     n_threads = n_threads or cpu_threads()
     kernel_hw = filters.shape[2:]
-    weights = _layer.weight_matrix(filters.astype(dtype), spec.channel_mode, np)
+    weights = _layer.prepare_weights(filters, spec, dtype, np, preprocessing)
     n = images.shape[0]
     n_out = _layer.n_features_out(images.shape[1:], kernel_hw, spec, filters.shape[0])
     out = np.empty((n, n_out), dtype=dtype)
@@ -53,7 +58,7 @@ def run_cpu(images, filters, spec, dtype, batch_size, n_threads=None):
         for b in range(start, stop, batch_size):
             e = min(b + batch_size, stop)
             x = images[b:e].astype(dtype, copy=False)
-            out[b:e] = _layer.layer(x, weights, kernel_hw, spec, np)
+            out[b:e] = _layer.layer(x, weights, kernel_hw, spec, np, tile_bytes=CPU_TILE_BYTES)
 
     n_tasks = max(min(n_threads, n), min(n_threads * _TASKS_PER_THREAD, -(-n // batch_size)))
     bounds = np.linspace(0, n, n_tasks + 1).astype(int)

@@ -19,7 +19,7 @@ _FREE_MEMORY_FRACTION = 0.25
 _N_STREAMS = 2
 
 
-def run_gpu(images, filters, spec, dtype, batch_size):
+def run_gpu(images, filters, spec, dtype, batch_size, preprocessing=None):
     """Features of ``images`` ``(n, h, w, c)`` (NumPy or CuPy) computed on the GPU.
 
     Returns a CuPy array for CuPy input and a NumPy array for NumPy input. When
@@ -29,7 +29,7 @@ def run_gpu(images, filters, spec, dtype, batch_size):
     cp = namespace("cuda")
     dtype = np.dtype(dtype)
     kernel_hw = filters.shape[2:]
-    weights = _layer.weight_matrix(cp.asarray(filters, dtype=dtype), spec.channel_mode, cp)
+    weights = _layer.prepare_weights(filters, spec, dtype, cp, preprocessing)
     n_out = n_features_out(images.shape[1:], kernel_hw, spec, filters.shape[0])
     if batch_size == "auto":
         free, _ = cp.cuda.Device().mem_info
