@@ -5,10 +5,12 @@ Train only the "fully-connected" head of a CNN whose kernels are frozen
 """
 
 from ._banks import list_banks, make_bank, register_bank
-from ._learned import LearnedConvClassifier, transfer_bank
+from ._net import FixedConvNet
+from .learned import LearnedConvClassifier, transfer_bank
 from ._transformer import FixedConvTransformer
 
 __all__ = [
+    "FixedConvNet",
     "FixedConvTransformer",
     "LearnedConvClassifier",
     "list_banks",

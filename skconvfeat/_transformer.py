@@ -605,11 +605,11 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
         return _layer.auto_batch_size(per_image, _cpu.CPU_WORKING_SET_BYTES)
 
 
-def _pair_param(value, name):
+def _pair_param(value, name, owner="FixedConvTransformer"):
     pair = _as_pair(value)
     if pair is None:
         raise InvalidParameterError(
-            f"The {name!r} parameter of FixedConvTransformer must be a positive int or a "
+            f"The {name!r} parameter of {owner} must be a positive int or a "
             f"pair of positive ints. Got {value!r} instead."
         )
     return pair

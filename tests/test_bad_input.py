@@ -198,7 +198,9 @@ def test_learned_classifier_refuses_data_derived_banks():
     from skconvfeat import LearnedConvClassifier
 
     with pytest.raises(ValueError, match=r"LearnedConvClassifier convolves raw pixels, but the 'kmeans' bank is built for normalised/whitened patches"):
-        LearnedConvClassifier(bank="kmeans", kernel_size=3).fit(DIGITS_LIKE, np.arange(10) % 2)
+        LearnedConvClassifier(FixedConvTransformer("kmeans", kernel_size=3), early_stopping=False).fit(
+            DIGITS_LIKE, np.arange(10) % 2
+        )
 
 
 def test_make_bank_patches_checks():

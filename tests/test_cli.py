@@ -50,6 +50,7 @@ def test_table_and_answers(capsys):
         (["--banks", "gabr"], "Did you mean 'gabor'?"),
         (["--dataset", "digts"], "Did you mean 'digits'?"),
         (["--margin", "0"], "--margin"),
+        (["--layers", "3"], "argument --layers: expected depths among 1, 2"),
         (["--device", "tpu"], "invalid choice"),
     ],
 )

@@ -103,6 +103,11 @@ def test_corrected_ttest_constant_difference():
     assert res["p_value"] == 1.0 and res["mean_diff"] == 0.0 and res["equivalence_p_value"] == 0.0
 
 
+def test_difference_interval_stays_inside_plus_minus_one():
+    res = corrected_paired_ttest([0.1, 0.9], [0.9, 0.1], n_train=1, n_test=1)  # t(1) on a huge spread
+    assert -1 <= res["ci_low"] <= res["ci_high"] <= 1
+
+
 def test_holdout_one_seed_is_mcnemar_exact():
     # 30 images only A gets right, 14 only B, 900 both, 56 neither
     a = np.array([1] * 30 + [0] * 14 + [1] * 900 + [0] * 56, dtype=bool)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
+from skconvfeat import make_bank
 from skconvfeat.study import _format, _study
 from skconvfeat.study import run_study
 from skconvfeat.study._stats import wilson_interval
@@ -20,7 +21,7 @@ COMPARISON_KEYS = {
     "test", "df", "p_holm", "equivalence_p_holm", "equivalent", "outcome",
 }
 ARM_KEYS = {
-    "name", "label", "kind", "bank", "n_features", "scores", "fit_time", "transform_time",
+    "name", "label", "kind", "bank", "depth", "n_features", "scores", "fit_time", "transform_time", "converged",
     "mean", "ci_low", "ci_high",
 }
 TINY = {"n_splits": 2, "n_repeats": 2, "random_state": 0}
@@ -127,9 +128,12 @@ def _results(scores, kinds=None, transfer=None, dataset="digits"):
     arms = []
     for name, values in scores.items():
         mean = float(np.mean(values))
-        arms.append({"name": name, "label": name, "kind": kinds.get(name, "fixed"), "scores": list(values),
+        arms.append({"name": name, "label": name, "kind": kinds.get(name, "fixed"), "depth": 1, "scores": list(values),
                      "mean": mean, "ci_low": mean - 0.01, "ci_high": mean + 0.01})
     results = {"arms": arms, "n_classes": 10, "transfer": transfer, "margin": 0.01, "dataset": dataset}
+    best = _study.best_fixed_arm(arms)
+    results["best_fixed"] = best and best["name"]
+    results["reference"] = "learned" if "learned" in scores else results["best_fixed"]
     results["baseline"] = _study._baseline(results, "learned")
     n_splits = len(next(iter(scores.values()), []))
     evaluation = _study._Evaluation("cv", [(np.arange(80), np.arange(80, 100))] * max(n_splits, 1), None, 0.01)
@@ -217,12 +221,15 @@ def test_verdict_transfer_uses_the_smallest_sizes():
     assert _verdicts({}, transfer=transfer)[2]["verdict"] == "inconclusive"
 
 
-def test_best_fixed_arm_is_the_highest_mean_fixed_arm():
+def test_best_fixed_arm_is_the_highest_mean_fixed_arm_of_the_deepest_network():
     arms = [{"name": "raw", "kind": "raw", "mean": 0.99}, {"name": "a", "kind": "fixed", "mean": 0.9},
             {"name": "b", "kind": "fixed", "mean": 0.95}, {"name": "l", "kind": "learned", "mean": 0.97}]
     assert _study.best_fixed_arm(arms)["name"] == "b"
     assert _study.best_fixed_arm(arms[:1])["name"] == "raw"  # no fixed arm: the best of the rest
     assert _study.best_fixed_arm([]) is None
+    deep = [{"name": "a@2", "kind": "fixed", "mean": 0.8, "depth": 2}, {"name": "l@2", "kind": "learned",
+                                                                        "mean": 0.9, "depth": 2}]
+    assert _study.best_fixed_arm(arms + deep)["name"] == "a@2"  # the learned reference is two layers deep
 
 
 def test_confusion_matrix_and_verdict_use_the_same_best_arm(digits, monkeypatch):
@@ -277,7 +284,7 @@ def test_holdout_refuses_unseen_test_classes(digits):
 def test_device_reaches_the_learned_arms_and_cuda_fails_clearly(digits):
     torch = pytest.importorskip("torch")
     learner_cls, _ = _study._load_learner()
-    arms = _study._make_arms(("gabor",), "logistic", learner_cls, list(_study.LEARNED_ARMS), 0, "cuda")
+    arms = _study._make_arms(("gabor",), [1, 2], "logistic", learner_cls, True, 0, "cuda")
     assert {arm.estimator.device for arm in arms if arm.kind != "fixed" or arm.name == "random_adam"} == {"cuda"}
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="'device' parameter of run_study is 'cuda' but PyTorch sees no CUDA"):
@@ -293,3 +300,46 @@ def test_bad_arguments(digits):
         run_study(*digits, margin=0)
     with pytest.raises(ValueError, match="'device' parameter of run_study"):
         run_study(*digits, device="gpu")
+    with pytest.raises(ValueError, match="'depths' parameter of run_study must hold depths among"):
+        run_study(*digits, depths=(3,))
+
+
+def test_every_arm_of_a_depth_shares_one_description():
+    learner_cls, unavailable = _study._load_learner()
+    if unavailable:
+        pytest.skip(unavailable)
+    arms = {arm.name: arm for arm in _study._make_arms(("gabor", "random", "kmeans", "identity"), [1, 2],
+                                                        "logistic", learner_cls, True, 0, "cpu")}
+    assert list(arms) == ["gabor", "random", "kmeans", "identity", "learned", "gabor_learned", "random_adam",
+                          "gabor@2", "random@2", "kmeans@2", "learned@2", "random_adam@2"]
+    net = arms["random@2"].estimator[0]
+    assert [layer.get_params()["bank_params"] for _, layer in net.layers] == [{"n_filters": 32}, {"n_filters": 64}]
+    # the learned and frozen arms train exactly the random arm's fixed network
+    for name in ("learned@2", "random_adam@2"):
+        assert [repr(layer) for _, layer in arms[name].estimator.conv.layers] == [repr(layer) for _, layer in net.layers]
+    assert arms["random_adam@2"].estimator.freeze_kernels and not arms["learned@2"].estimator.freeze_kernels
+    assert repr(arms["learned"].estimator.conv) == repr(arms["random"].estimator[0])
+    gabor = [layer for _, layer in arms["gabor@2"].estimator[0].layers]
+    widths = [make_bank("gabor", kernel_size=3, **layer.bank_params).shape[0] for layer in gabor]
+    assert widths == [32, 64]  # as wide as the random and k-means layers
+
+
+def test_two_layer_arms_reference_and_transfer(digits, monkeypatch):
+    pytest.importorskip("torch")
+    monkeypatch.setitem(_study.LEARNED, "max_epochs", 2)  # wiring, not accuracy
+    monkeypatch.setattr(_study, "TRANSFER_SIZES", (20,))
+    monkeypatch.setattr(_study, "TRANSFER_SEEDS", 2)
+    images, target = digits
+    results = run_study(images[:400], target[:400], banks=("random", "kmeans", "identity"), depths=(2,),
+                        n_splits=2, n_repeats=1)
+    assert [a["name"] for a in results["arms"]] == ["random@2", "kmeans@2", "learned@2", "random_adam@2"]
+    assert {a["depth"] for a in results["arms"]} == {2}
+    assert results["reference"] == "learned@2" and results["best_fixed"] in ("random@2", "kmeans@2", "random_adam@2")
+    assert results["arms"][0]["n_features"] == 64 * 2 * 2  # 8x8 -> 4x4 -> 2x2 maps of 64 kernels
+    assert results["transfer"]["depth"] == 2
+    learned = results["arms"][2]
+    assert learned["converged"] == [False, False]  # two epochs: stopped at max_epochs, and the results say so
+    assert any(line.startswith("NOTE: Learned (random init), 2 layers: 2 of 2 fits") for line in
+               _format.caveats(results))
+    (verdict_b,) = [v for v in results["verdicts"] if v["claim"].startswith("(b)")]
+    assert "for Learned (random init), 2 layers" in verdict_b["sentence"]

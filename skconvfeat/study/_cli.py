@@ -24,7 +24,7 @@ from .._banks import list_banks
 from .._hints import did_you_mean
 from . import _format as fmt
 from ._report import check_out_dir, write_report
-from ._study import CLASSIFIERS, DEFAULT_BANKS, DEVICES, check_banks, run_study
+from ._study import CLASSIFIERS, DEFAULT_BANKS, DEPTHS, DEVICES, check_banks, run_study
 
 
 class UsageError(Exception):
@@ -61,14 +61,17 @@ def build_parser():
     parser = _Parser(
         prog="skconvfeat",
         description=(
-            "Train only the fully-connected head of a one-layer CNN whose kernels are fixed "
-            "(Gaussian, Gabor, sharpen, random, raw pixels) and compare it with learned kernels "
+            "Train only the fully-connected head of a CNN whose kernels are fixed (Gaussian, Gabor, sharpen, "
+            "random, k-means, raw pixels; one layer, or two with --layers 1,2) and compare it with learned kernels "
             "on the same images (cross-validation on digits, the official test set of larger datasets)."
         ),
         allow_abbrev=False,
     )
     parser.add_argument("--banks", default=",".join(DEFAULT_BANKS),
                         help=f"comma-separated fixed banks from {', '.join(list_banks())} (default: %(default)s)")
+    parser.add_argument("--layers", default="1", metavar="DEPTHS",
+                        help=f"comma-separated depths of the networks every arm is built in, from "
+                             f"{', '.join(map(str, DEPTHS))} (default: %(default)s)")
     parser.add_argument("--classifier", choices=CLASSIFIERS, default="logistic",
                         help="the trained head (default: %(default)s)")
     parser.add_argument("--repeats", type=_positive_int, default=5,
@@ -103,6 +106,16 @@ def _parse_banks(text):
         return check_banks(name.strip() for name in text.split(",") if name.strip())
     except ValueError as exc:
         raise UsageError(f"argument --banks: {exc}") from None
+
+
+def _parse_layers(text):
+    try:
+        depths = sorted({int(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        depths = []
+    if not depths or not set(depths) <= set(DEPTHS):
+        raise UsageError(f"argument --layers: expected depths among {', '.join(map(str, DEPTHS))}, got {text!r}")
+    return depths
 
 
 def _margin(text):
@@ -285,6 +298,7 @@ def _parse(argv):
     if args.folds < 2:
         raise UsageError("argument --folds: needs at least 2 folds")
     args.banks = _parse_banks(args.banks)
+    args.layers = _parse_layers(args.layers)
     _check_dataset(args.dataset)
     args.out = _check_out(args.out)
     _check_device(args.device, not (args.no_learned and args.no_transfer))
@@ -296,7 +310,7 @@ def _run(args, data, progress):
     images, target, test_images, test_target = data
     return run_study(
         images, target, test_images=test_images, test_target=test_target, dataset=args.dataset,
-        banks=args.banks, classifier=args.classifier, n_splits=args.folds, n_repeats=args.repeats,
+        banks=args.banks, depths=args.layers, classifier=args.classifier, n_splits=args.folds, n_repeats=args.repeats,
         n_seeds=args.seeds, random_state=args.seed, train_size=args.train_size, learned=not args.no_learned,
         transfer=not args.no_transfer, device=args.device, margin=args.margin / 100, n_jobs=args.n_jobs,
         progress=progress, return_extras=True,

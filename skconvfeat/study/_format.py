@@ -120,15 +120,23 @@ def study_line(results):
 
 
 def caveats(results):
-    """Lines a reader must see before any verdict (an unfair learned baseline)."""
+    """Lines a reader must see before any verdict: an unfair learned baseline, learned fits that did not converge."""
+    lines = []
     baseline = results.get("baseline")
-    if not baseline or baseline["reached"]:
-        return []
-    return [
-        f"WARNING: the learned baseline ({baseline['label']}) reached {percent(baseline['accuracy'])}, below the "
-        f"{percent(baseline['floor'])} a plain CNN of that size reaches on {results['dataset']}; its comparisons "
-        "are not a fair test of fixed against learned kernels."
-    ]
+    if baseline and not baseline["reached"]:
+        lines.append(
+            f"WARNING: the learned baseline ({baseline['label']}) reached {percent(baseline['accuracy'])}, below "
+            f"the {percent(baseline['floor'])} a plain two-layer CNN reaches on {results['dataset']}; its "
+            "comparisons are not a fair test of fixed against learned kernels."
+        )
+    for arm in results["arms"]:
+        stopped = sum(converged is False for converged in arm.get("converged") or ())
+        if stopped:
+            lines.append(
+                f"NOTE: {arm['label']}: {stopped} of {len(arm['converged'])} fits stopped at max_epochs "
+                "before converging."
+            )
+    return lines
 
 
 def summary_rows(results):

@@ -138,7 +138,7 @@ def wilson_interval(successes, n, *, confidence=0.95):
 
 
 def _difference(mean, std_error, df, confidence, margin, test):
-    """The shared result of a paired test on a mean difference with a t (or normal) law.
+    """The shared result of a paired test on a mean difference of accuracies, with a t (or normal) law.
 
     ``equivalence_p_value`` is the TOST p-value: the larger of the one-sided
     p-values of "difference <= -margin" and "difference >= +margin".
@@ -154,10 +154,11 @@ def _difference(mean, std_error, df, confidence, margin, test):
         t_stat = 0.0 if mean == 0 else math.copysign(math.inf, mean)
         p_value = 1.0 if mean == 0 else 0.0
         equivalence = 0.0 if abs(mean) < margin else 1.0
+    # Differences of accuracies lie in [-1, 1]; so does their interval.
     return {
         "mean_diff": float(mean),
-        "ci_low": float(mean - half),
-        "ci_high": float(mean + half),
+        "ci_low": float(max(mean - half, -1.0)),
+        "ci_high": float(min(mean + half, 1.0)),
         "statistic": float(t_stat),
         "p_value": p_value,
         "equivalence_p_value": equivalence,

@@ -1,0 +1,811 @@
+"""LearnedConvClassifier: a fixed network's description, trained end to end in PyTorch.
+
+``make_pipeline(FixedConvNet(...), StandardScaler(), LogisticRegression())`` is
+a CNN whose kernels are frozen and whose fully-connected layer is fitted.
+:class:`LearnedConvClassifier` takes that very description (``conv``) and
+trains every layer's kernels and the head together, starting from the same
+fitted banks and a standardisation frozen at the initial features' statistics,
+so training starts exactly where the fixed pipeline stands.
+
+PyTorch is an optional dependency: ``_network`` and ``_training`` import it
+and are imported only inside the methods that train or predict.
+"""
+
+import contextlib
+import math
+import numbers
+import time
+import warnings
+
+import numpy as np
+from scipy.special import log_softmax, softmax
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context, clone
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import train_test_split
+from sklearn.utils import _safe_indexing, check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import (
+    _check_feature_names,
+    _check_n_features,
+    _check_y,
+    check_array,
+    check_consistent_length,
+    check_is_fitted,
+)
+
+from .._layer import auto_batch_size, bytes_per_image
+from .._net import FixedConvNet
+from .._transformer import FixedConvTransformer
+
+__all__ = ["LearnedConvClassifier", "transfer_bank"]
+
+_TORCH_MISSING = "LearnedConvClassifier needs PyTorch: pip install 'skconvfeat[torch]'"
+# Inference works through X in chunks whose full-resolution maps (float64) stay
+# near this size, so predict on a large set never holds all the maps at once.
+_PREDICT_CHUNK_BYTES = 64 << 20
+# Convolution multiply-adds per call that justify one more torch CPU thread
+# (see _torch_threads): below it, thread start-up and barriers dominate.
+_MACS_PER_THREAD = 2e7
+# The keys an ``augment`` dict may set.
+_AUGMENT_KEYS = ("crop_padding", "horizontal_flip")
+
+
+def _import_torch():
+    """The two torch-backed modules; imported here so that ``import skconvfeat`` stays light."""
+    try:
+        from . import _network, _training
+    except ImportError as exc:  # pragma: no cover - exercised only without torch
+        raise ImportError(_TORCH_MISSING) from exc
+    return _network, _training
+
+
+class LearnedConvClassifier(ClassifierMixin, BaseEstimator):
+    """A CNN described by a fixed network, with every layer's kernels trained.
+
+    The network is ``conv -> standardise -> head``: ``conv`` is a
+    :class:`~skconvfeat.FixedConvTransformer` or :class:`~skconvfeat.FixedConvNet`
+    (one description of the architecture for both arms of a comparison), whose
+    banks are fitted on the training images and then trained end to end with
+    the head by Adam on the cross-entropy. Comparing "Gabor, fixed" with
+    "Gabor-initialised, learned" changes one estimator and nothing else.
+
+    Requires PyTorch (``pip install 'skconvfeat[torch]'``).
+
+    Parameters
+    ----------
+    conv : FixedConvTransformer or FixedConvNet, default=None
+        The convolutional layers and their initial banks (not modified: a
+        clone is fitted). ``None`` means ``FixedConvTransformer()``. Its
+        parameters are reached as ``conv__<param>`` (``conv__conv1__bank`` for
+        a network's layer) in ``set_params`` and ``GridSearchCV``.
+
+    head : {"linear", "mlp"}, default="linear"
+        The fully-connected part. ``"linear"``: one affine layer with softmax,
+        i.e. multinomial logistic regression on the standardised features.
+        ``"mlp"``: affine -> ReLU -> affine, with ``hidden_units`` units.
+
+    hidden_units : int, default=100
+        Width of the hidden layer of the ``"mlp"`` head.
+
+    freeze_kernels : bool, default=False
+        Keep every kernel at its initial value and train only the head with
+        this same optimiser: the fixed arm under identical training, a control
+        separating "learned kernels" from "different optimiser". Without
+        augmentation the features are then computed once, so this is faster.
+
+    max_epochs : int, default=30
+        Most passes over the training set in one ``fit``.
+
+    batch_size : int, default=128
+        Images per Adam step.
+
+    learning_rate : float, default=1e-2
+        Adam's step size (the start of the schedule). Adam moves each weight by
+        about this much per step whatever the gradient scale; 1e-2 suits
+        unit-norm kernels on standardised features over a few hundred steps.
+
+    lr_schedule : {"constant", "cosine"}, default="constant"
+        ``"cosine"`` decays the learning rate from ``learning_rate`` to 0 over
+        ``max_epochs`` epochs (half a cosine), epoch by epoch.
+
+    weight_decay : float, default=1e-4
+        L2 penalty on the kernels and the head's weight matrices (not the
+        biases), as Adam's ``weight_decay``.
+
+    early_stopping : bool, default=True
+        Hold out ``validation_fraction`` of the training images (stratified),
+        score the model on them after every epoch, stop when the accuracy has
+        not improved by ``tol`` for ``n_iter_no_change`` epochs, and keep the
+        weights of the best epoch. ``False`` trains ``max_epochs`` epochs on
+        all images.
+
+    validation_fraction : float, default=0.1
+        Share of the training images held out for early stopping.
+
+    n_iter_no_change : int, default=5
+        Epochs without improvement tolerated before stopping.
+
+    tol : float, default=1e-4
+        Least gain in validation accuracy counted as an improvement. Without
+        early stopping it is the least drop of the training loss (nats per
+        sample) over ``n_iter_no_change`` epochs below which a run that
+        reached ``max_epochs`` counts as converged.
+
+    augment : bool or dict, default=False
+        Random data augmentation of the training batches. ``True`` means
+        ``{"crop_padding": h // 8, "horizontal_flip": True}``: shift by up to
+        ``crop_padding`` pixels (zero padding, random crop) and mirror half of
+        the images. A dict sets either key. Recorded in ``augmentation_``.
+
+    warm_start : bool, default=False
+        ``fit`` continues from the previous fit's weights and optimiser state
+        (up to ``max_epochs`` more epochs) instead of starting again.
+
+    device : {"cpu", "cuda", "auto"}, default="cpu"
+        Where PyTorch trains and predicts. ``"auto"`` picks CUDA when
+        ``torch.cuda.is_available()``. ``"cuda"`` fails in ``fit`` without a
+        GPU; a model fitted on a GPU predicts on the CPU where none is present
+        (with a warning).
+
+    random_state : int, RandomState instance or None, default=None
+        Seeds the head's initial weights, the validation split, the order of
+        the mini-batches and the augmentation. (Random banks take their seed
+        from ``conv``.) An int makes ``fit`` reproducible on a given machine.
+
+    verbose : int, default=0
+        Print every epoch's losses and validation accuracy when positive.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        Class labels.
+
+    conv_ : FixedConvTransformer or FixedConvNet
+        The fitted description: the initial banks and the shapes.
+
+    n_features_in_ : int
+        Values per image, ``h * w * c``.
+
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Column names seen in ``fit`` when ``X`` was a DataFrame.
+
+    image_shape_ : tuple of int
+        ``(h, w, c)`` of one image.
+
+    initial_filters_ : list of ndarray
+        Each layer's kernels before training, ``(n_filters, n_channels, kh, kw)``
+        float64 (the ``filters_`` of ``conv_``'s layers).
+
+    filters_ : list of ndarray
+        Each layer's kernels after training. :func:`transfer_bank` turns them
+        into a fixed network.
+
+    n_features_out_ : int
+        Features entering the standardisation and the head.
+
+    history_ : list of dict
+        One entry per epoch trained (over all ``fit``/``partial_fit`` calls):
+        ``epoch``, ``train_loss`` (mean cross-entropy, nats per sample),
+        ``valid_loss`` and ``valid_accuracy`` (None without a validation
+        split), ``learning_rate`` and ``seconds``.
+
+    n_iter_ : int
+        Epochs trained, over all calls.
+
+    best_epoch_ : int or None
+        Epoch whose weights were kept (best validation accuracy), or None
+        without early stopping.
+
+    converged_ : bool
+        Whether the last ``fit`` stopped because it stopped improving (the
+        stop rule fired, or without early stopping, the training loss had
+        flattened). ``False`` comes with a ``ConvergenceWarning``.
+
+    augmentation_ : dict
+        The augmentation used: ``crop_padding`` (pixels, 0 = none) and
+        ``horizontal_flip``. State it with every result.
+
+    See Also
+    --------
+    skconvfeat.FixedConvNet : The same network with the kernels kept fixed.
+    transfer_bank : A fixed network using learned kernels.
+
+    Notes
+    -----
+    Training runs in float32; ``predict``, ``predict_proba`` and
+    ``decision_function`` run in float64 so results do not depend on how the
+    samples are batched. The fitted state is NumPy arrays only (weights,
+    optimiser moments, random generator), so a fitted model pickles (joblib)
+    without live PyTorch objects and ``warm_start`` continues exactly.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from skconvfeat import FixedConvNet, FixedConvTransformer, LearnedConvClassifier
+    >>> X, y = load_digits(return_X_y=True)
+    >>> net = FixedConvNet([
+    ...     ("conv1", FixedConvTransformer("random", kernel_size=3, padding="same", random_state=0)),
+    ...     ("conv2", FixedConvTransformer("random", kernel_size=3, padding="same", random_state=1)),
+    ... ])
+    >>> clf = LearnedConvClassifier(net, random_state=0).fit(X[:1000], y[:1000])
+    >>> [f.shape for f in clf.filters_]
+    [(16, 1, 3, 3), (16, 16, 3, 3)]
+    >>> clf.score(X[1000:], y[1000:]) > 0.85
+    True
+    """
+
+    _parameter_constraints: dict = {
+        "conv": [None, FixedConvTransformer, FixedConvNet],
+        "head": [StrOptions({"linear", "mlp"})],
+        "hidden_units": [Interval(numbers.Integral, 1, None, closed="left")],
+        "freeze_kernels": ["boolean"],
+        "max_epochs": [Interval(numbers.Integral, 1, None, closed="left")],
+        "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
+        "learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
+        "lr_schedule": [StrOptions({"constant", "cosine"})],
+        "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [Interval(numbers.Integral, 1, None, closed="left")],
+        "tol": [Interval(numbers.Real, 0, None, closed="left")],
+        "augment": ["boolean", dict],
+        "warm_start": ["boolean"],
+        "device": [StrOptions({"auto", "cpu", "cuda"})],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        conv=None,
+        *,
+        head="linear",
+        hidden_units=100,
+        freeze_kernels=False,
+        max_epochs=30,
+        batch_size=128,
+        learning_rate=1e-2,
+        lr_schedule="constant",
+        weight_decay=1e-4,
+        early_stopping=True,
+        validation_fraction=0.1,
+        n_iter_no_change=5,
+        tol=1e-4,
+        augment=False,
+        warm_start=False,
+        device="cpu",
+        random_state=None,
+        verbose=0,
+    ):
+        self.conv = conv
+        self.head = head
+        self.hidden_units = hidden_units
+        self.freeze_kernels = freeze_kernels
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.lr_schedule = lr_schedule
+        self.weight_decay = weight_decay
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.augment = augment
+        self.warm_start = warm_start
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # -- public API -------------------------------------------------------
+
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit(self, X, y):
+        """Train the kernels and the head on images ``X`` with labels ``y``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, h*w*c), (n_samples, h, w) or (n_samples, h, w, c)
+            Training images, as for :class:`~skconvfeat.FixedConvTransformer`.
+        y : array-like of shape (n_samples,)
+            Class labels.
+
+        Returns
+        -------
+        self : LearnedConvClassifier
+        """
+        _network, _training = _import_torch()
+        continuing = self.warm_start and hasattr(self, "_state")
+        X = self._check_X(X, reset=not continuing)
+        y = self._check_targets(X, y, new=not continuing)
+        rng = check_random_state(self.random_state)
+        train, valid = self._split(y, rng)
+        X_train = _safe_indexing(X, train)
+        if continuing:
+            self._check_known_classes(y)
+        else:
+            self._initialise(_network, X_train, np.unique(y), rng)
+        y_encoded = np.searchsorted(self.classes_, y)
+        run = _Run(self, _network, _training, fitting=True)
+        with run:
+            x_train, y_train = run.data(self._images(X_train), y_encoded[train])
+            x_valid = y_valid = None
+            if valid is not None:
+                x_valid, y_valid = run.data(self._images(_safe_indexing(X, valid)), y_encoded[valid])
+            self._fit_epochs(run, x_train, y_train, x_valid, y_valid)
+        return self
+
+    @_fit_context(prefer_skip_nested_validation=False)
+    def partial_fit(self, X, y, classes=None):
+        """Train for exactly one epoch over ``X`` (no validation split, no stop rule).
+
+        The first call builds the network from ``conv`` (its banks fitted on
+        this ``X``); later calls continue, whatever ``warm_start`` says.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, h*w*c), (n_samples, h, w) or (n_samples, h, w, c)
+            Training images.
+        y : array-like of shape (n_samples,)
+            Class labels.
+        classes : array-like of shape (n_classes,), default=None
+            Every class of the problem; needed on the first call when this
+            ``y`` does not hold them all, ignored afterwards.
+
+        Returns
+        -------
+        self : LearnedConvClassifier
+        """
+        first = not hasattr(self, "_state")
+        _network, _training = _import_torch()
+        X = self._check_X(X, reset=first)
+        y = self._check_targets(X, y, new=first, classes=classes)
+        if first:
+            known = np.unique(y) if classes is None else np.unique(_check_y(classes, estimator=self))
+            self._initialise(_network, X, known, check_random_state(self.random_state))
+        else:
+            self._check_known_classes(y)
+        run = _Run(self, _network, _training, fitting=True)
+        with run:
+            x, target = run.data(self._images(X), np.searchsorted(self.classes_, y))
+            run.epoch(x, target, None, None)
+        self._store(run)
+        return self
+
+    def decision_function(self, X):
+        """Logits of the head: ``(n_samples,)`` for two classes, else ``(n_samples, n_classes)``.
+
+        For two classes the value is the logit of ``classes_[1]`` minus that of
+        ``classes_[0]``, as for ``LogisticRegression``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, h*w*c), (n_samples, h, w) or (n_samples, h, w, c)
+            Images.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
+        """
+        logits = self._forward_numpy(X)
+        if logits.shape[1] == 2:
+            return logits[:, 1] - logits[:, 0]
+        return logits
+
+    def predict_proba(self, X):
+        """Class probabilities (softmax of the logits), columns following ``classes_``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, h*w*c), (n_samples, h, w) or (n_samples, h, w, c)
+            Images.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+        """
+        return softmax(self._forward_numpy(X), axis=1)
+
+    def predict_log_proba(self, X):
+        """Logarithm of :meth:`predict_proba`.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, h*w*c), (n_samples, h, w) or (n_samples, h, w, c)
+            Images.
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes)
+        """
+        return log_softmax(self._forward_numpy(X), axis=1)
+
+    def predict(self, X):
+        """Predicted class of each image.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, h*w*c), (n_samples, h, w) or (n_samples, h, w, c)
+            Images.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+        """
+        logits = self._forward_numpy(X)
+        return self.classes_[np.argmax(logits, axis=1)]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.three_d_array = True
+        return tags
+
+    # -- set-up -----------------------------------------------------------
+
+    def _check_X(self, X, reset):
+        """``X`` as a NumPy array, checked under our name; column names recorded on ``reset``."""
+        if reset:
+            _check_feature_names(self, X, reset=True)
+        return check_array(X, allow_nd=True, dtype="numeric", ensure_all_finite=True, input_name="X", estimator=self)
+
+    def _check_targets(self, X, y, new, classes=None):
+        if y is None:
+            raise ValueError("LearnedConvClassifier requires y to be passed, but the target y is None.")
+        y = _check_y(y, estimator=self)
+        check_consistent_length(X, y)
+        check_classification_targets(y)
+        n_classes = np.unique(y).size if classes is None else np.unique(classes).size
+        if new and n_classes < 2:
+            raise ValueError(
+                "LearnedConvClassifier needs samples of at least 2 classes in the data, but "
+                f"the data contains only one class: {y[0]!r}."
+            )
+        return y
+
+    def _check_known_classes(self, y):
+        unknown = np.setdiff1d(np.unique(y), self.classes_)
+        if unknown.size:
+            raise ValueError(
+                f"y holds classes {unknown.tolist()!r} that LearnedConvClassifier was not fitted on "
+                f"(classes_ is {self.classes_.tolist()!r}); with warm_start or partial_fit the "
+                "classes cannot change."
+            )
+
+    def _split(self, y, rng):
+        """Training and validation indices (validation None without early stopping)."""
+        indices = np.arange(len(y))
+        if not self.early_stopping:
+            return indices, None
+        counts = np.unique(y, return_counts=True)[1]
+        n_valid = math.ceil(self.validation_fraction * len(y))
+        stratify = y if counts.min() >= 2 and counts.size <= n_valid <= len(y) - counts.size else None
+        seed = rng.randint(np.iinfo(np.int32).max)
+        try:
+            return train_test_split(indices, test_size=n_valid, stratify=stratify, random_state=seed)
+        except ValueError as exc:
+            raise ValueError(
+                f"LearnedConvClassifier cannot hold out validation_fraction={self.validation_fraction} "
+                f"of {len(y)} samples for early stopping ({exc}). Pass more samples or early_stopping=False."
+            ) from None
+
+    def _initialise(self, _network, X, classes, rng):
+        """Fit the description on ``X``, freeze the standardisation, initialise the head."""
+        conv = clone(FixedConvTransformer() if self.conv is None else self.conv)
+        conv.set_output(transform="default")
+        features = conv.fit_transform(X)
+        layers = _layers(conv)
+        for layer in layers:
+            if layer.preprocessing_ is not None:
+                # The network convolves raw maps; kernels meant for normalised or
+                # whitened patches would silently start it somewhere else.
+                raise ValueError(
+                    f"LearnedConvClassifier convolves raw pixels, but the {layer.bank!r} bank is built "
+                    "for normalised/whitened patches (a data-derived bank). Use a hand-crafted bank, "
+                    "or FixedConvTransformer for data-derived ones."
+                )
+        self.conv_ = conv
+        self.classes_ = np.asarray(classes)
+        self.n_features_in_ = conv.n_features_in_
+        self.image_shape_ = layers[0].image_shape_
+        self.n_features_out_ = conv.n_features_out_
+        self.initial_filters_ = [layer.filters_.copy() for layer in layers]
+        self.augmentation_ = self._augmentation()
+        # StandardScaler's statistics, leaving (near-)constant features unscaled.
+        features = features.astype(np.float64)
+        mean, scale = features.mean(axis=0), features.std(axis=0)
+        scale[scale < 10 * np.finfo(np.float64).eps] = 1.0
+        state = {f"layers.{i}.kernels": f for i, f in enumerate(self.initial_filters_)}
+        state.update(mean=mean, scale=scale)
+        state.update(_init_head(rng, self._head_sizes(), self.n_features_out_))
+        self._state = state
+        self._optimizer_state = None
+        self._rng = np.random.default_rng(rng.randint(np.iinfo(np.int32).max))
+        self.history_, self.n_iter_, self.best_epoch_, self.converged_ = [], 0, None, False
+
+    def _augmentation(self):
+        if self.augment is False:
+            return {"crop_padding": 0, "horizontal_flip": False}
+        unknown = set(self.augment) - set(_AUGMENT_KEYS) if isinstance(self.augment, dict) else set()
+        if unknown:
+            raise ValueError(
+                f"The 'augment' parameter of LearnedConvClassifier takes the keys "
+                f"{list(_AUGMENT_KEYS)}. Got {sorted(unknown)} instead."
+            )
+        chosen = {"crop_padding": self.image_shape_[0] // 8, "horizontal_flip": True}
+        if isinstance(self.augment, dict):
+            chosen.update(self.augment)
+        return {"crop_padding": int(chosen["crop_padding"]), "horizontal_flip": bool(chosen["horizontal_flip"])}
+
+    def _head_sizes(self):
+        n_classes = len(self.classes_)
+        return [self.hidden_units, n_classes] if self.head == "mlp" else [n_classes]
+
+    def _images(self, X):
+        """``X`` as images ``(n, h, w, c)``, checked by the first fitted layer."""
+        # Names and counts checked under our name, as the user called us.
+        _check_feature_names(self, X, reset=False)
+        X = check_array(X, allow_nd=True, dtype="numeric", ensure_all_finite=True, input_name="X", estimator=self)
+        if X.ndim == 2:
+            _check_n_features(self, X, reset=False)
+        return _layers(self.conv_)[0]._validate_images(X, reset=False)
+
+    # -- training ---------------------------------------------------------
+
+    def _fit_epochs(self, run, x_train, y_train, x_valid, y_valid):
+        """Up to ``max_epochs`` epochs, the stop rule judging on the validation split."""
+        _training = run.training
+        stopper = None if x_valid is None else _training.EarlyStopping(self.n_iter_no_change, self.tol)
+        stopped = False
+        for epoch in range(self.max_epochs):
+            record = run.epoch(x_train, y_train, x_valid, y_valid, schedule_epoch=epoch)
+            if stopper is not None and stopper.step(record["valid_accuracy"], self.n_iter_, run.net):
+                stopped = True
+                break
+        if stopper is not None:
+            run.net.load_state_dict(stopper.best_state)
+            self.best_epoch_ = stopper.best_epoch
+            self.converged_ = stopped
+        else:
+            losses = [h["train_loss"] for h in self.history_[-(self.n_iter_no_change + 1):]]
+            self.converged_ = len(losses) > self.n_iter_no_change and losses[0] - min(losses[1:]) < self.tol
+        self._store(run)
+        if not self.converged_:
+            how = "validation accuracy" if stopper is not None else "training loss"
+            warnings.warn(
+                f"LearnedConvClassifier stopped at max_epochs={self.max_epochs} while the {how} was "
+                f"still improving (by more than tol={self.tol} in the last {self.n_iter_no_change} "
+                "epochs). Raise max_epochs, or continue with warm_start=True.",
+                ConvergenceWarning,
+            )
+
+    def _store(self, run):
+        state = run.network.numpy_state(run.net)
+        # What training did not change stays exactly as it was, not rounded through float32.
+        frozen = ["mean", "scale"] + [k for k in state if k.startswith("layers.") and self.freeze_kernels]
+        state.update({k: self._state[k] for k in frozen})
+        self._state = state
+        self._optimizer_state = run.training.optimizer_state_to_numpy(run.optimizer.state_dict())
+        self.filters_ = [self._state[f"layers.{i}.kernels"] for i in range(len(self.initial_filters_))]
+
+    # -- inference --------------------------------------------------------
+
+    def _forward_numpy(self, X, *, features_only=False, standardise=True):
+        """Run the network in float64 on ``X``: (standardised) features or logits."""
+        check_is_fitted(self)
+        _network, _ = _import_torch()
+        import torch
+
+        images = self._images(X)
+        device = self._torch_device(torch, fitting=False)
+        net = self._network(_network, torch.float64, device)
+        chunk = self._chunk_size()
+        out = []
+        with torch.no_grad(), _torch_threads(torch, device, self._macs(min(chunk, images.shape[0]))):
+            for start in range(0, images.shape[0], chunk):
+                x = _network.to_tensor(images[start : start + chunk], device, torch.float64)
+                result = net.features(x, standardise) if features_only else net(x)
+                out.append(result.cpu().numpy())
+        return np.concatenate(out, axis=0)
+
+    def _network(self, _network, dtype, device):
+        layers = _layers(self.conv_)
+        output = getattr(self.conv_, "output", "last")
+        grid = getattr(self.conv_, "output_grid", None)
+        grid = None if grid is None else _pair(grid)
+        specs = [layer._layer_spec() for layer in layers]
+        return _network.build_network(specs, output, grid, self._state, self._head_sizes(), dtype, device)
+
+    def _torch_device(self, torch, fitting):
+        if self.device == "cpu":
+            return torch.device("cpu")
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if self.device == "auto":
+            return torch.device("cpu")
+        if fitting:
+            raise RuntimeError(
+                "The 'device' parameter of LearnedConvClassifier is 'cuda' but PyTorch sees no "
+                "CUDA device (torch.cuda.is_available() is False). Use device='cpu' or 'auto'."
+            )
+        warnings.warn(
+            "This LearnedConvClassifier has device='cuda' but no CUDA device is present; "
+            "predicting on the CPU. Call set_params(device='cpu') to silence this.",
+            UserWarning,
+        )
+        return torch.device("cpu")
+
+    def _macs(self, n_images):
+        """Convolution multiply-adds of the network on ``n_images`` images."""
+        total = 0
+        for layer in _layers(self.conv_):
+            spec, (n_filters, kc, kh, kw) = layer._layer_spec(), layer.filters_.shape
+            h, w, c = layer.image_shape_
+            map_h, map_w = spec.conv_shape((h, w), (kh, kw))
+            n_out = n_filters * (c if spec.channel_mode == "separate" else 1)
+            total += map_h * map_w * n_out * kh * kw * kc
+        return n_images * total
+
+    def _chunk_size(self):
+        # float64 scratch per image, counted as for FixedConvTransformer's batches.
+        per_image = sum(
+            bytes_per_image(layer.image_shape_, layer.filters_.shape[2:], layer._layer_spec(),
+                            layer.filters_.shape[0], itemsize=8)
+            for layer in _layers(self.conv_)
+        )
+        return auto_batch_size(per_image, _PREDICT_CHUNK_BYTES)
+
+
+class _Run:
+    """One training session: the float32 network, its optimiser and torch's threads, on one device.
+
+    Entering it builds both from the estimator's NumPy state; ``epoch`` trains
+    one epoch and records it in ``history_``.
+    """
+
+    def __init__(self, est, network, training, fitting):
+        import torch
+
+        self.est, self.network, self.training, self.torch = est, network, training, torch
+        self.device = est._torch_device(torch, fitting=fitting)
+        self._threads = _torch_threads(torch, self.device, est._macs(est.batch_size))
+
+    def __enter__(self):
+        est, torch = self.est, self.torch
+        self._threads.__enter__()
+        self.net = est._network(self.network, torch.float32, self.device)
+        kernels = [p for name, p in self.net.named_parameters() if name.startswith("layers.")]
+        for p in kernels:
+            p.requires_grad_(not est.freeze_kernels)
+        trainable = [(n, p) for n, p in self.net.named_parameters() if p.requires_grad]
+        # L2 on kernels and weight matrices only, as LogisticRegression leaves the intercept free.
+        self.optimizer = torch.optim.Adam(
+            [
+                {"params": [p for n, p in trainable if not n.endswith("bias")], "weight_decay": est.weight_decay},
+                {"params": [p for n, p in trainable if n.endswith("bias")], "weight_decay": 0.0},
+            ],
+            lr=est.learning_rate,
+        )
+        if est._optimizer_state is not None:
+            self.optimizer.load_state_dict(self.training.optimizer_state_from_numpy(est._optimizer_state))
+        aug = est.augmentation_
+        self.augment = self.training.augmenter(aug["crop_padding"], aug["horizontal_flip"], est._rng)
+        # Frozen kernels and no augmentation: the standardised features never change, compute them once.
+        self.precompute = est.freeze_kernels and self.augment is None
+        self.model = self.network.HeadOnly(self.net) if self.precompute else self.net
+        return self
+
+    def __exit__(self, *exc):
+        self._threads.__exit__(*exc)
+
+    def data(self, images, y):
+        """Training tensors: images (or their fixed features) and labels."""
+        torch = self.torch
+        x = self.network.to_tensor(images, self.device, torch.float32)
+        if self.precompute:
+            with torch.no_grad():
+                chunk = self.est._chunk_size()
+                x = torch.cat([self.net.features(x[s : s + chunk]) for s in range(0, x.shape[0], chunk)])
+        return x, torch.as_tensor(y, dtype=torch.long, device=self.device)
+
+    def epoch(self, x, y, x_valid, y_valid, schedule_epoch=None):
+        est = self.est
+        start = time.perf_counter()
+        schedule_epoch = est.n_iter_ if schedule_epoch is None else schedule_epoch
+        lr = self.training.learning_rate_at(est.lr_schedule, est.learning_rate, schedule_epoch, est.max_epochs)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        loss = self.training.run_single_epoch(
+            self.model, self.optimizer, x, y, batch_size=est.batch_size, rng=est._rng,
+            augment=self.augment, epoch=est.n_iter_,
+        )
+        valid_loss = valid_accuracy = None
+        if x_valid is not None:
+            valid_loss, valid_accuracy = self.training.evaluate(self.model, x_valid, y_valid, max(est.batch_size, 512))
+        est.n_iter_ += 1
+        record = {
+            "epoch": est.n_iter_, "train_loss": loss, "valid_loss": valid_loss, "valid_accuracy": valid_accuracy,
+            "learning_rate": lr, "seconds": time.perf_counter() - start,
+        }
+        est.history_.append(record)
+        if est.verbose:
+            valid = "" if x_valid is None else f", valid loss {valid_loss:.4f}, valid accuracy {valid_accuracy:.4f}"
+            print(f"epoch {est.n_iter_}: train loss {loss:.4f}{valid}, lr {lr:.3g}, {record['seconds']:.1f} s",
+                  flush=True)
+        return record
+
+
+def transfer_bank(estimator, **params):
+    """The fixed network (or layer) of a fitted model, with the kernels it learned as banks.
+
+    ``estimator.conv`` with every layer's ``bank`` set to its learned
+    ``filters_`` (and ``bank_params`` cleared); ``params`` then set other
+    parameters (e.g. ``image_shape`` for new images, ``conv1__padding`` for a
+    network's layer).
+
+    Parameters
+    ----------
+    estimator : LearnedConvClassifier
+        A fitted model.
+    **params
+        Parameters of the returned transformer to set.
+
+    Returns
+    -------
+    transformer : FixedConvTransformer or FixedConvNet
+        Unfitted; fit it (only shapes are read) and use it like any bank.
+    """
+    check_is_fitted(estimator, "filters_")
+    conv = clone(estimator.conv_)
+    if isinstance(conv, FixedConvNet):
+        banks = {}
+        for (name, _), filters in zip(conv.layers, estimator.filters_):
+            banks.update({f"{name}__bank": filters.copy(), f"{name}__bank_params": None})
+        conv.set_params(**banks)
+    else:
+        conv.set_params(bank=estimator.filters_[0].copy(), bank_params=None)
+    return conv.set_params(**params)
+
+
+def _layers(conv):
+    """The fitted FixedConvTransformer layers of a fitted description."""
+    return [layer for _, layer in conv.layers_] if isinstance(conv, FixedConvNet) else [conv]
+
+
+def _pair(value):
+    return (value, value) if isinstance(value, numbers.Integral) else tuple(value)
+
+
+def _init_head(rng, sizes, n_in):
+    """PyTorch's default ``nn.Linear`` initialisation, U(+-1/sqrt(fan_in)), from a NumPy seed."""
+    weights = {}
+    for i, n_out in enumerate(sizes):
+        bound = 1.0 / math.sqrt(n_in)
+        weights[f"head.{i}.weight"] = rng.uniform(-bound, bound, (n_out, n_in))
+        weights[f"head.{i}.bias"] = rng.uniform(-bound, bound, n_out)
+        n_in = n_out
+    return weights
+
+
+@contextlib.contextmanager
+def _torch_threads(torch, device, macs):
+    """Within the block, cap torch's CPU threads; the previous setting is restored on exit.
+
+    The cap is the BLAS limit in force (so threadpoolctl and joblib worker
+    limits hold, as for FixedConvTransformer) and one thread per
+    ``_MACS_PER_THREAD`` multiply-adds of the largest call: on small images
+    (digits: ~1e6 per 128-image step) OpenMP synchronisation costs more than
+    it saves, and on a busy machine it made a step 5-10x slower.
+    """
+    from .._backend import cpu_threads
+
+    before = torch.get_num_threads()
+    wanted = before
+    if device.type == "cpu":
+        wanted = max(1, min(before, cpu_threads(), int(macs // _MACS_PER_THREAD)))
+    if wanted != before:
+        torch.set_num_threads(wanted)
+    try:
+        yield
+    finally:
+        if wanted != before:
+            torch.set_num_threads(before)

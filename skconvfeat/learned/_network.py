@@ -1,0 +1,149 @@
+"""The torch network: the fixed layers of a description, made trainable, then a head.
+
+Imported only inside :class:`LearnedConvClassifier`'s methods (as sktime's
+MiniRocket imports its numba module inside ``_fit``), so ``import skconvfeat``
+never loads PyTorch.
+"""
+
+import os
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _one_thread_in_forked_child():
+    # torch's OpenMP pool does not survive fork(): a child that runs a parallel
+    # region the parent had started can wait forever on threads it does not have.
+    # One thread runs every operation inline, so predict in joblib/multiprocessing
+    # workers started by fork finishes.
+    torch.set_num_threads(1)
+
+
+os.register_at_fork(after_in_child=_one_thread_in_forked_child)
+
+
+class ConvLayer(nn.Module):
+    """One fixed layer (:func:`skconvfeat._layer.layer`) on ``(B, C, H, W)`` tensors, kernels trainable.
+
+    Returns pooled maps ``(B, M, ph, pw)``; flattening them gives the fixed
+    layer's map-major features.
+    """
+
+    def __init__(self, kernels, spec):
+        super().__init__()
+        self.kernels = nn.Parameter(kernels)
+        self.spec = spec
+
+    def forward(self, x):
+        spec, (kh, kw) = self.spec, self.kernels.shape[2:]
+        if spec.padding == "same":
+            # Extra pixel on the bottom/right for even kernels, as _layer._pad.
+            x = F.pad(x, ((kw - 1) // 2, kw // 2, (kh - 1) // 2, kh // 2))
+        elif spec.padding == "reflect":
+            # Gather with NumPy's reflect indices: identical to np.pad(mode="reflect"),
+            # including pads wider than the image, which F.pad refuses.
+            rows = np.pad(np.arange(x.shape[2]), ((kh - 1) // 2, kh // 2), mode="reflect")
+            cols = np.pad(np.arange(x.shape[3]), ((kw - 1) // 2, kw // 2), mode="reflect")
+            x = x[:, :, torch.as_tensor(rows, device=x.device)][:, :, :, torch.as_tensor(cols, device=x.device)]
+        if spec.channel_mode == "separate":
+            # (C*F, 1, kh, kw): output map c*F + f is filter f on channel c, as _layer.
+            n_channels = x.shape[1]
+            maps = F.conv2d(x, self.kernels.repeat(n_channels, 1, 1, 1), groups=n_channels)
+        else:
+            maps = F.conv2d(x, self.kernels)
+        maps = _activate(maps, spec.nonlinearity)
+        if spec.pool_grid is not None:
+            pool = F.adaptive_avg_pool2d if spec.pooling == "avg" else F.adaptive_max_pool2d
+            return pool(maps, tuple(spec.pool_grid))
+        if tuple(spec.pool_size) == (1, 1) and tuple(spec.pool_stride) == (1, 1):
+            return maps
+        pool = F.avg_pool2d if spec.pooling == "avg" else F.max_pool2d
+        return pool(maps, tuple(spec.pool_size), tuple(spec.pool_stride))
+
+
+def _activate(maps, nonlinearity):
+    if nonlinearity == "relu":
+        return F.relu(maps)
+    if nonlinearity == "abs":
+        return maps.abs()
+    if nonlinearity == "square":
+        return maps * maps
+    if nonlinearity == "two_sided_relu":
+        return torch.cat([F.relu(maps), F.relu(-maps)], dim=1)
+    return maps
+
+
+class ConvNetwork(nn.Module):
+    """Layers, the emitted (grid-averaged) features, a frozen standardisation and the head.
+
+    ``layers``: ``(kernels, spec)`` per layer; ``output``/``output_grid`` as in
+    :class:`~skconvfeat.FixedConvNet`; ``mean``/``scale`` standardise the
+    features (frozen buffers); ``head_sizes`` the widths of the affine layers
+    of the head, ReLU between them.
+    """
+
+    def __init__(self, layers, output, output_grid, n_features, head_sizes):
+        super().__init__()
+        self.layers = nn.ModuleList(ConvLayer(torch.zeros(k), spec) for k, spec in layers)
+        self.output, self.output_grid = output, output_grid
+        self.register_buffer("mean", torch.zeros(n_features))
+        self.register_buffer("scale", torch.ones(n_features))
+        sizes = [n_features, *head_sizes]
+        self.head = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes, sizes[1:]))
+
+    def features(self, x, standardise=True):
+        """Emitted features of images ``(B, C, H, W)``, map-major as FixedConvNet's."""
+        blocks = []
+        for layer in self.layers:
+            x = layer(x)
+            blocks.append(x)
+        if self.output == "last":
+            blocks = blocks[-1:]
+        if self.output_grid is not None:
+            blocks = [F.adaptive_avg_pool2d(b, tuple(self.output_grid)) for b in blocks]
+        feats = torch.cat([b.flatten(1) for b in blocks], dim=1)
+        return (feats - self.mean) / self.scale if standardise else feats
+
+    def classify(self, feats):
+        """Logits of standardised features."""
+        for i, linear in enumerate(self.head):
+            feats = linear(feats) if i == 0 else linear(F.relu(feats))
+        return feats
+
+    def forward(self, x):
+        return self.classify(self.features(x))
+
+
+class HeadOnly(nn.Module):
+    """The head of ``net`` alone, for training on features computed once (frozen kernels)."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, feats):
+        return self.net.classify(feats)
+
+
+def build_network(layer_specs, output, output_grid, state, head_sizes, dtype, device):
+    """A :class:`ConvNetwork` holding the NumPy ``state`` (names as its ``state_dict``)."""
+    kernel_shapes = [state[f"layers.{i}.kernels"].shape for i in range(len(layer_specs))]
+    net = ConvNetwork(
+        list(zip(kernel_shapes, layer_specs)), output, output_grid, state["mean"].shape[0], head_sizes
+    )
+    net.load_state_dict({k: torch.as_tensor(np.asarray(v)) for k, v in state.items()})
+    return net.to(device=device, dtype=dtype)
+
+
+def numpy_state(net):
+    """The network's parameters and buffers as float64 NumPy arrays."""
+    return {k: v.detach().cpu().numpy().astype(np.float64) for k, v in net.state_dict().items()}
+
+
+def to_tensor(images, device, dtype):
+    """Images ``(n, h, w, c)`` as a fresh ``(n, c, h, w)`` tensor (a copy: X may be read-only)."""
+    np_dtype = np.float32 if dtype == torch.float32 else np.float64
+    array = np.ascontiguousarray(np.asarray(images).transpose(0, 3, 1, 2), dtype=np_dtype)
+    return torch.from_numpy(array).to(device)
