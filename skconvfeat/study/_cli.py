@@ -36,24 +36,24 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+def _number(cast, accept, expected):
+    """An argparse type: ``cast(text)``, refused with "expected <expected>" unless ``accept(value)``."""
+
+    def parse(text):
+        try:
+            value = cast(text)
+        except ValueError:
+            value = None
+        if value is None or not accept(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+
+    return parse
 
 
-def _n_jobs(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer (-1 for all cores), got {text!r}") from None
-    if value == 0:
-        raise argparse.ArgumentTypeError("0 workers: use a positive count or -1 for all cores")
-    return value
+_positive_int = _number(int, lambda value: value >= 1, "a positive integer")
+_n_jobs = _number(int, lambda value: value != 0, "a worker count (-1 for all cores)")
+_margin = _number(float, lambda value: 0 < value < 50, "a number of accuracy points between 0 and 50")
 
 
 def build_parser():
@@ -116,16 +116,6 @@ def _parse_layers(text):
     if not depths or not set(depths) <= set(DEPTHS):
         raise UsageError(f"argument --layers: expected depths among {', '.join(map(str, DEPTHS))}, got {text!r}")
     return depths
-
-
-def _margin(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of percentage points, got {text!r}") from None
-    if not 0 < value < 50:
-        raise argparse.ArgumentTypeError(f"expected a number of points between 0 and 50, got {text!r}")
-    return value
 
 
 def _check_dataset(name):
