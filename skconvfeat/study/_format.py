@@ -64,7 +64,8 @@ def accuracy_cell(entry):
 
 
 def _points(fraction):
-    return f"{100 * fraction:+.1f}"
+    """``0.012`` -> ``"+1.2"``; a difference that rounds to zero reads ``"+0.0"``, never ``"-0.0"``."""
+    return f"{round(100 * fraction, 1) + 0.0:+.1f}"
 
 
 def margin(fraction):
@@ -87,11 +88,17 @@ def outcome(comparison):
     return word
 
 
+def _p_clause(p):
+    """``"= 0.840"`` or ``"< 0.001"``, to follow the letter p."""
+    text = p_value(p)
+    return text if text.startswith("<") else f"= {text}"
+
+
 def difference(comparison):
     """``"-0.2 points [95% CI -1.9 to +1.6; Holm p = 0.840]: equal within ±1 point"``."""
     return (
         f"{_points(comparison['mean_diff'])} points [95% CI {_points(comparison['ci_low'])} to "
-        f"{_points(comparison['ci_high'])}; Holm p = {p_value(comparison['p_holm'])}]: {outcome(comparison)}"
+        f"{_points(comparison['ci_high'])}; Holm p {_p_clause(comparison['p_holm'])}]: {outcome(comparison)}"
     )
 
 
