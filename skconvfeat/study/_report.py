@@ -56,7 +56,7 @@ _TRANSFER_CSV_HEADER = ("arm", "label", "train_size", "repeat", "accuracy", "fit
 
 
 # Every file a report folder may hold: a folder holding anything else is not
-# replaced, so a mistyped --out (".", a home folder) never loses other files.
+# replaced, so a mistyped report folder (".", a home folder) never loses other files.
 REPORT_FILES = ("results.json", "results.csv", "transfer.csv", "summary.md", "report.html")
 
 

@@ -1,10 +1,13 @@
 """The study: does a CNN with fixed kernels classify as well as one whose kernels are learned?
 
-Every arm is the same one-layer CNN -- convolution, ReLU, average pooling,
-standardisation, a trained head -- and the arms differ only in where the
-kernels come from: a fixed bank (Gaussian blurs, Gabor filters, sharpening,
-random), no convolution at all (raw pixels), or kernels trained end to end in
-PyTorch. All arms are scored on the same images, in one of two designs:
+Every arm of a depth is the same CNN -- the one-layer network (convolution,
+ReLU, average pooling) or the two-layer one (two convolutions, each ReLU and
+max-pooled), then standardisation and a trained head -- built from one shared
+description, and the arms differ only in where the kernels come from: a fixed
+bank (Gaussian blurs, Gabor filters, sharpening, random, k-means centroids of
+the data's patches), no convolution at all (raw pixels), or kernels trained end
+to end in PyTorch (from random kernels, or frozen as a control). All arms are
+scored on the same images, in one of two designs:
 
 * ``"cv"`` (small datasets such as digits): the same repeated stratified
   k-fold splits, scores paired split by split and compared with the corrected
@@ -20,7 +23,7 @@ also gets an equivalence test ("equal within +-margin").
 A second experiment asks whether kernels learned on one task help another:
 kernels learned on the first half of the classes are frozen and reused on the
 second half, for several training-set sizes, against kernels learned from
-scratch and random fixed kernels.
+scratch and random fixed kernels, in the study's deepest network.
 
 :func:`run_study` returns the results dictionary described in
 ``docs/results-schema.md`` (and, on request, the ``extras`` arrays).
