@@ -501,7 +501,8 @@ def _transfer_study(learner_cls, images, target, depth, classifier, random_state
     source_classes, target_classes, folds, sizes = _transfer_plan(target, random_state)
     seeds = range(random_state, random_state + TRANSFER_SEEDS)
     sources = _run_parallel(
-        [(("source", s), (_fit_source, (learner_cls, images, target, source_classes, depth, classifier, s, train_size, device), {}))
+        [(("source", s),
+          (_fit_source, (learner_cls, images, target, source_classes, depth, classifier, s, train_size, device), {}))
          for s in seeds],
         n_jobs,
         progress,
