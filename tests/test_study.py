@@ -302,6 +302,8 @@ def test_bad_arguments(digits):
         run_study(*digits, device="gpu")
     with pytest.raises(ValueError, match="'depths' parameter of run_study must hold depths among"):
         run_study(*digits, depths=(3,))
+    with pytest.raises(ValueError, match="no arm to run: depth 2 builds arms for the banks"):
+        run_study(*digits, banks=("identity",), depths=(2,), learned=False, transfer=False)
 
 
 def test_every_arm_of_a_depth_shares_one_description():

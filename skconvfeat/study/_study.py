@@ -945,6 +945,11 @@ def run_study(
     # CV: the same models on every split; holdout: one seed per repeat, or they would all agree.
     arm_sets = [_make_arms(banks, depths, classifier, learner_cls, run_learned, seed, device) for seed in seeds]
     arms = arm_sets[0]
+    if not arms:
+        raise ValueError(
+            f"run_study has no arm to run: depth {depths[-1]} builds arms for the banks {DEEP_BANKS} only "
+            f"(given {banks}) and learned=False."
+        )
     train_images, train_target = images[:n_train_pool], target[:n_train_pool]
     total = len(arms) * len(splits) + (_n_transfer_tasks(train_target, random_state) if run_transfer else 0)
     done = []
