@@ -333,21 +333,27 @@ def _evaluate(arm, images, target, train, test, keep_model=False, keep_pred=Fals
     return result
 
 
-def _run_parallel(tasks, n_jobs, progress):
+def _run_parallel(tasks, n_jobs, progress, torch_tasks=False):
     """Run ``(key, (func, args, kwargs))`` tasks, reporting each key as it completes.
 
+    ``torch_tasks``: some tasks train in PyTorch (see :func:`_keyed`).
     Returns ``{key: func(*args, **kwargs)}``.
     """
     parallel = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
     results = {}
-    for key, result in parallel(delayed(_keyed)(key, *call) for key, call in tasks):
+    for key, result in parallel(delayed(_keyed)(key, torch_tasks, *call) for key, call in tasks):
         results[key] = result
         if progress is not None:
             progress(key)
     return results
 
 
-def _keyed(key, func, args, kwargs):
+def _keyed(key, torch_tasks, func, args, kwargs):
+    if torch_tasks:
+        # joblib's loky workers take their memory after their first task as a reference and
+        # restart when they grow 300 MB beyond it. Importing torch (about that much) in a later
+        # task restarted the worker, and torch was imported again, for every learned fit.
+        import torch  # noqa: F401
     return key, func(*args, **kwargs)
 
 
@@ -506,6 +512,7 @@ def _transfer_study(learner_cls, images, target, depth, classifier, random_state
          for s in seeds],
         n_jobs,
         progress,
+        torch_tasks=True,
     )
     tasks = []
     for (pool, test), seed in zip(folds, seeds):
@@ -514,7 +521,7 @@ def _transfer_study(learner_cls, images, target, depth, classifier, random_state
             train, _ = train_test_split(pool, train_size=size, stratify=target[pool], random_state=seed)
             for name, arm in arms.items():
                 tasks.append(((name, size, seed), (_evaluate, (arm, images, target, train, test), {})))
-    runs = _run_parallel(tasks, n_jobs, progress)
+    runs = _run_parallel(tasks, n_jobs, progress, torch_tasks=True)
     n_test = min(len(test) for _, test in folds)
     arms = {}
     for name, label in TRANSFER_LABELS.items():
@@ -965,7 +972,7 @@ def run_study(
         for i, (train, test) in enumerate(splits)
         for arm in arm_sets[i]
     ]
-    runs = _run_parallel(tasks, n_jobs, report)
+    runs = _run_parallel(tasks, n_jobs, report, torch_tasks=run_learned)
     first = {arm.name: runs[(arm.name, 0)] for arm in arms}
     arm_results = [
         evaluation.summarise(arm, [runs[(arm.name, i)] for i in range(len(splits))],
