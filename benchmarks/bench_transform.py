@@ -2,9 +2,13 @@
 
     python benchmarks/bench_transform.py            # CPU: ours vs torch conv2d+relu+pool on the CPU
     python benchmarks/bench_transform.py --gpu      # GPU rows instead (needs CuPy and CUDA)
+    python benchmarks/bench_transform.py --net      # CPU: a two-layer FixedConvNet vs the same torch network
 
 Same work on both sides: float32, a bank of 32 random 5x5 kernels, 'valid'
 padding, ReLU, 2x2 average pooling, features flattened to a NumPy array.
+With ``--net``: 32 random 5x5 kernels, 'same' padding, ReLU, 2x2 max-pooling,
+then 64 random 3x3 kernels over those 32 maps, 'same', ReLU, 2x2 max-pooling
+(the learned CIFAR-10 baseline's network).
 Each number is the best of at least `--repeats` runs, and of at least one
 second of runs for short work (best-of rejects noise from other processes on
 a shared machine; the ratio is what we report).
@@ -16,7 +20,7 @@ import time
 
 import numpy as np
 
-from skconvfeat import FixedConvTransformer
+from skconvfeat import FixedConvNet, FixedConvTransformer
 
 # name: (n_images, height, width, channels) -- shapes of the real datasets.
 WORKLOADS = {
@@ -70,12 +74,46 @@ def torch_layer(images, filters, device):
     return run
 
 
-def cpu_rows(names, repeats):
+def ours_net(images):
+    layer = dict(padding="same", pooling="max", pool_size=2)
+    net = FixedConvNet([
+        ("conv1", FixedConvTransformer("random", bank_params={"n_filters": 32}, kernel_size=5, random_state=0, **layer)),
+        ("conv2", FixedConvTransformer("random", bank_params={"n_filters": 64}, kernel_size=3, random_state=1, **layer)),
+    ]).fit(images[:1])
+    return net, lambda: net.transform(images)
+
+
+def torch_net(images, filters):
+    """The same two layers as a user writes them in torch, NumPy in and out."""
+    import torch
+    import torch.nn.functional as F
+
+    weights = [torch.from_numpy(f.astype(np.float32)) for f in filters]
+
+    def run():
+        out = []
+        with torch.no_grad():
+            for b in range(0, len(images), TORCH_BATCH):
+                x = torch.from_numpy(images[b : b + TORCH_BATCH]).permute(0, 3, 1, 2).float()
+                for w in weights:
+                    # padding="same" on odd kernels: (k - 1) // 2 on each side.
+                    x = F.max_pool2d(F.relu(F.conv2d(x, w, padding=w.shape[-1] // 2)), 2)
+                out.append(x.flatten(1).numpy())
+        return np.concatenate(out)
+
+    return run
+
+
+def cpu_rows(names, repeats, net=False):
     print(f"{'workload':10} {'images':>7} {'ours img/s':>12} {'torch img/s':>12} {'ours/torch':>10}  max|diff|")
     for name in names:
         images = make_images(WORKLOADS[name])
-        conv, run_ours = ours(images, "cpu")
-        run_torch = torch_layer(images, conv.filters_, "cpu")
+        if net:
+            conv, run_ours = ours_net(images)
+            run_torch = torch_net(images, [layer.filters_ for _, layer in conv.layers_])
+        else:
+            conv, run_ours = ours(images, "cpu")
+            run_torch = torch_layer(images, conv.filters_, "cpu")
         diff = np.abs(run_ours() - run_torch()).max()
         t_ours = best_time(run_ours, repeats)
         t_torch = best_time(run_torch, repeats)
@@ -131,6 +169,7 @@ def main():
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     parser.add_argument("--workloads", default=None, help="comma-separated names (default: all on CPU, mnist,cifar10 on GPU)")
     parser.add_argument("--gpu", action="store_true", help="GPU rows: CuPy vs torch+cuDNN, 60,000 images")
+    parser.add_argument("--net", action="store_true", help="CPU rows for a two-layer FixedConvNet")
     args = parser.parse_args()
 
     import torch
@@ -142,7 +181,7 @@ def main():
     if args.gpu:
         gpu_rows((args.workloads or "mnist,cifar10").split(","), args.repeats)
     else:
-        cpu_rows((args.workloads or ",".join(WORKLOADS)).split(","), args.repeats)
+        cpu_rows((args.workloads or ",".join(WORKLOADS)).split(","), args.repeats, net=args.net)
 
 
 if __name__ == "__main__":

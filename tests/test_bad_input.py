@@ -197,7 +197,7 @@ def test_learned_classifier_refuses_data_derived_banks():
     pytest.importorskip("torch")
     from skconvfeat import LearnedConvClassifier
 
-    with pytest.raises(ValueError, match=r"LearnedConvClassifier convolves raw pixels, but the 'kmeans' bank is built for normalised/whitened patches"):
+    with pytest.raises(ValueError, match=r"LearnedConvClassifier trains plain convolutions .* but layer 1 of 'conv' preprocesses its patches"):
         LearnedConvClassifier(FixedConvTransformer("kmeans", kernel_size=3), early_stopping=False).fit(
             DIGITS_LIKE, np.arange(10) % 2
         )

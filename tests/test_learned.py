@@ -386,18 +386,25 @@ def _predict_in_child(model, X, queue):
     queue.put(model.predict(X))
 
 
-def test_predict_in_a_fork_started_child_does_not_hang(digits_split, digits_model):
-    """torch's thread pool does not survive fork(): the child must not wait on it (issue 12)."""
-    _, X_test, _, _ = digits_split
+def test_predict_in_a_fork_started_child_does_not_hang():
+    """torch's OpenMP pool does not survive fork(): the child must not wait on it (issue 12).
+
+    Big enough that predict runs torch on two threads in the parent and, without
+    the fork hook, in the child too, where it hung (checked by removing the hook).
+    """
+    X = _images((256, 32, 32))
+    y = np.arange(256) % 2
+    conv = FixedConvTransformer("random", bank_params={"n_filters": 32}, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = LearnedConvClassifier(conv, max_epochs=1, early_stopping=False, random_state=0).fit(X[:20], y[:20])
     before = torch.get_num_threads()
-    torch.set_num_threads(2)  # a parent that has run multi-threaded torch work
+    torch.set_num_threads(2)  # a parent whose torch has run on several threads
     try:
-        digits_model._forward_numpy(X_test)
-        with torch.no_grad():
-            torch.nn.functional.conv2d(torch.ones(64, 8, 32, 32), torch.ones(8, 8, 3, 3))
+        expected = model.predict(X)
         ctx = multiprocessing.get_context("fork")
         queue = ctx.Queue()
-        child = ctx.Process(target=_predict_in_child, args=(digits_model, X_test, queue))
+        child = ctx.Process(target=_predict_in_child, args=(model, X, queue))
         child.start()
         child.join(timeout=60)
         hung = child.is_alive()
@@ -405,7 +412,7 @@ def test_predict_in_a_fork_started_child_does_not_hang(digits_split, digits_mode
             child.kill()
         assert not hung, "predict hung in a fork-started child"
         assert child.exitcode == 0
-        assert_array_equal(queue.get(timeout=5), digits_model.predict(X_test))
+        assert_array_equal(queue.get(timeout=5), expected)
     finally:
         torch.set_num_threads(before)
 
@@ -436,6 +443,21 @@ def test_bad_parameters_name_the_class_called(params, error, match):
     X = _images((4, 8, 8)).reshape(4, -1)
     with pytest.raises(error, match=match):
         LearnedConvClassifier(**params).fit(X, [0, 1, 0, 1])
+
+
+class _PreprocessingLayer(FixedConvTransformer):
+    """Stands for a data-derived bank whose kernels apply to normalised patches (branch issue9-core)."""
+
+    def fit(self, X, y=None):
+        super().fit(X, y)
+        self.preprocessing_ = "whitened patches"
+        return self
+
+
+def test_layers_without_a_torch_counterpart_are_refused():
+    net = FixedConvNet([("conv1", FixedConvTransformer(kernel_size=3)), ("conv2", _PreprocessingLayer(kernel_size=1))])
+    with pytest.raises(ValueError, match="layer 2 of 'conv' preprocesses its patches"):
+        LearnedConvClassifier(net).fit(_images((20, 8, 8)), np.arange(20) % 2)
 
 
 def test_bad_targets_and_inputs():

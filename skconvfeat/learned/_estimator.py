@@ -34,7 +34,7 @@ from sklearn.utils.validation import (
     check_is_fitted,
 )
 
-from .._layer import auto_batch_size, bytes_per_image
+from .._layer import NONLINEARITIES, auto_batch_size, bytes_per_image
 from .._net import FixedConvNet
 from .._transformer import FixedConvTransformer
 
@@ -494,14 +494,15 @@ class LearnedConvClassifier(ClassifierMixin, BaseEstimator):
         conv.set_output(transform="default")
         features = conv.fit_transform(X)
         layers = _layers(conv)
-        for layer in layers:
-            if layer.preprocessing_ is not None:
-                # The network convolves raw maps; kernels meant for normalised or
-                # whitened patches would silently start it somewhere else.
+        for i, layer in enumerate(layers):
+            # The torch network convolves the maps as they are, with the plain nonlinearities;
+            # kernels meant for normalised/whitened patches, or a dictionary encoding, would
+            # silently start it somewhere other than the fixed network.
+            if getattr(layer, "preprocessing_", None) is not None or layer.nonlinearity not in NONLINEARITIES:
                 raise ValueError(
-                    f"LearnedConvClassifier convolves raw pixels, but the {layer.bank!r} bank is built "
-                    "for normalised/whitened patches (a data-derived bank). Use a hand-crafted bank, "
-                    "or FixedConvTransformer for data-derived ones."
+                    f"LearnedConvClassifier trains plain convolutions with the nonlinearities "
+                    f"{NONLINEARITIES}, but layer {i + 1} of 'conv' preprocesses its patches or uses "
+                    f"nonlinearity={layer.nonlinearity!r}. Use FixedConvTransformer/FixedConvNet for it."
                 )
         self.conv_ = conv
         self.classes_ = np.asarray(classes)

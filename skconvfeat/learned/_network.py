@@ -72,7 +72,9 @@ def _activate(maps, nonlinearity):
         return maps * maps
     if nonlinearity == "two_sided_relu":
         return torch.cat([F.relu(maps), F.relu(-maps)], dim=1)
-    return maps
+    if nonlinearity == "none":
+        return maps
+    raise ValueError(f"no torch counterpart for nonlinearity={nonlinearity!r}")
 
 
 class ConvNetwork(nn.Module):

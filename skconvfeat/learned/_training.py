@@ -12,8 +12,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-# Training-loss values that mean the optimisation has diverged.
-_NON_FINITE = "The training loss became {loss} at epoch {epoch}, step {step}"
 
 
 def train_step(model, optimizer, x, y):
@@ -43,8 +41,8 @@ def run_single_epoch(model, optimizer, x, y, *, batch_size, rng, augment=None, c
         loss = train_step(model, optimizer, xb, y[batch])
         if not torch.isfinite(loss):
             raise FloatingPointError(
-                _NON_FINITE.format(loss=float(loss), epoch=epoch + 1, step=step + 1)
-                + f". {caller} stopped: lower 'learning_rate', or scale the images (e.g. to [0, 1])."
+                f"The training loss became {float(loss)} at epoch {epoch + 1}, step {step + 1}. "
+                f"{caller} stopped: lower 'learning_rate', or scale the images (e.g. to [0, 1])."
             )
         total += loss.double() * batch.shape[0]
     return float(total) / n
