@@ -3,6 +3,8 @@
     python benchmarks/bench_transform.py            # CPU: ours vs torch conv2d+relu+pool on the CPU
     python benchmarks/bench_transform.py --gpu      # GPU rows instead (needs CuPy and CUDA)
     python benchmarks/bench_transform.py --net      # CPU: a two-layer FixedConvNet vs the same torch network
+    python benchmarks/bench_transform.py --dictionary [--total]
+        # CIFAR-10-sized data-derived bank: ours vs torch vs the bare matmul (and all 60,000 images)
 
 Same work on both sides: float32, a bank of 32 random 5x5 kernels, 'valid'
 padding, ReLU, 2x2 average pooling, features flattened to a NumPy array.
@@ -163,6 +165,114 @@ def gpu_rows(names, repeats):
         print(f"{name:10} {t_resident / t_cudnn:19.2f}x {t_numpy / t_floor:16.2f}x {t_torch / t_floor:11.2f}x {t_cpu / t_numpy:7.0f}x")
 
 
+# The CIFAR-10-sized dictionary case (issue 9): 1,600 k-means filters of 6x6x3
+# on normalised, whitened patches, stride 1, quadrant pooling.
+DICT_FILTERS = 1600
+DICT_KERNEL = 6
+DICT_ENCODINGS = ("soft_threshold", "two_sided_soft_threshold", "triangle")
+CIFAR_TRAIN = 60000
+
+
+def dictionary_layer(images):
+    """Our layer with a k-means bank (2 k-means passes: the bank's quality does not change the work)."""
+    return FixedConvTransformer(
+        bank="kmeans",
+        bank_params={"n_filters": DICT_FILTERS, "max_iter": 2},
+        kernel_size=DICT_KERNEL,
+        pool_grid=2,
+        n_patches=20000,
+        device="cpu",
+        random_state=0,
+    ).fit(images[:2000])
+
+
+def torch_dictionary(images, conv):
+    """The same function in torch, as a user would write it: per-position patch mean and variance by
+    average pooling, whitening folded into the conv2d kernels, then the encoding and adaptive pooling."""
+    import torch
+    import torch.nn.functional as F
+
+    prep, n = conv.preprocessing_, DICT_FILTERS
+    kernels = conv.filters_.reshape(n, -1)
+    folded = kernels @ prep.whitening  # W d: whitening folded into the kernels
+    shift = prep.whitening @ prep.mean
+    size = kernels.shape[1]
+
+    def tensor(a):
+        return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+
+    weight = tensor(folded.reshape(conv.filters_.shape))
+    w_sum, offset = tensor(folded.sum(axis=1))[:, None, None], tensor(kernels @ shift)[:, None, None]
+    z_weight = tensor(prep.whitening.reshape(size, *conv.filters_.shape[1:]))
+    z_sum, z_shift = tensor(prep.whitening.sum(axis=1))[:, None, None], tensor(shift)[:, None, None]
+    norms2 = tensor(np.sum(kernels**2, axis=1))[:, None, None]
+    alpha = conv.alpha
+
+    def layer(x):
+        mean = F.avg_pool2d(x.mean(1, keepdim=True), DICT_KERNEL, stride=1)
+        sq = F.avg_pool2d((x * x).mean(1, keepdim=True), DICT_KERNEL, stride=1)
+        scale = torch.sqrt((sq - mean * mean).clamp_min(0) + prep.eps_norm)
+        r = (F.conv2d(x, weight) - mean * w_sum) / scale - offset
+        if conv.nonlinearity == "soft_threshold":
+            f = F.relu(r - alpha)
+        elif conv.nonlinearity == "two_sided_soft_threshold":
+            f = torch.cat([F.relu(r - alpha), F.relu(-r - alpha)], 1)
+        else:  # triangle
+            z = (F.conv2d(x, z_weight) - mean * z_sum) / scale - z_shift
+            dist = torch.sqrt(F.relu((z * z).sum(1, keepdim=True) - 2 * r + norms2))
+            f = F.relu(dist.mean(1, keepdim=True) - dist)
+        return F.adaptive_avg_pool2d(f, 2).flatten(1)
+
+    def run():
+        out = []
+        with torch.no_grad():
+            for b in range(0, len(images), TORCH_BATCH // 4):  # 256 images: 729 x 1,600 maps are large
+                x = torch.from_numpy(images[b : b + TORCH_BATCH // 4]).permute(0, 3, 1, 2).float()
+                out.append(layer(x).numpy())
+        return np.concatenate(out)
+
+    return run
+
+
+def dictionary_rows(n_images, repeats, total):
+    """Ours, torch and the bare GEMM timed in interleaved rounds (best of each), so load drifts hit all three."""
+    images = make_images((n_images, 32, 32, 3))
+    conv = dictionary_layer(images)
+    patch = DICT_KERNEL * DICT_KERNEL * 3
+    positions = (32 - DICT_KERNEL + 1) ** 2
+    flops_per_image = 2 * positions * patch * DICT_FILTERS  # the convolution's GEMM alone
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((positions * 16, patch), dtype=np.float32)
+    b = rng.standard_normal((patch, DICT_FILTERS), dtype=np.float32)
+    c = np.empty((a.shape[0], DICT_FILTERS), dtype=np.float32)
+    print(f"# {n_images} images 32x32x3, {DICT_FILTERS} k-means filters {DICT_KERNEL}x{DICT_KERNEL}x3, whitened, "
+          f"stride 1, quadrant pooling; bare GEMM ({positions}*16 x {patch}) @ ({patch} x {DICT_FILTERS})")
+    print(f"{'encoding':26} {'ours img/s':>10} {'torch img/s':>11} {'ours/torch':>10} {'bare GEMM img/s':>15} "
+          f"{'ours/GEMM':>9}  rel.diff")
+    for encoding in DICT_ENCODINGS:
+        conv.set_params(nonlinearity=encoding)
+        run_ours, run_torch = (lambda: conv.transform(images)), torch_dictionary(images, conv)
+        ours, theirs = run_ours(), run_torch()
+        diff = np.abs(ours - theirs).max() / np.abs(theirs).max()
+        # The bare GEMM runs on as many positions as the images have, so each round times the same work.
+        gemm_calls = -(-n_images // 16)
+        times = {"ours": [], "torch": [], "gemm": []}
+        for _ in range(repeats):
+            times["ours"].append(best_time(run_ours, 1, 0) / n_images)
+            times["torch"].append(best_time(run_torch, 1, 0) / n_images)
+            times["gemm"].append(best_time(lambda: [np.matmul(a, b, out=c) for _ in range(gemm_calls)], 1, 0) / (16 * gemm_calls))
+        t_ours, t_torch, t_gemm = (min(times[k]) for k in ("ours", "torch", "gemm"))
+        print(f"{encoding:26} {1 / t_ours:10.0f} {1 / t_torch:11.0f} {t_torch / t_ours:9.2f}x {1 / t_gemm:15.0f} "
+              f"{t_gemm / t_ours:8.0%}  {diff:.1e}   ({flops_per_image / t_ours / 1e9:.0f} vs {flops_per_image / t_gemm / 1e9:.0f} GFLOP/s)")
+    if total:
+        full = make_images((CIFAR_TRAIN, 32, 32, 3), seed=1)
+        conv.set_params(nonlinearity=DICT_ENCODINGS[1])
+        start = time.perf_counter()
+        features = conv.transform(full)
+        print(f"all {CIFAR_TRAIN:,} images, {DICT_ENCODINGS[1]}: {time.perf_counter() - start:.1f} s "
+              f"-> {features.shape} {features.dtype}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per cell; the best is kept")
@@ -170,6 +280,9 @@ def main():
     parser.add_argument("--workloads", default=None, help="comma-separated names (default: all on CPU, mnist,cifar10 on GPU)")
     parser.add_argument("--gpu", action="store_true", help="GPU rows: CuPy vs torch+cuDNN, 60,000 images")
     parser.add_argument("--net", action="store_true", help="CPU rows for a two-layer FixedConvNet")
+    parser.add_argument("--dictionary", action="store_true", help="CIFAR-10-sized 1,600-filter k-means case")
+    parser.add_argument("--images", type=int, default=1000, help="images per timed run of the dictionary case")
+    parser.add_argument("--total", action="store_true", help="also time all 60,000 images once (dictionary case)")
     args = parser.parse_args()
 
     import torch
@@ -178,7 +291,9 @@ def main():
         torch.set_num_threads(args.threads)
     print(f"# {platform.node()} {platform.processor() or platform.machine()}, torch {torch.__version__} "
           f"({torch.get_num_threads()} threads), {time.strftime('%Y-%m-%d')}")
-    if args.gpu:
+    if args.dictionary:
+        dictionary_rows(args.images, args.repeats, args.total)
+    elif args.gpu:
         gpu_rows((args.workloads or "mnist,cifar10").split(","), args.repeats)
     else:
         cpu_rows((args.workloads or ",".join(WORKLOADS)).split(","), args.repeats, net=args.net)

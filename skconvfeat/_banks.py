@@ -461,8 +461,10 @@ def identity_bank(kernel_size, n_channels):
 
 # -- data-derived banks: built in fit from preprocessed patches of X ---------
 
-# Patches whose L2 norm is below this are flat (zero after normalisation or
-# whitening) and carry no direction for a unit-norm dictionary.
+# Patches whose L2 norm is below this fraction of the largest are flat (zero
+# after normalisation or whitening, up to rounding) and carry no direction for
+# a unit-norm dictionary; also the norm below which a sum of unit patches has
+# cancelled out.
 _FLAT_PATCH_NORM = 1e-8
 # Rows of the patch matrix per assignment step of k-means: bounds the
 # (rows, n_filters) similarity block (4096 x 4000 float32 = 64 MiB).
@@ -477,7 +479,7 @@ def _non_flat_rows(patches, n_filters, bank, unit):
     """
     rows = patches.reshape(patches.shape[0], -1)
     norms = np.linalg.norm(rows, axis=1, keepdims=True)
-    keep = norms[:, 0] > _FLAT_PATCH_NORM
+    keep = norms[:, 0] > _FLAT_PATCH_NORM * norms.max(initial=0.0)
     rows = rows[keep] / norms[keep] if unit else rows[keep]
     distinct = np.unique(rows, axis=0)
     if n_filters > distinct.shape[0]:
@@ -540,8 +542,10 @@ def kmeans_bank(patches, kernel_size, n_channels, n_filters=256, max_iter=10, sp
             (np.ones(labels.size), (labels, np.arange(labels.size))), shape=(n_filters, labels.size)
         )
         sums = members @ rows
-        # A centroid with no patches, or (spherical) whose patches cancel out, restarts at a random patch.
-        lost = (counts == 0) | (np.linalg.norm(sums, axis=1) <= _FLAT_PATCH_NORM)
+        # A centroid with no patches, or (spherical) whose unit patches cancel out, restarts at a random patch.
+        lost = counts == 0
+        if spherical:
+            lost |= np.linalg.norm(sums, axis=1) <= _FLAT_PATCH_NORM
         sums[lost] = rows[rng.randint(rows.shape[0], size=int(lost.sum()))]
         counts[lost] = 1
         centroids = sums / counts[:, None]

@@ -50,7 +50,7 @@ class FixedConvNet(TransformerMixin, _BaseComposition):
     n_features_in_ : int
         Values per input image, ``h * w * c``.
 
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Column names seen in ``fit`` when ``X`` was a DataFrame.
 
     n_features_out_ : int
@@ -151,7 +151,7 @@ class FixedConvNet(TransformerMixin, _BaseComposition):
 
         Returns
         -------
-        X_new : ndarray of shape (n_samples, n_features_out_)
+        X_new : ndarray of shape (n_samples, `n_features_out_`)
         """
         return self._emit(self._fit_transform(X))
 
@@ -165,7 +165,7 @@ class FixedConvNet(TransformerMixin, _BaseComposition):
 
         Returns
         -------
-        X_new : ndarray of shape (n_samples, n_features_out_)
+        X_new : ndarray of shape (n_samples, `n_features_out_`)
             With ``output="last"`` the last layer's features, else every
             layer's, in layer order; each block ordered map by map then row by row.
         """

@@ -195,7 +195,7 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
     n_features_in_ : int
         Values per image, ``h * w * c``.
 
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Column names seen in ``fit`` when ``X`` was a DataFrame.
 
     n_features_out_ : int
@@ -213,7 +213,7 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
     product in cache-sized batches spread over threads (one per BLAS thread
     allowed, so ``threadpoolctl`` limits and joblib workers are respected).
     With preprocessing or a dictionary encoding, the positions are processed
-    in tiles of about 1 MiB (patch rows and maps): the product, the encoding
+    in tiles of about 2 MiB (patch rows and maps): the product, the encoding
     and the pooling run on the tile while it is in cache, so memory beyond
     the output stays near ``threads * (batch scratch + 2 tiles)`` plus the
     folded kernels, whatever the number of filters (4,000 filters on 32x32x3
@@ -346,7 +346,7 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        X_new : ndarray of shape (n_samples, n_features_out_)
+        X_new : ndarray of shape (n_samples, `n_features_out_`)
             Pooled features, ordered map by map then row by row
             (``get_feature_names_out`` names them). A CuPy array for CuPy input.
         """

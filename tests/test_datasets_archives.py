@@ -12,7 +12,7 @@ import pytest
 
 from skconvfeat.datasets import load_dataset, load_image_folder
 from skconvfeat.datasets._archive import iter_archive_files
-from skconvfeat.datasets._errors import CorruptFileError, UnsafeArchiveError
+from skconvfeat.datasets._errors import CorruptFileError, LimitExceededError, UnsafeArchiveError
 
 Image = pytest.importorskip("PIL.Image")
 
@@ -227,9 +227,9 @@ def test_zip_symlink_is_refused(tmp_path):
 @pytest.mark.parametrize("kind", ["tar.gz", "zip"])
 def test_caps_on_members_and_size(kind, tmp_path, rng):
     path = write_source(kind, tmp_path, make_images(rng))
-    with pytest.raises(UnsafeArchiveError, match="max_members=5"):
+    with pytest.raises(LimitExceededError, match="max_members=5"):
         load_image_folder(path, subset="train", max_members=5)
-    with pytest.raises(UnsafeArchiveError, match="max_total_bytes=100"):
+    with pytest.raises(LimitExceededError, match="max_total_bytes=100"):
         load_image_folder(path, subset="train", max_total_bytes=100)
     assert len(load_image_folder(path, subset="train", max_members=100).target) == 6
 

@@ -4,8 +4,10 @@ import dataclasses
 import gzip
 import hashlib
 import http.server
+import os
 import struct
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -22,7 +24,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     """Serve ``server.plan[path]``: a list of responses used one per request.
 
     A response is ("ok", body), ("truncated", body): Content-Length of the
-    whole body but only half of it sent, or (status, None).
+    whole body but only half of it sent, ("no_length", body): no Content-Length,
+    the body ends when the connection closes, ("drip", body): one byte every
+    0.1 s, or (status, None).
     """
 
     protocol_version = "HTTP/1.1"
@@ -35,10 +39,20 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_error(kind)
             return
         self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
+        if kind != "no_length":
+            self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body if kind == "ok" else body[: len(body) // 2])
         self.close_connection = True
+        try:
+            if kind == "drip":
+                for i in range(len(body)):
+                    self.wfile.write(body[i:i + 1])
+                    self.wfile.flush()
+                    time.sleep(0.1)
+            else:
+                self.wfile.write(body[: len(body) // 2] if kind == "truncated" else body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up, as it should
 
     def log_message(self, *args):  # keep the test output clean
         pass
@@ -58,7 +72,8 @@ def server():
 
 
 def remote(algorithm="sha256", body=BODY):
-    return RemoteFile("data.bin", f"{algorithm}:{hashlib.new(algorithm, body).hexdigest()}")
+    checksum = f"{algorithm}:{hashlib.new(algorithm, body).hexdigest()}"
+    return RemoteFile("data.bin", checksum, len(body))
 
 
 def fetch(server, folder, **kwargs):
@@ -68,6 +83,13 @@ def fetch(server, folder, **kwargs):
 
 def assert_nothing_left(folder):
     assert not folder.exists() or list(folder.iterdir()) == []
+
+
+@pytest.fixture
+def umask_022():
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
 
 
 @pytest.mark.parametrize("algorithm", ["sha256", "md5"])
@@ -135,7 +157,7 @@ def test_fetch_mnist_downloads_into_data_home(server, tmp_path, monkeypatch):
     files = {name: gzip.compress(raw) for name, raw in files.items()}
     for name, body in files.items():
         server.plan[f"/files/{name}"] = [("ok", body)]
-    test_files = tuple(RemoteFile(name, f"sha256:{hashlib.sha256(body).hexdigest()}")
+    test_files = tuple(RemoteFile(name, f"sha256:{hashlib.sha256(body).hexdigest()}", len(body))
                        for name, body in files.items())
     mnist = dataclasses.replace(_fetchers.DATASETS["mnist"],
                                 files={"train": (), "test": test_files})
@@ -146,3 +168,88 @@ def test_fetch_mnist_downloads_into_data_home(server, tmp_path, monkeypatch):
     np.testing.assert_array_equal(bunch.images, images)
     np.testing.assert_array_equal(bunch.target, labels)
     assert sorted(p.name for p in (tmp_path / "mnist").iterdir()) == sorted(files)
+
+
+# --- bounds, permissions, leftovers ----------------------------------------------------
+
+
+def test_every_dataset_file_has_its_expected_size():
+    for dataset in _fetchers.DATASETS.values():
+        for files in dataset.files.values():
+            for file in files:
+                assert isinstance(file.size, int) and file.size > 1000, file
+
+
+def test_body_without_content_length_is_cut_at_the_expected_size(server, tmp_path):
+    server.plan["/files/data.bin"] = [("no_length", BODY * 50)]
+    with pytest.raises(DownloadError) as excinfo:
+        fetch(server, tmp_path / "cache")
+    message = str(excinfo.value)
+    assert "data.bin" in message and f"{len(BODY)} bytes" in message
+    assert len(server.requests) == 1  # a server sending too much is not retried
+    assert not (tmp_path / "cache").exists()
+
+
+def test_announced_length_beyond_the_expected_size_is_refused(server, tmp_path):
+    server.plan["/files/data.bin"] = [("ok", BODY + b"x")]
+    with pytest.raises(DownloadError, match=f"data.bin.*{len(BODY) + 1}.*{len(BODY)}"):
+        fetch(server, tmp_path)
+    assert_nothing_left(tmp_path)
+
+
+def test_body_without_content_length_of_the_right_size_is_accepted(server, tmp_path):
+    server.plan["/files/data.bin"] = [("no_length", BODY)]
+    assert fetch(server, tmp_path).read_bytes() == BODY
+
+
+def test_slow_drip_stops_at_the_deadline(server, tmp_path):
+    server.plan["/files/data.bin"] = [("drip", BODY)]
+    start = time.monotonic()
+    with pytest.raises(DownloadError, match=r"data.bin.*deadline=0.5 s"):
+        fetch(server, tmp_path / "cache", deadline=0.5)
+    assert time.monotonic() - start < 5
+    assert not (tmp_path / "cache").exists()
+
+
+@pytest.mark.parametrize("deadline", [0, -1, float("nan"), "1"])
+def test_deadline_is_validated(deadline, tmp_path):
+    with pytest.raises((ValueError, TypeError), match="'deadline' parameter of fetch_mnist"):
+        ds.fetch_mnist(data_home=tmp_path, deadline=deadline)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_downloaded_file_respects_the_umask(server, tmp_path, umask_022):
+    server.plan["/files/data.bin"] = [("ok", BODY)]
+    path = fetch(server, tmp_path / "cache")
+    assert path.stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "cache").stat().st_mode & 0o777 == 0o755
+
+
+def test_failed_download_leaves_no_folder(server, tmp_path):
+    server.plan["/files/data.bin"] = [(404, None)]
+    with pytest.raises(DownloadError):
+        fetch(server, tmp_path / "home" / "mnist")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_download_keeps_folders_that_existed(server, tmp_path):
+    (tmp_path / "mnist").mkdir()
+    server.plan["/files/data.bin"] = [(404, None)]
+    with pytest.raises(DownloadError):
+        fetch(server, tmp_path / "mnist")
+    assert list(tmp_path.iterdir()) == [tmp_path / "mnist"]
+
+
+def test_stale_partial_files_are_cleaned(server, tmp_path):
+    fcntl = pytest.importorskip("fcntl")
+    stale = tmp_path / ".data.bin.k1lled.part"
+    stale.write_bytes(b"left by a killed run")
+    other = tmp_path / ".other.bin.x.part"  # another file's: not ours to judge
+    other.write_bytes(b"")
+    live = tmp_path / ".data.bin.l1ve.part"  # a download in progress holds its lock
+    with open(live, "wb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        server.plan["/files/data.bin"] = [("ok", BODY)]
+        path = fetch(server, tmp_path)
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+            [path.name, live.name, other.name])

@@ -102,6 +102,18 @@ def test_one_layer_network_equals_the_fixed_transformer(cfg):
     assert_allclose(feats, fixed, rtol=1e-5, atol=1e-5 * np.abs(fixed).max())
 
 
+def test_flat_rows_and_image_arrays_agree():
+    X = _images((6, 8, 8))
+    y = np.arange(6) % 3
+    est = LearnedConvClassifier(FixedConvTransformer(kernel_size=3, padding="same"), **QUICK).fit(X, y)
+    assert est.image_shape_ == (8, 8, 1)
+    assert est.n_features_in_ == 64
+    # Two memory layouts through BLAS may round differently (1 ulp on AVX-512 CPUs):
+    # the promise is the same model, not the same bits.
+    assert_allclose(est.decision_function(X), est.decision_function(X.reshape(6, -1)),
+                    rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.parametrize(
     "net",
     [

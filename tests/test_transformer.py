@@ -107,7 +107,8 @@ def test_transform_independent_of_batching_and_threads():
     with threadpool_limits(1):
         single = conv.transform(images)
     assert_allclose(batched, whole, rtol=1e-6)
-    assert_array_equal(whole, single)
+    # BLAS may split the work differently with one thread: equal up to rounding.
+    assert_allclose(whole, single, rtol=1e-6)
 
 
 def test_transform_memory_is_bounded():

@@ -13,7 +13,7 @@ import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
-from ._errors import UnsafeArchiveError, corrupt_file
+from ._errors import LimitExceededError, UnsafeArchiveError, corrupt_file
 
 DEFAULT_MAX_MEMBERS = 1_000_000
 DEFAULT_MAX_TOTAL_BYTES = 4 * 2**30
@@ -54,12 +54,14 @@ def iter_archive_files(path, *, wanted=None, max_members=DEFAULT_MAX_MEMBERS,
     Raises
     ------
     UnsafeArchiveError
-        On a dangerous member or when a cap is exceeded.
+        On a dangerous member.
+    LimitExceededError
+        When a cap is exceeded.
     CorruptFileError
         When the archive cannot be read.
     """
     path = Path(path)
-    limits = _Limits(path, max_members, max_total_bytes)
+    limits = Limits(path, max_members, max_total_bytes)
     wanted = wanted or (lambda name: True)
     if path.suffix.lower() == ".zip":
         yield from _iter_zip(path, wanted, limits)
@@ -67,8 +69,8 @@ def iter_archive_files(path, *, wanted=None, max_members=DEFAULT_MAX_MEMBERS,
         yield from _iter_tar(path, wanted, limits)
 
 
-class _Limits:
-    """Count members and bytes; raise naming the parameter to raise."""
+class Limits:
+    """Count the files of a folder or archive and their bytes; raise naming the parameter to raise."""
 
     def __init__(self, path, max_members, max_total_bytes):
         self.path = path
@@ -81,14 +83,14 @@ class _Limits:
         self.members += 1
         self.total_bytes += size
         if self.members > self.max_members:
-            raise UnsafeArchiveError(
+            raise LimitExceededError(
                 f"{self.path} has more than max_members={self.max_members} members; "
-                "pass a larger max_members if you trust this archive."
+                "pass a larger max_members if you trust it."
             )
         if self.total_bytes > self.max_total_bytes:
-            raise UnsafeArchiveError(
+            raise LimitExceededError(
                 f"{self.path} holds more than max_total_bytes={self.max_total_bytes} "
-                "bytes uncompressed; pass a larger max_total_bytes if you trust this archive."
+                "bytes uncompressed; pass a larger max_total_bytes if you trust it."
             )
 
 

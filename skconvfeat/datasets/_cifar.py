@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._archive import iter_archive_files
-from ._errors import ForbiddenPickleError, corrupt_file
+from ._errors import ForbiddenPickleError, check_labels, corrupt_file
 
 
 def _reconstruct():
@@ -103,8 +103,12 @@ CIFAR100_LAYOUT = CifarLayout(
 )
 
 
-def read_cifar_archive(path, layout, subset):
+def read_cifar_archive(path, layout, subset, *, max_total_bytes):
     """Read one subset of a CIFAR python-batches tar.gz without extracting it.
+
+    Labels are checked against the class names of the archive's meta file.
+    ``max_total_bytes`` bounds the archive's uncompressed members, which is
+    about what the unpickled batches take.
 
     Returns
     -------
@@ -115,7 +119,8 @@ def read_cifar_archive(path, layout, subset):
     names = [f"{layout.folder}/{name}" for name in layout.batches[subset]]
     meta_name = f"{layout.folder}/{layout.meta}"
     wanted = set(names) | {meta_name}
-    members = dict(iter_archive_files(path, wanted=wanted.__contains__))
+    members = dict(iter_archive_files(path, wanted=wanted.__contains__,
+                                      max_total_bytes=max_total_bytes))
     missing = sorted(wanted - members.keys())
     if missing:
         raise corrupt_file(path, f"members {missing} not found")
@@ -123,25 +128,28 @@ def read_cifar_archive(path, layout, subset):
     def source(name):
         return f"{path} (member {name})"
 
-    batches = [_parse_batch(members[name], layout, source(name)) for name in names]
-    images = np.concatenate([images for images, _ in batches])
-    target = np.concatenate([target for _, target in batches])
     meta = restricted_loads(members[meta_name], source(meta_name))
     try:
         target_names = np.array([name.decode() for name in meta[layout.names_key]])
     except (TypeError, KeyError, AttributeError, UnicodeDecodeError) as exc:
         raise corrupt_file(source(meta_name), f"no usable {layout.names_key!r}") from exc
+    batches = [_parse_batch(members[name], layout, source(name), len(target_names))
+               for name in names]
+    images = np.concatenate([images for images, _ in batches])
+    if len(images) == 0:
+        raise corrupt_file(path, f"the {subset} batches hold no images")
+    target = np.concatenate([target for _, target in batches])
     return images, target, target_names
 
 
-def _parse_batch(data, layout, source):
+def _parse_batch(data, layout, source, n_classes):
     batch = restricted_loads(data, source)
     try:
-        pixels = batch[b"data"]
-        target = np.asarray(batch[layout.label_key], dtype=np.int64)
-    except (TypeError, KeyError, ValueError) as exc:
+        pixels, labels = batch[b"data"], batch[layout.label_key]
+    except (TypeError, KeyError) as exc:
         raise corrupt_file(source, f"not a CIFAR batch: {exc!r}") from exc
-    n = target.shape[0] if target.ndim == 1 else -1
+    target = check_labels(labels, source, n_classes)
+    n = len(target)
     if not isinstance(pixels, np.ndarray) or pixels.dtype != np.uint8 or pixels.shape != (n, 3072):
         raise corrupt_file(source, "data is not uint8 of shape (n_labels, 3072)")
     # Rows are 1024 red, then 1024 green, then 1024 blue values (CHW order).

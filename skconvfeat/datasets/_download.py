@@ -1,4 +1,4 @@
-"""Download dataset files into the cache, verified, atomically.
+"""Download dataset files into the cache, verified, atomically, within bounds.
 
 Policy (documented in ``docs/datasets.md``):
 
@@ -7,8 +7,14 @@ Policy (documented in ``docs/datasets.md``):
   damaged file is reported by the parser with a "delete it" message instead.
 * A download goes to a temporary file in the destination folder, is hashed
   while it streams, and is ``os.replace``-d into place only when complete and
-  verified. The temporary file is removed in a ``finally`` block, so a failed
-  download never leaves anything behind.
+  verified. The temporary file is removed in a ``finally`` block, and folders
+  created for the download are removed again if it fails, so a failed download
+  never leaves anything behind. Temporary files of killed runs (not locked by a
+  live download) are removed before a new download of the same file.
+* Every file has a known size: a server announcing or sending more is cut off
+  (not retried), and the whole fetch, retries included, has a ``deadline``.
+* Files and folders get the permissions of the process's umask (``0o644`` and
+  ``0o755`` with the usual ``022``), so a shared data folder stays readable.
 * Transient failures (connection errors, time-outs, truncated transfers, HTTP
   5xx and 429) are retried ``n_retries`` times, ``delay`` seconds apart.
   A checksum mismatch of a *complete* file and other HTTP errors (404, 403,
@@ -28,16 +34,23 @@ from pathlib import Path
 
 from ._errors import ChecksumMismatchError, DownloadError
 
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks, stale partial files are left alone
+    fcntl = None
+
 _CHUNK_SIZE = 1 << 20
 _PROGRESS_EVERY_S = 0.5
+DEFAULT_DEADLINE = 3600.0
 
 
 @dataclass(frozen=True)
 class RemoteFile:
-    """A file of a dataset: its name and published checksum ``"<algo>:<hex>"``."""
+    """A file of a dataset: its name, published checksum ``"<algo>:<hex>"`` and size in bytes."""
 
     filename: str
     checksum: str
+    size: int
 
     @property
     def algorithm(self):
@@ -53,13 +66,13 @@ class _TransientError(DownloadError):
 
 
 def fetch_file(remote, folder, base_url, *, download_if_missing=True, n_retries=3,
-               delay=1.0, timeout=60.0):
+               delay=1.0, timeout=60.0, deadline=DEFAULT_DEADLINE):
     """Return the path of ``remote`` in ``folder``, downloading it if needed.
 
     Parameters
     ----------
     remote : RemoteFile
-        The file name and its expected checksum.
+        The file name, its expected checksum and size.
     folder : path-like
         The dataset's folder, ``<data_home>/<dataset>``.
     base_url : str
@@ -72,6 +85,9 @@ def fetch_file(remote, folder, base_url, *, download_if_missing=True, n_retries=
         Seconds between retries.
     timeout : float, default=60.0
         Socket time-out in seconds.
+    deadline : float, default=3600.0
+        Seconds for the whole download, retries included. Checked between
+        reads, each of which waits at most ``timeout`` seconds.
 
     Returns
     -------
@@ -87,24 +103,109 @@ def fetch_file(remote, folder, base_url, *, download_if_missing=True, n_retries=
             "and download_if_missing=False."
         )
     url = base_url + remote.filename
-    folder.mkdir(parents=True, exist_ok=True)
+    clock = _Deadline(url, deadline)
+    created = _make_folders(folder)
+    try:
+        _remove_stale_partials(path)
+        _download_with_retries(url, path, remote, n_retries, delay, timeout, clock)
+    except BaseException:
+        _remove_empty_folders(created)
+        raise
+    return path
+
+
+def _download_with_retries(url, path, remote, n_retries, delay, timeout, clock):
     for attempt in range(n_retries + 1):
         try:
-            _download_verified(url, path, remote, timeout)
-            return path
+            _download_verified(url, path, remote, timeout, clock)
+            return
         except _TransientError as exc:
             if attempt == n_retries:
                 raise DownloadError(f"{exc} (gave up after {attempt + 1} attempts)") from exc
+            clock.check(delay)
             print(f"{exc}; retrying in {delay:g} s", file=sys.stderr)
             time.sleep(delay)
 
 
-def _download_verified(url, path, remote, timeout):
+class _Deadline:
+    """The end of the time allowed to one fetch, and the error that says so."""
+
+    def __init__(self, url, seconds):
+        self.url = url
+        self.seconds = seconds
+        self.end = time.monotonic() + seconds
+
+    def remaining(self):
+        return self.end - time.monotonic()
+
+    def check(self, more=0.0):
+        """Raise if the deadline has passed, or would have after ``more`` seconds."""
+        if self.remaining() < more:
+            raise DownloadError(
+                f"Download of {self.url} did not finish within deadline={self.seconds:g} s; "
+                "pass a larger deadline if the server is just slow."
+            )
+
+
+def _make_folders(folder):
+    """Create ``folder`` and its missing parents; return those created, outermost first."""
+    missing = [parent for parent in (folder, *folder.parents) if not parent.exists()]
+    for parent in reversed(missing):
+        # mode 0o777 masked by the umask, as mkdir(1) does.
+        parent.mkdir(exist_ok=True)
+    return missing[::-1]
+
+
+def _remove_empty_folders(created):
+    for folder in reversed(created):
+        try:
+            folder.rmdir()
+        except OSError:  # not empty: another download put something there
+            return
+
+
+def _partial_name_parts(path):
+    """Prefix and suffix of the temporary files of a download of ``path``."""
+    return f".{path.name}.", ".part"
+
+
+def _remove_stale_partials(path):
+    """Remove temporary files of ``path`` left by killed runs.
+
+    A live download holds an exclusive lock on its temporary file; a file whose
+    lock can be taken belongs to a process that no longer runs.
+    """
+    if fcntl is None:
+        return
+    prefix, suffix = _partial_name_parts(path)
+    for partial in path.parent.glob(f"{prefix}*{suffix}"):
+        try:
+            with open(partial, "rb") as file:
+                fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                partial.unlink()
+        except OSError:  # locked (BlockingIOError) or already gone
+            continue
+
+
+def _current_umask():
+    # The only portable way to read the umask is to set it; set it straight back.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _download_verified(url, path, remote, timeout, clock):
     """Download ``url`` to ``path`` via a temporary file; never leave a partial file."""
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    prefix, suffix = _partial_name_parts(path)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=suffix)
     try:
+        # mkstemp makes the file 0o600; a cached dataset should be as readable
+        # as any other file the user creates.
+        os.fchmod(fd, 0o666 & ~_current_umask())
         with os.fdopen(fd, "wb") as tmp:
-            digest = _stream(url, tmp, remote.algorithm, timeout)
+            if fcntl is not None:
+                fcntl.flock(tmp, fcntl.LOCK_EX)  # tells _remove_stale_partials we live
+            digest = _stream(url, tmp, remote, timeout, clock)
         if digest != remote.hexdigest:
             raise ChecksumMismatchError(
                 f"{url} does not have the published {remote.algorithm} checksum "
@@ -117,20 +218,31 @@ def _download_verified(url, path, remote, timeout):
             os.remove(tmp_name)
 
 
-def _stream(url, out, algorithm, timeout):
-    """Copy the body of ``url`` to ``out``; return its hex digest."""
-    digest = hashlib.new(algorithm)
+def _stream(url, out, remote, timeout, clock):
+    """Copy the body of ``url`` to ``out``, at most ``remote.size`` bytes; return its digest."""
+    digest = hashlib.new(remote.algorithm)
     received = 0
+    clock.check()
+    # Every socket operation ends by the deadline or the time-out, whichever is first
+    # (a time-out of 0 would make the socket non-blocking: keep it positive).
+    socket_timeout = max(min(timeout, clock.remaining()), 1e-3)
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            length = response.headers.get("Content-Length")
-            expected = int(length) if length is not None else None
-            progress = _Progress(url, expected)
-            while chunk := response.read(_CHUNK_SIZE):
+        with urllib.request.urlopen(url, timeout=socket_timeout) as response:
+            expected = _announced_length(response, url, remote)
+            progress = _Progress(url, expected or remote.size)
+            # read1 returns what has arrived, so that a slow drip still lets
+            # the deadline be checked; one byte beyond the size is enough to refuse.
+            while chunk := response.read1(min(_CHUNK_SIZE, remote.size + 1 - received)):
+                received += len(chunk)
+                if received > remote.size:
+                    raise DownloadError(
+                        f"{url} sends more than the {remote.size} bytes expected of "
+                        f"{remote.filename}; refusing it (the file was discarded)."
+                    )
                 digest.update(chunk)
                 out.write(chunk)
-                received += len(chunk)
                 progress.update(received)
+                clock.check()
             progress.close(received)
     except urllib.error.HTTPError as exc:
         error = _TransientError if exc.code >= 500 or exc.code == 429 else DownloadError
@@ -145,6 +257,19 @@ def _stream(url, out, algorithm, timeout):
             f"Download of {url} truncated: got {received} of {expected} bytes"
         )
     return digest.hexdigest()
+
+
+def _announced_length(response, url, remote):
+    """The Content-Length, if any; refuse one beyond the file's known size."""
+    length = response.headers.get("Content-Length")
+    if length is None:
+        return None
+    if not length.isdigit() or int(length) > remote.size:
+        raise DownloadError(
+            f"{url} announces {length} bytes, but {remote.filename} has {remote.size} "
+            "bytes; refusing to download it."
+        )
+    return int(length)
 
 
 class _Progress:

@@ -1,16 +1,21 @@
 """Fetchers of the standard image classification datasets, scikit-learn style."""
 
+import math
+import os
 from dataclasses import dataclass
+from numbers import Integral, Real
 from pathlib import Path
 
 import numpy as np
 from sklearn.utils import Bunch
+from sklearn.utils._param_validation import Interval, validate_parameter_constraints
 
 from .._hints import closest_name
+from ._archive import DEFAULT_MAX_TOTAL_BYTES
 from ._cifar import CIFAR10_LAYOUT, CIFAR100_LAYOUT, read_cifar_archive
 from ._data_home import get_data_home
-from ._download import RemoteFile, fetch_file
-from ._errors import check_choice, corrupt_file
+from ._download import DEFAULT_DEADLINE, RemoteFile, fetch_file
+from ._errors import check_choice, check_labels, corrupt_file
 from ._idx import read_idx
 from ._image_folder import load_image_folder
 from ._svhn import read_svhn_mat
@@ -28,24 +33,32 @@ BASE_URLS = {
     "svhn": "http://ufldl.stanford.edu/housenumbers/",
 }
 
-# The MD5s published with the datasets (the ones torchvision checks).
+# One record per file: name -> (the MD5 published with the dataset, the one
+# torchvision checks; the size in bytes of the canonical file).
 _IDX_NAMES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
 }
-_IDX_MD5 = {
-    "mnist": ("f68b3c2dcbeaaa9fbdd348bbdeb94873", "d53e105ee54ea40749a09fcbcd1e9432",
-              "9fb629c4189551a2d022fa330f9573f3", "ec29112dd5afa0611ce80d1b7f02629c"),
-    "fashion_mnist": ("8d4fb7e6c68d591d4c3dfef9ec88bf0d", "25c81989df183df01b3e8a0aad5dffbe",
-                      "bef4ecab320f06d8554ea6380940ec79", "bb300cfdad3c16e7a12a480ee83cd310"),
-    "kmnist": ("bdb82020997e1d708af4cf47b453dcf7", "e144d726b3acfaa3e44228e80efcd344",
-               "5c965bf0a639b31b8f53240b1b52f4d7", "7320c461ea6c1c855c0b718fb2a4b134"),
+_IDX_FILES = {
+    "mnist": (("f68b3c2dcbeaaa9fbdd348bbdeb94873", 9_912_422),
+              ("d53e105ee54ea40749a09fcbcd1e9432", 28_881),
+              ("9fb629c4189551a2d022fa330f9573f3", 1_648_877),
+              ("ec29112dd5afa0611ce80d1b7f02629c", 4_542)),
+    "fashion_mnist": (("8d4fb7e6c68d591d4c3dfef9ec88bf0d", 26_421_880),
+                      ("25c81989df183df01b3e8a0aad5dffbe", 29_515),
+                      ("bef4ecab320f06d8554ea6380940ec79", 4_422_102),
+                      ("bb300cfdad3c16e7a12a480ee83cd310", 5_148)),
+    "kmnist": (("bdb82020997e1d708af4cf47b453dcf7", 18_165_135),
+               ("e144d726b3acfaa3e44228e80efcd344", 29_497),
+               ("5c965bf0a639b31b8f53240b1b52f4d7", 3_041_136),
+               ("7320c461ea6c1c855c0b718fb2a4b134", 5_120)),
 }
 
 
 def _idx_files(dataset):
     names = (*_IDX_NAMES["train"], *_IDX_NAMES["test"])
-    files = {name: RemoteFile(name, f"md5:{md5}") for name, md5 in zip(names, _IDX_MD5[dataset])}
+    files = {name: RemoteFile(name, f"md5:{md5}", size)
+             for name, (md5, size) in zip(names, _IDX_FILES[dataset])}
     return {subset: tuple(files[name] for name in _IDX_NAMES[subset]) for subset in SUBSETS}
 
 
@@ -85,21 +98,23 @@ DATASETS = {
     "cifar10": _Dataset(
         "cifar10",
         dict.fromkeys(SUBSETS, (RemoteFile(
-            "cifar-10-python.tar.gz", "md5:c58f30108f718f92721af3b95e74349a"),)),
+            "cifar-10-python.tar.gz", "md5:c58f30108f718f92721af3b95e74349a", 170_498_071),)),
         "CIFAR-10: 50,000 train + 10,000 test 32x32 colour images, 10 classes.",
         "https://www.cs.toronto.edu/~kriz/cifar.html",
     ),
     "cifar100": _Dataset(
         "cifar100",
         dict.fromkeys(SUBSETS, (RemoteFile(
-            "cifar-100-python.tar.gz", "md5:eb9058c3a382ffc7106e4002c42a8d85"),)),
+            "cifar-100-python.tar.gz", "md5:eb9058c3a382ffc7106e4002c42a8d85", 169_001_437),)),
         "CIFAR-100: 50,000 train + 10,000 test 32x32 colour images, 100 fine classes.",
         "https://www.cs.toronto.edu/~kriz/cifar.html",
     ),
     "svhn": _Dataset(
         "svhn",
-        {"train": (RemoteFile("train_32x32.mat", "md5:e26dedcc434d2e4c54c9b2d4a06d8373"),),
-         "test": (RemoteFile("test_32x32.mat", "md5:eb5a983be6a315427106f1b164d9cef3"),)},
+        {"train": (RemoteFile("train_32x32.mat", "md5:e26dedcc434d2e4c54c9b2d4a06d8373",
+                               182_040_794),),
+         "test": (RemoteFile("test_32x32.mat", "md5:eb5a983be6a315427106f1b164d9cef3",
+                              64_275_384),)},
         "SVHN cropped digits: 73,257 train + 26,032 test 32x32 colour images of house "
         "numbers, 10 classes (the 'extra' set is not included).",
         "http://ufldl.stanford.edu/housenumbers/", _DIGITS,
@@ -125,16 +140,36 @@ _FETCH_DOC = """
         Retries after a transient network error.
     delay : float, default=1.0
         Seconds between retries.
+    deadline : float, default=3600.0
+        Seconds allowed to download each missing file, retries included; a
+        slower download stops with a DownloadError naming the file.
+    max_total_bytes : int, default=4 GiB
+        Refuse files that would decode into more bytes than this, checked from
+        their headers before anything is decompressed or allocated (the error
+        names the file and this parameter).
 
     Returns
     -------
     data : :class:`~sklearn.utils.Bunch`
         ``data``: ndarray of shape (n_samples, {n_features}), uint8, the flattened
         ``images``: ndarray of shape (n_samples, {shape}), uint8;
-        ``target``: ndarray of shape (n_samples,), int64;
+        ``target``: ndarray of shape (n_samples,), int64, checked to be in
+        ``0..len(target_names) - 1``;
         ``target_names``: ndarray of str; ``DESCR``: str.
     (data, target) : tuple if ``return_X_y`` is True
 """
+
+#: The constraints of the fetchers' parameters but ``subset`` (checked by
+#: check_choice, whose message lists the choices in order).
+_FETCH_CONSTRAINTS = {
+    "data_home": [None, str, os.PathLike],
+    "download_if_missing": ["boolean"],
+    "return_X_y": ["boolean"],
+    "n_retries": [Interval(Integral, 0, None, closed="left")],
+    "delay": [Interval(Real, 0, None, closed="left")],
+    "deadline": [Interval(Real, 0, None, closed="neither")],
+    "max_total_bytes": [Interval(Integral, 1, None, closed="left")],
+}
 
 
 def _fill_doc(name, shape, n_features):
@@ -146,44 +181,73 @@ def _fill_doc(name, shape, n_features):
     return decorate
 
 
-def _fetch(dataset, func, data_home, subset, download_if_missing, n_retries, delay):
-    """Validate ``subset``, make sure the files are there; return their paths."""
-    check_choice(subset, param="subset", func=func, choices=SUBSETS)
-    folder = Path(get_data_home(data_home)) / dataset.name
-    return [
-        fetch_file(remote, folder, BASE_URLS[dataset.name],
-                   download_if_missing=download_if_missing, n_retries=n_retries, delay=delay)
-        for remote in dataset.files[subset]
-    ]
-
-
-def _bunch(dataset, subset, images, target, return_X_y, target_names=None):
-    data = images.reshape(len(images), -1)
-    if return_X_y:
-        return data, target
-    names = target_names if target_names is not None else np.array(dataset.target_names)
-    descr = f"{dataset.title}\nSubset: {subset}, {len(images)} images.\nSource: {dataset.homepage}"
-    return Bunch(data=data, images=images, target=target, target_names=names, DESCR=descr)
-
-
-def _fetch_idx(name, func, data_home, subset, download_if_missing, return_X_y, n_retries,
-               delay):
-    """The one fetcher of the three MNIST-format datasets."""
-    dataset = DATASETS[name]
-    images_path, labels_path = _fetch(
-        dataset, func, data_home, subset, download_if_missing, n_retries, delay
-    )
-    images, labels = read_idx(images_path), read_idx(labels_path)
+def _read_idx_pair(paths, subset, dataset, max_total_bytes):
+    images_path, labels_path = paths
+    images = read_idx(images_path, max_total_bytes=max_total_bytes)
     if images.ndim != 3 or images.dtype != np.uint8:
         raise corrupt_file(images_path, f"expected uint8 images (n, h, w), got {images.shape}")
-    if labels.shape != images.shape[:1]:
-        raise corrupt_file(labels_path, f"{labels.shape[0]} labels for {len(images)} images")
-    return _bunch(dataset, subset, images, labels.astype(np.int64), return_X_y)
+    if len(images) == 0:
+        raise corrupt_file(images_path, "it holds no images")
+    labels = read_idx(labels_path, max_total_bytes=max_total_bytes)
+    target = check_labels(labels, labels_path, len(dataset.target_names))
+    if len(target) != len(images):
+        raise corrupt_file(labels_path, f"{len(target)} labels for {len(images)} images")
+    return images, target, np.array(dataset.target_names)
+
+
+def _read_cifar(layout):
+    def read(paths, subset, dataset, max_total_bytes):
+        (archive,) = paths
+        return read_cifar_archive(archive, layout, subset, max_total_bytes=max_total_bytes)
+    return read
+
+
+def _read_svhn(paths, subset, dataset, max_total_bytes):
+    (mat,) = paths
+    images, target = read_svhn_mat(mat, max_total_bytes=max_total_bytes)
+    return images, target, np.array(dataset.target_names)
+
+
+_READERS = {
+    "mnist": _read_idx_pair,
+    "fashion_mnist": _read_idx_pair,
+    "kmnist": _read_idx_pair,
+    "cifar10": _read_cifar(CIFAR10_LAYOUT),
+    "cifar100": _read_cifar(CIFAR100_LAYOUT),
+    "svhn": _read_svhn,
+}
+
+
+def _load(name, func, params):
+    """The one body of the fetchers: check ``params``, fetch the files, read them.
+
+    ``params`` are the fetcher's arguments, by name.
+    """
+    check_choice(params["subset"], param="subset", func=func, choices=SUBSETS)
+    validate_parameter_constraints(_FETCH_CONSTRAINTS, params, caller_name=func)
+    dataset, subset = DATASETS[name], params["subset"]
+    folder = Path(get_data_home(params["data_home"])) / name
+    paths = [
+        fetch_file(remote, folder, BASE_URLS[name],
+                   download_if_missing=params["download_if_missing"],
+                   n_retries=params["n_retries"], delay=params["delay"],
+                   deadline=params["deadline"])
+        for remote in dataset.files[subset]
+    ]
+    images, target, target_names = _READERS[name](paths, subset, dataset,
+                                                  params["max_total_bytes"])
+    data = images.reshape(len(images), math.prod(images.shape[1:]))
+    if params["return_X_y"]:
+        return data, target
+    descr = f"{dataset.title}\nSubset: {subset}, {len(images)} images.\nSource: {dataset.homepage}"
+    return Bunch(data=data, images=images, target=target, target_names=target_names,
+                 DESCR=descr)
 
 
 @_fill_doc("mnist", "28, 28", 784)
 def fetch_mnist(*, data_home=None, subset="train", download_if_missing=True,
-                return_X_y=False, n_retries=3, delay=1.0):
+                return_X_y=False, n_retries=3, delay=1.0, deadline=DEFAULT_DEADLINE,
+                max_total_bytes=DEFAULT_MAX_TOTAL_BYTES):
     """Load the MNIST handwritten digits (28x28 grey, 10 classes).
     {parameters}
     Examples
@@ -193,73 +257,61 @@ def fetch_mnist(*, data_home=None, subset="train", download_if_missing=True,
     >>> mnist.images.shape  # doctest: +SKIP
     (10000, 28, 28)
     """
-    return _fetch_idx("mnist", "fetch_mnist", data_home, subset, download_if_missing,
-                      return_X_y, n_retries, delay)
+    return _load("mnist", "fetch_mnist", locals())
 
 
 @_fill_doc("fashion_mnist", "28, 28", 784)
 def fetch_fashion_mnist(*, data_home=None, subset="train", download_if_missing=True,
-                        return_X_y=False, n_retries=3, delay=1.0):
+                        return_X_y=False, n_retries=3, delay=1.0, deadline=DEFAULT_DEADLINE,
+                        max_total_bytes=DEFAULT_MAX_TOTAL_BYTES):
     """Load Fashion-MNIST, Zalando's images of clothes (28x28 grey, 10 classes).
     {parameters}"""
-    return _fetch_idx("fashion_mnist", "fetch_fashion_mnist", data_home, subset,
-                      download_if_missing, return_X_y, n_retries, delay)
+    return _load("fashion_mnist", "fetch_fashion_mnist", locals())
 
 
 @_fill_doc("kmnist", "28, 28", 784)
 def fetch_kmnist(*, data_home=None, subset="train", download_if_missing=True,
-                 return_X_y=False, n_retries=3, delay=1.0):
+                 return_X_y=False, n_retries=3, delay=1.0, deadline=DEFAULT_DEADLINE,
+                 max_total_bytes=DEFAULT_MAX_TOTAL_BYTES):
     """Load Kuzushiji-MNIST, cursive Japanese hiragana (28x28 grey, 10 classes).
     {parameters}"""
-    return _fetch_idx("kmnist", "fetch_kmnist", data_home, subset, download_if_missing,
-                      return_X_y, n_retries, delay)
-
-
-def _fetch_cifar(name, func, layout, data_home, subset, download_if_missing, return_X_y,
-                 n_retries, delay):
-    dataset = DATASETS[name]
-    (archive,) = _fetch(dataset, func, data_home, subset, download_if_missing, n_retries, delay)
-    images, target, target_names = read_cifar_archive(archive, layout, subset)
-    return _bunch(dataset, subset, images, target, return_X_y, target_names)
+    return _load("kmnist", "fetch_kmnist", locals())
 
 
 @_fill_doc("cifar10", "32, 32, 3", 3072)
 def fetch_cifar10(*, data_home=None, subset="train", download_if_missing=True,
-                  return_X_y=False, n_retries=3, delay=1.0):
+                  return_X_y=False, n_retries=3, delay=1.0, deadline=DEFAULT_DEADLINE,
+                  max_total_bytes=DEFAULT_MAX_TOTAL_BYTES):
     """Load CIFAR-10 (32x32 colour, 10 classes) from its python-batches archive.
 
     The batches are read straight from ``cifar-10-python.tar.gz``, never
     extracted, with an unpickler that refuses anything but numpy arrays.
     {parameters}"""
-    return _fetch_cifar("cifar10", "fetch_cifar10", CIFAR10_LAYOUT, data_home, subset,
-                        download_if_missing, return_X_y, n_retries, delay)
+    return _load("cifar10", "fetch_cifar10", locals())
 
 
 @_fill_doc("cifar100", "32, 32, 3", 3072)
 def fetch_cifar100(*, data_home=None, subset="train", download_if_missing=True,
-                   return_X_y=False, n_retries=3, delay=1.0):
+                   return_X_y=False, n_retries=3, delay=1.0, deadline=DEFAULT_DEADLINE,
+                   max_total_bytes=DEFAULT_MAX_TOTAL_BYTES):
     """Load CIFAR-100 (32x32 colour, 100 fine classes) from its python archive.
 
     ``target`` holds the fine labels. The batches are read straight from
     ``cifar-100-python.tar.gz``, never extracted, with an unpickler that
     refuses anything but numpy arrays.
     {parameters}"""
-    return _fetch_cifar("cifar100", "fetch_cifar100", CIFAR100_LAYOUT, data_home, subset,
-                        download_if_missing, return_X_y, n_retries, delay)
+    return _load("cifar100", "fetch_cifar100", locals())
 
 
 @_fill_doc("svhn", "32, 32, 3", 3072)
 def fetch_svhn(*, data_home=None, subset="train", download_if_missing=True,
-               return_X_y=False, n_retries=3, delay=1.0):
+               return_X_y=False, n_retries=3, delay=1.0, deadline=DEFAULT_DEADLINE,
+               max_total_bytes=DEFAULT_MAX_TOTAL_BYTES):
     """Load SVHN cropped digits (32x32 colour house numbers, 10 classes).
 
     The label 10 of the original files is mapped to the digit 0.
     {parameters}"""
-    dataset = DATASETS["svhn"]
-    (mat,) = _fetch(dataset, "fetch_svhn", data_home, subset, download_if_missing,
-                    n_retries, delay)
-    images, target = read_svhn_mat(mat)
-    return _bunch(dataset, subset, images, target, return_X_y)
+    return _load("svhn", "fetch_svhn", locals())
 
 
 _FETCHERS = {

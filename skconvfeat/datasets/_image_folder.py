@@ -1,22 +1,32 @@
 """Load ``[split/]class/image`` folders and archives of PNG/JPEG images."""
 
 import io
+import math
+import os
+import stat
+from numbers import Integral
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 from sklearn.utils import Bunch
+from sklearn.utils._param_validation import Interval, validate_parameter_constraints
 
 from ._archive import (
     DEFAULT_MAX_MEMBERS,
     DEFAULT_MAX_TOTAL_BYTES,
+    Limits,
     is_archive,
     iter_archive_files,
 )
-from ._errors import check_choice, corrupt_file
+from ._errors import check_choice, corrupt_file, too_large
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 _PILLOW_FORMATS = ("PNG", "JPEG")
 _ALL = "all"
+_CONSTRAINTS = {
+    "max_members": [Interval(Integral, 1, None, closed="left")],
+    "max_total_bytes": [Interval(Integral, 1, None, closed="left")],
+}
 
 
 def load_image_folder(path, *, subset=None, image_size=None, grayscale=False,
@@ -30,6 +40,14 @@ def load_image_folder(path, *, subset=None, image_size=None, grayscale=False,
     and ``test/``. Hidden files and folders and non-image files are ignored.
     Archives are read in memory, never extracted; members with ``..`` or
     absolute paths, links and special files are refused.
+
+    In a folder, symbolic links are followed, to files and to folders alike (a
+    class folder may be a link to data kept elsewhere). A link that is broken,
+    leads to something other than a regular file, or reaches a folder a second
+    time (a loop, or two links to one folder) raises an error naming it.
+
+    Images are converted to 8 bits: palette, alpha, 1-bit and CMYK images by
+    Pillow, 16-bit grey PNGs by scaling 0..65535 to the nearest of 0..255.
 
     Needs Pillow (``pip install pillow`` or ``pip install skconvfeat[images]``).
 
@@ -51,9 +69,11 @@ def load_image_folder(path, *, subset=None, image_size=None, grayscale=False,
     return_X_y : bool, default=False
         Return ``(data, target)`` instead of a Bunch.
     max_members : int, default=1_000_000
-        Refuse archives with more members.
+        Refuse folders or archives with more files (archive members).
     max_total_bytes : int, default=4 GiB
-        Refuse archives holding more bytes, uncompressed.
+        Refuse folders or archives holding more bytes (uncompressed), and
+        images that would decode into more bytes, counted from the image
+        headers before anything is decoded or allocated.
 
     Returns
     -------
@@ -70,6 +90,11 @@ def load_image_folder(path, *, subset=None, image_size=None, grayscale=False,
     >>> cifar.images.shape  # doctest: +SKIP
     (10000, 32, 32, 3)
     """
+    size = _check_image_size(image_size)
+    validate_parameter_constraints(
+        _CONSTRAINTS, {"max_members": max_members, "max_total_bytes": max_total_bytes},
+        caller_name="load_image_folder",
+    )
     Image = _import_pillow()
     path = Path(path)
     files = _read_image_files(path, max_members, max_total_bytes)
@@ -77,11 +102,11 @@ def load_image_folder(path, *, subset=None, image_size=None, grayscale=False,
     class_names = sorted({entry[1] for entry in entries})
     selected = _select_subset(entries, subset, path)
     images = _decode_images(
-        Image, selected, path, _normalize_size(image_size), "L" if grayscale else "RGB"
+        Image, selected, path, size, "L" if grayscale else "RGB", max_total_bytes
     )
     label_of = {name: label for label, name in enumerate(class_names)}
     target = np.array([label_of[class_name] for _, class_name, _, _ in selected], dtype=np.int64)
-    data = images.reshape(len(images), -1)
+    data = images.reshape(len(images), math.prod(images.shape[1:]))
     if return_X_y:
         return data, target
     bunch = Bunch(
@@ -108,20 +133,19 @@ def _import_pillow():
     return Image
 
 
+def _is_hidden(part):
+    return part.startswith(".") or part == "__MACOSX"
+
+
 def _is_image(name):
-    parts = PurePosixPath(name).parts
-    hidden = any(part.startswith(".") or part == "__MACOSX" for part in parts)
+    hidden = any(_is_hidden(part) for part in PurePosixPath(name).parts)
     return not hidden and name.lower().endswith(IMAGE_SUFFIXES)
 
 
 def _read_image_files(path, max_members, max_total_bytes):
     """Return ``[(relative_name, bytes)]`` for the image files under ``path``."""
     if path.is_dir():
-        return [
-            (file.relative_to(path).as_posix(), file.read_bytes())
-            for file in sorted(path.rglob("*"))
-            if file.is_file() and _is_image(file.relative_to(path).as_posix())
-        ]
+        return _read_folder(path, Limits(path, max_members, max_total_bytes))
     if not path.exists():
         raise FileNotFoundError(f"No such folder or archive: {path}")
     if not is_archive(path):
@@ -132,6 +156,59 @@ def _read_image_files(path, max_members, max_total_bytes):
     return list(iter_archive_files(
         path, wanted=_is_image, max_members=max_members, max_total_bytes=max_total_bytes
     ))
+
+
+def _read_folder(root, limits):
+    files = []
+    for name, file in _walk(root):
+        try:
+            info = os.stat(file)  # follows links
+        except FileNotFoundError as exc:
+            raise FileNotFoundError(
+                f"{name} in {root} is a broken symbolic link; remove it or fix its target."
+            ) from exc
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError(
+                f"{name} in {root} is not a regular file (a device, fifo or socket, "
+                "maybe through a symbolic link); remove it."
+            )
+        limits.add(info.st_size)
+        files.append((name, Path(file).read_bytes()))
+    return files
+
+
+def _walk(root):
+    """Yield ``(relative name, path)`` of the image files under ``root``, following links.
+
+    Hidden folders are not entered. A folder reached a second time would make
+    the same images load twice, or, for a loop, forever: refused.
+    """
+    seen = {os.path.realpath(root)}
+    for folder, subfolders, filenames in os.walk(root, onerror=_raise, followlinks=True):
+        relative = PurePosixPath(Path(folder).relative_to(root).as_posix())
+        kept = []
+        for subfolder in subfolders:
+            if _is_hidden(subfolder):
+                continue
+            real = os.path.realpath(os.path.join(folder, subfolder))
+            if real in seen:
+                raise ValueError(
+                    f"{relative / subfolder} in {root} leads to {real}, a folder reached "
+                    "more than once (a symbolic link loop, or two links to one folder); "
+                    "remove the link."
+                )
+            seen.add(real)
+            kept.append(subfolder)
+        subfolders[:] = kept  # os.walk descends only into these
+        for filename in filenames:
+            name = (relative / filename).as_posix()
+            if _is_image(name):
+                yield name, os.path.join(folder, filename)
+
+
+def _raise(error):
+    # os.walk ignores unreadable folders unless told otherwise: images would go missing.
+    raise error
 
 
 def _parse_layout(files, path):
@@ -168,47 +245,103 @@ def _select_subset(entries, subset, path):
     return entries if subset == _ALL else [entry for entry in entries if entry[0] == subset]
 
 
-def _normalize_size(image_size):
+def _check_image_size(image_size):
+    """Return ``image_size`` as ``(height, width)`` (or None); refuse anything else."""
+    def positive_int(value):
+        return isinstance(value, Integral) and not isinstance(value, bool) and value >= 1
+
     if image_size is None:
         return None
-    if isinstance(image_size, int):
-        return (image_size, image_size)
-    height, width = image_size
-    return (int(height), int(width))
+    if positive_int(image_size):
+        return (int(image_size), int(image_size))
+    if isinstance(image_size, (tuple, list)) and len(image_size) == 2 and all(
+        positive_int(value) for value in image_size
+    ):
+        return (int(image_size[0]), int(image_size[1]))
+    raise ValueError(
+        "The 'image_size' parameter of load_image_folder must be None, an int >= 1 or a "
+        f"(height, width) pair of ints >= 1. Got {image_size!r} instead."
+    )
 
 
-def _decode_images(Image, entries, path, size, mode):
+def _decode_images(Image, entries, path, size, mode, max_total_bytes):
     """Decode the images into one preallocated uint8 array.
+
+    Each image's header is read first: the bytes it decodes into and the
+    output array are counted against ``max_total_bytes`` before either is
+    allocated, and a size mismatch is reported before decoding.
 
     Sequential on purpose: on 32x32 JPEGs most of the ~85 us per image is
     Pillow's Python code, which holds the GIL, and two threads measured no
     faster than one.
     """
-    first = _decode(Image, entries[0], path, size, mode)
-    images = np.empty((len(entries), *first.shape), dtype=np.uint8)
+    color = (3,) if mode == "RGB" else ()  # the last axis of RGB images
+    decoded, images = 0, None
     for i, entry in enumerate(entries):
-        image = first if i == 0 else _decode(Image, entry, path, size, mode)
-        if image.shape != first.shape:
-            raise ValueError(
-                f"{entry[2]} in {path} has shape {image.shape}, but {entries[0][2]} has "
-                f"{first.shape}; pass image_size=(height, width) to resize all images."
-            )
-        images[i] = image
+        name = entry[2]
+        with _open(Image, entry, path) as image:
+            decoded += image.width * image.height * max(_bytes_per_pixel(image), math.prod(color))
+            if decoded > max_total_bytes:
+                raise too_large(f"{path} (up to member {name})", decoded, max_total_bytes,
+                                what="decode into at least")
+            shape = (*(size or (image.height, image.width)), *color)
+            if images is None:
+                first, nbytes = name, len(entries) * math.prod(shape)
+                if nbytes > max_total_bytes:
+                    raise too_large(f"{path} ({len(entries)} images of shape {shape})",
+                                    nbytes, max_total_bytes)
+                images = np.empty((len(entries), *shape), dtype=np.uint8)
+            elif shape != images.shape[1:]:
+                raise ValueError(
+                    f"{name} in {path} has shape {shape}, but {first} has "
+                    f"{images.shape[1:]}; pass image_size=(height, width) to resize all images."
+                )
+            images[i] = _pixels(Image, image, entry, path, size, mode)
     return images
 
 
-def _decode(Image, entry, path, size, mode):
+def _open(Image, entry, path):
+    """Open an image lazily: Pillow reads the header, not the pixels."""
     _, _, name, blob = entry
     try:
         # formats= also keeps untrusted bytes away from Pillow's other decoders.
-        with Image.open(io.BytesIO(blob), formats=_PILLOW_FORMATS) as image:
-            image = image.convert(mode) if image.mode != mode else image
-            if size is not None and image.size != (size[1], size[0]):
-                image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-            return np.asarray(image)
+        return Image.open(io.BytesIO(blob), formats=_PILLOW_FORMATS)
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        # PIL.UnidentifiedImageError and truncated-image errors are OSErrors.
+        # PIL.UnidentifiedImageError is an OSError.
         raise corrupt_file(f"{path} (member {name})", f"cannot decode the image: {exc}") from exc
+
+
+def _bytes_per_pixel(image):
+    depth = 2 if image.mode.startswith("I;16") else 4 if image.mode in ("I", "F") else 1
+    return len(image.getbands()) * depth
+
+
+def _pixels(Image, image, entry, path, size, mode):
+    """Decode ``image`` to a uint8 array of ``mode``, resized to ``size``."""
+    name = entry[2]
+    try:
+        image = _to_8_bits(Image, image, f"{path} (member {name})")
+        image = image.convert(mode) if image.mode != mode else image
+        if size is not None and image.size != (size[1], size[0]):
+            image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+        return np.asarray(image)
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        # Truncated-image errors are OSErrors.
+        raise corrupt_file(f"{path} (member {name})", f"cannot decode the image: {exc}") from exc
+
+
+def _to_8_bits(Image, image, source):
+    """Scale 16-bit grey images (Pillow modes I;16* and I) to 8 bits.
+
+    Pillow's own convert("L") clips them at 255. 0..65535 maps to the nearest
+    of 0..255: round(v / 257), since 65535 = 255 * 257.
+    """
+    if not image.mode.startswith("I"):
+        return image
+    deep = np.asarray(image).astype(np.int64)
+    if deep.size and (deep.min() < 0 or deep.max() > 65535):
+        raise ValueError(f"{image.mode} pixel values outside 0..65535 in {source}")
+    return Image.fromarray(((deep + 128) // 257).astype(np.uint8))
 
 
 def _describe(path, subset, images, class_names):

@@ -167,7 +167,7 @@ class LearnedConvClassifier(ClassifierMixin, BaseEstimator):
     n_features_in_ : int
         Values per image, ``h * w * c``.
 
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Column names seen in ``fit`` when ``X`` was a DataFrame.
 
     image_shape_ : tuple of int
