@@ -25,7 +25,7 @@ def _one_error_line(capsys):
 def test_json_output_is_the_results_dict_only(capsys):
     assert main([*TINY, "--json"]) == 0
     results = json.loads(capsys.readouterr().out)  # nothing but JSON on stdout
-    assert {"arms", "comparisons", "verdicts", "skipped_arms", "cv", "transfer"} <= set(results)
+    assert {"arms", "comparisons", "verdicts", "skipped_arms", "evaluation", "transfer"} <= set(results)
     assert [a["name"] for a in results["arms"]] == ["gabor", "identity"]
 
 
@@ -35,7 +35,8 @@ def test_table_and_answers(capsys):
     assert "Gabor, fixed" in out and "Raw pixels (no conv)" in out
     assert "Answers:" in out
     assert any(f"[{v}] (a) Random kernels" in out for v in ("supported", "refuted", "inconclusive"))
-    assert "Skipped:" in out and "turned off (--no-learned)" in out
+    assert "Skipped:" in out and "learned: turned off" in out
+    assert "Against the reference: corrected repeated k-fold t-test" in out
 
 
 @pytest.mark.parametrize(
@@ -48,6 +49,9 @@ def test_table_and_answers(capsys):
         (["--n-jobs", "two"], "--n-jobs"),
         (["--banks", "gabr"], "Did you mean 'gabor'?"),
         (["--dataset", "digts"], "Did you mean 'digits'?"),
+        (["--margin", "0"], "--margin"),
+        (["--layers", "3"], "argument --layers: expected depths among 1, 2"),
+        (["--device", "tpu"], "invalid choice"),
     ],
 )
 def test_bad_options_exit_2_with_one_line(argv, expected, capsys):
@@ -57,7 +61,70 @@ def test_bad_options_exit_2_with_one_line(argv, expected, capsys):
 
 def test_train_size_too_small_for_the_classes_exits_2(capsys):
     assert main([*TINY, "--train-size", "3"]) == 2
-    _one_error_line(capsys)
+    assert "argument --train-size: 3 images cannot hold one of each of the 10 classes" in _one_error_line(capsys)
+
+
+def _no_study(monkeypatch):
+    """Make any call of run_study fail the test: the error must come before the study."""
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the study started")
+
+    monkeypatch.setattr(_cli, "run_study", forbidden)
+
+
+@pytest.mark.parametrize("where", ["file", "under_file", "foreign"])
+def test_bad_out_exits_2_before_the_study(where, tmp_path, monkeypatch, capsys):
+    _no_study(monkeypatch)
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    out = {"file": blocker, "under_file": blocker / "sub", "foreign": tmp_path}[where]
+    assert main([*TINY, "--out", str(out)]) == 2
+    assert _one_error_line(capsys).startswith("skconvfeat: error: argument --out: ")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["file"]  # nothing created
+
+
+def test_cuda_without_a_gpu_exits_2_before_the_study(monkeypatch, capsys):
+    torch = pytest.importorskip("torch")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    _no_study(monkeypatch)
+    assert main(["--device", "cuda"]) == 2
+    assert "argument --device: PyTorch sees no CUDA device" in _one_error_line(capsys)
+
+
+def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_cli, "run_study", interrupted)
+    assert main(TINY) == 130
+    captured = capsys.readouterr()
+    assert captured.err.strip().splitlines()[-1] == "skconvfeat: interrupted"
+    assert "Traceback" not in captured.err and captured.out == ""
+
+
+def test_corrupt_data_exits_1_not_2(monkeypatch, capsys):
+    from skconvfeat.datasets._errors import corrupt_file
+
+    def corrupt(name, data_home):
+        raise corrupt_file("mnist/train-images-idx3-ubyte.gz", "truncated")
+
+    monkeypatch.setattr(_cli, "_load_images", corrupt)
+    assert main([*TINY, "--dataset", "mnist"]) == 1
+    assert "cannot load 'mnist'" in _one_error_line(capsys)
+
+
+def test_datasets_use_their_official_test_set(monkeypatch, capsys):
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images, target = digits.images, digits.target
+    monkeypatch.setattr(_cli, "_load_images",
+                        lambda name, home: (images[:1000], target[:1000], images[1000:], target[1000:]))
+    assert main([*TINY, "--dataset", "mnist", "--train-size", "200", "--json"]) == 0
+    evaluation = json.loads(capsys.readouterr().out)["evaluation"]
+    assert evaluation["design"] == "holdout"
+    assert (evaluation["n_train"], evaluation["n_test"], evaluation["n_seeds"]) == (200, 797, 1)
 
 
 def test_help_exits_0(capsys):
@@ -72,11 +139,12 @@ def test_out_writes_the_report(tmp_path, capsys):
     assert json.loads((tmp_path / "results.json").read_text())["dataset"] == "digits"
 
 
-def test_unwritable_out_exits_1_after_printing_the_results(tmp_path, capsys):
-    pytest.importorskip("matplotlib")
-    blocker = tmp_path / "file"
-    blocker.write_text("not a folder")
-    assert main([*TINY, "--json", "--out", str(blocker / "sub")]) == 1
+def test_report_failure_exits_1_after_printing_the_results(tmp_path, monkeypatch, capsys):
+    def disk_full(results, extras, out_dir):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(_cli, "write_report", disk_full)
+    assert main([*TINY, "--json", "--out", str(tmp_path / "out")]) == 1
     captured = capsys.readouterr()
     assert json.loads(captured.out)["dataset"] == "digits"
     assert "cannot write the report" in captured.err and "Traceback" not in captured.err

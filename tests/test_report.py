@@ -21,6 +21,7 @@ pytest.importorskip("matplotlib")
 
 from skconvfeat.study import _report  # noqa: E402
 from skconvfeat.study import write_report  # noqa: E402
+from skconvfeat.study._stats import accuracy_interval, judge  # noqa: E402
 
 CHROMIUM = Path("/usr/bin/chromium")
 FIGURE_SECTIONS = ("fig-accuracy", "fig-transfer", "fig-time", "fig-filters", "fig-feature-maps", "fig-confusion")
@@ -60,18 +61,23 @@ def make_study(transfer=True, seed=0):
             banks[label] = rng.normal(size=(n_filters, 1, size, size))
             maps[label] = rng.random((n_filters, 8, 8))
     reference = arms[-1]
-    comparisons = [
+    comparisons = judge([
         {
             "arm": arm["name"], "reference": "learned", "mean_diff": arm["mean"] - reference["mean"],
             "ci_low": arm["mean"] - reference["mean"] - 0.01, "ci_high": arm["mean"] - reference["mean"] + 0.01,
-            "p_value": 0.003 if arm["name"] != "gabor" else float("nan"),
+            "p_value": 0.003 if arm["name"] != "gabor" else 0.4, "equivalence_p_value": 0.6, "margin": 0.01,
             "test": "corrected repeated k-fold t-test (Bouckaert & Frank 2004)",
         }
         for arm in arms[:-1]
-    ]  # fmt: skip
+    ])  # fmt: skip
+    comparisons[1]["p_holm"] = float("nan")  # as strict JSON cannot hold it
     results = {
         "dataset": "digits", "n_samples": 1797, "n_classes": 10, "image_shape": [8, 8, 1], "classifier": "logistic",
-        "cv": {"n_splits": 2, "n_repeats": 5, "random_state": 0, "n_train": 898, "n_test": 899},
+        "evaluation": {"design": "cv", "n_splits": 2, "n_repeats": 5, "random_state": 0, "n_train": 898,
+                       "n_test": 899, "interval": "t-interval on the logit scale",
+                       "test": "corrected repeated k-fold t-test (Bouckaert & Frank 2004)"},
+        "learned_training": {"device": "cpu", "augmentation": "none", "max_epochs": 30},
+        "margin": 0.01, "alpha": 0.05, "best_fixed": "gabor", "reference": "learned", "baseline": None,
         "arms": arms,
         "comparisons": comparisons,
         "transfer": _make_transfer(rng) if transfer else None,
@@ -103,12 +109,15 @@ def _make_transfer(rng):
     for name, label, top in (("transfer", "Transferred kernels, fixed", 0.95), ("scratch", "Learned from scratch", 0.9),
                              ("random", "Random kernels, fixed", 0.88)):
         curve = top - 0.4 / np.sqrt(sizes)[:, None]
+        scores = np.clip(curve + rng.normal(0, 0.01, (len(sizes), n_repeats)), 0, 1).round(4).tolist()
+        mean, low, high = zip(*(accuracy_interval(per_size, n_test=100) for per_size in scores))
         arms[name] = {
-            "label": label,
-            "scores": np.clip(curve + rng.normal(0, 0.01, (len(sizes), n_repeats)), 0, 1).round(4).tolist(),
+            "label": label, "scores": scores,
             "fit_time": rng.uniform(0.05, 0.4, (len(sizes), n_repeats)).round(3).tolist(),
+            "mean": list(mean), "ci_low": list(low), "ci_high": list(high),
         }  # fmt: skip
-    return {"source_classes": [0, 1, 2, 3, 4], "target_classes": [5, 6, 7, 8, 9], "train_sizes": sizes, "arms": arms}
+    return {"source_classes": [0, 1, 2, 3, 4], "target_classes": [5, 6, 7, 8, 9], "train_sizes": sizes,
+            "n_seeds": n_repeats, "arms": arms}
 
 
 @pytest.fixture(scope="module")
@@ -161,6 +170,8 @@ def test_summary_markdown_has_table_comparisons_verdicts_and_skipped(report_dir)
         assert f"**{verdict['claim']}**: {verdict['verdict']}" in text
     assert "| Gabor, fixed | Learned kernels |" in text
     assert "| n/a |" in text  # the NaN p-value
+    assert "| Gaussian, fixed | Learned kernels | -4.0 pp (-5.0 to -3.0) | 0.012 | lower |" in text
+    assert "augmentation: none" in text and "equivalence margin ±1 point" in text
     assert "needs an odd kernel size" in text
 
 
@@ -218,14 +229,64 @@ def test_error_while_rendering_leaves_new_data_and_no_html(tmp_path, monkeypatch
     assert scores == make_study(seed=1)[0]["arms"][0]["scores"]
 
 
-def test_error_while_writing_leaves_no_partial_file(tmp_path, monkeypatch):
-    def fail_replace(src, dst):
-        raise OSError("disk full")
+def _snapshot(folder):
+    return {path.name: path.read_bytes() for path in folder.iterdir()}
 
-    monkeypatch.setattr(os, "replace", fail_replace)
+
+def test_interruption_while_writing_keeps_the_earlier_report_whole(tmp_path, monkeypatch):
+    out = tmp_path / "report"
+    write_report(*make_study(seed=0), out)
+    before = _snapshot(out)
+
+    def interrupted(results):
+        raise KeyboardInterrupt
+
+    # results.csv is written after summary.md and before results.json: the old code
+    # had replaced some files of the old report by then and left the others.
+    monkeypatch.setattr(_report, "_results_csv", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_report(*make_study(seed=1), out)
+    assert _snapshot(out) == before
+    assert [path.name for path in tmp_path.iterdir()] == ["report"]  # no staging folder left behind
+
+
+def test_failed_swap_puts_the_earlier_report_back(tmp_path, monkeypatch):
+    out = tmp_path / "report"
+    write_report(*make_study(seed=0), out)
+    before = _snapshot(out)
+    rename, calls = os.rename, []
+
+    def second_rename_fails(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:  # the old folder is aside, the new one not yet in place
+            raise OSError("disk full")
+        rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", second_rename_fails)
     with pytest.raises(OSError, match="disk full"):
+        write_report(*make_study(seed=1), out)
+    assert _snapshot(out) == before
+    assert [path.name for path in tmp_path.iterdir()] == ["report"]
+
+
+def test_a_folder_with_other_files_is_refused(tmp_path):
+    (tmp_path / "thesis.tex").write_text("not a report")
+    with pytest.raises(FileExistsError, match="holds files that are not part of a report"):
         write_report(*make_study(), tmp_path)
-    assert list(tmp_path.iterdir()) == []
+    assert [path.name for path in tmp_path.iterdir()] == ["thesis.tex"]
+    with pytest.raises(NotADirectoryError, match="is a file"):
+        write_report(*make_study(), tmp_path / "thesis.tex")
+
+
+def test_unfair_baseline_warning_heads_both_reports(tmp_path):
+    results, extras = make_study(transfer=False)
+    results["dataset"] = "cifar10-jpeg"
+    results["baseline"] = {"arm": "learned", "label": "Learned kernels", "accuracy": 0.5, "floor": 0.74,
+                           "reached": False}
+    write_report(results, extras, tmp_path)
+    warning = "WARNING: the learned baseline (Learned kernels) reached 50.0%, below the 74.0%"
+    assert warning in (tmp_path / "summary.md").read_text().split("\n\n")[1]
+    assert warning in (tmp_path / "report.html").read_text()
 
 
 def test_missing_matplotlib_gives_install_hint(tmp_path, monkeypatch):

@@ -6,15 +6,22 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from skconvfeat.study import _study
+from skconvfeat import make_bank
+from skconvfeat.study import _format, _study
 from skconvfeat.study import run_study
+from skconvfeat.study._stats import wilson_interval
 
 TOP_KEYS = {
-    "dataset", "n_samples", "n_classes", "image_shape", "classifier", "cv", "arms", "comparisons",
-    "transfer", "verdicts", "skipped_arms", "elapsed_s", "versions",
+    "dataset", "n_samples", "n_classes", "image_shape", "classifier", "evaluation", "learned_training", "margin",
+    "alpha", "arms", "best_fixed", "reference", "comparisons", "baseline", "transfer", "verdicts", "skipped_arms",
+    "elapsed_s", "versions",
+}
+COMPARISON_KEYS = {
+    "arm", "reference", "mean_diff", "ci_low", "ci_high", "statistic", "p_value", "equivalence_p_value", "margin",
+    "test", "df", "p_holm", "equivalence_p_holm", "equivalent", "outcome",
 }
 ARM_KEYS = {
-    "name", "label", "kind", "bank", "n_features", "scores", "fit_time", "transform_time",
+    "name", "label", "kind", "bank", "depth", "n_features", "scores", "fit_time", "transform_time", "converged",
     "mean", "ci_low", "ci_high",
 }
 TINY = {"n_splits": 2, "n_repeats": 2, "random_state": 0}
@@ -38,18 +45,24 @@ def test_fixed_only_results_match_schema(fixed_only):
     json.dumps(results)  # JSON-serialisable as is
     assert results["n_samples"] == 1797 and results["n_classes"] == 10
     assert results["image_shape"] == [8, 8, 1]
-    assert results["cv"]["n_train"] + results["cv"]["n_test"] == 1797
+    assert results["evaluation"]["design"] == "cv"
+    assert results["evaluation"]["n_train"] + results["evaluation"]["n_test"] == 1797
+    assert results["learned_training"]["augmentation"] == "none"
+    assert results["margin"] == 0.01
     assert [a["name"] for a in results["arms"]] == ["gabor", "identity"]
     for arm in results["arms"]:
         assert set(arm) == ARM_KEYS
         assert len(arm["scores"]) == len(arm["fit_time"]) == len(arm["transform_time"]) == 4
-        assert arm["ci_low"] <= arm["mean"] <= arm["ci_high"]
+        assert 0 <= arm["ci_low"] <= arm["mean"] <= arm["ci_high"] <= 1
     kinds = {a["name"]: (a["kind"], a["n_features"]) for a in results["arms"]}
     assert kinds == {"gabor": ("fixed", 16 * 4 * 4), "identity": ("raw", 64)}
     assert results["transfer"] is None
     assert {s["name"] for s in results["skipped_arms"]} == {*_study.LEARNED_ARMS, "transfer"}
     # no learned arm: the reference is the best fixed bank
+    assert results["best_fixed"] == results["reference"] == "gabor"
     assert [c["reference"] for c in results["comparisons"]] == ["gabor"]
+    assert set(results["comparisons"][0]) == COMPARISON_KEYS
+    assert results["baseline"] is None  # no accuracy floor known for digits
     assert [v["verdict"] for v in results["verdicts"]][1:] == ["inconclusive", "inconclusive"]
 
 
@@ -68,9 +81,9 @@ def test_all_arms_see_the_same_splits(digits, monkeypatch):
     seen = {}
     evaluate = _study._evaluate
 
-    def recording(arm, images, target, train, test, keep_model=False):
+    def recording(arm, images, target, train, test, **keep):
         seen.setdefault(arm.name, []).append((train.tolist(), test.tolist()))
-        return evaluate(arm, images, target, train, test, keep_model)
+        return evaluate(arm, images, target, train, test, **keep)
 
     monkeypatch.setattr(_study, "_evaluate", recording)  # n_jobs=None runs in this process
     run_study(*digits, banks=("random", "sharpen", "identity"), learned=False, transfer=False, **TINY)
@@ -81,7 +94,7 @@ def test_all_arms_see_the_same_splits(digits, monkeypatch):
 
 def test_train_size_subsamples_every_training_fold(digits):
     results = run_study(*digits, banks=("identity",), learned=False, transfer=False, train_size=100, **TINY)
-    assert results["cv"]["n_train"] == 100
+    assert results["evaluation"]["n_train"] == 100
 
 
 def test_learned_arms_and_transfer(digits, monkeypatch):
@@ -109,60 +122,226 @@ def test_learned_arms_and_transfer(digits, monkeypatch):
     assert all(v["verdict"] in ("supported", "refuted", "inconclusive") for v in results["verdicts"])
 
 
-def _results(scores, kinds=None, transfer=None):
-    """A minimal results dict holding arms with the given per-split scores."""
+def _results(scores, kinds=None, transfer=None, dataset="digits"):
+    """A minimal results dict holding arms with the given per-split scores, and its CV design (80/20)."""
     kinds = kinds or {}
     arms = []
     for name, values in scores.items():
         mean = float(np.mean(values))
-        arms.append({"name": name, "label": name, "kind": kinds.get(name, "fixed"), "scores": list(values),
+        arms.append({"name": name, "label": name, "kind": kinds.get(name, "fixed"), "depth": 1, "scores": list(values),
                      "mean": mean, "ci_low": mean - 0.01, "ci_high": mean + 0.01})
-    return {"arms": arms, "n_classes": 10, "cv": {"n_train": 80, "n_test": 20}, "transfer": transfer}
+    results = {"arms": arms, "n_classes": 10, "transfer": transfer, "margin": 0.01, "dataset": dataset}
+    best = _study.best_fixed_arm(arms)
+    results["best_fixed"] = best and best["name"]
+    results["reference"] = "learned" if "learned" in scores else results["best_fixed"]
+    results["baseline"] = _study._baseline(results, "learned")
+    n_splits = len(next(iter(scores.values()), []))
+    evaluation = _study._Evaluation("cv", [(np.arange(80), np.arange(80, 100))] * max(n_splits, 1), None, 0.01)
+    return results, evaluation
+
+
+def _verdicts(*args, **kwargs):
+    return _study._verdicts(*_results(*args, **kwargs), alpha=0.05)
 
 
 NOISE = np.array([0.01, -0.01, 0.005, -0.005, 0.0, 0.01, -0.01, 0.005, -0.005, 0.0])
 
 
 @pytest.mark.parametrize(
-    "random_gap, expected",
-    [(-0.10, "supported"), (0.10, "refuted"), (0.0, "inconclusive")],
+    "random_gap, noise, expected",
+    [
+        (-0.10, 1, "supported"),
+        (0.10, 1, "refuted"),
+        (0.0, 1, "refuted"),  # equal within +-1 point: not "very poorly"
+        (0.0, 4, "inconclusive"),  # too noisy to tell either way
+    ],
 )
-def test_verdict_random_vs_raw_pixels(random_gap, expected):
+def test_verdict_random_vs_raw_pixels(random_gap, noise, expected):
     raw = 0.9 + NOISE
-    random = raw + random_gap + NOISE[::-1]  # noisy difference: the interval has width
-    verdicts = _study._verdicts(_results({"random": random, "identity": raw}, {"identity": "raw"}))
+    random = raw + random_gap + noise * NOISE[::-1]  # noisy difference: the interval has width
+    verdicts = _verdicts({"random": random, "identity": raw}, {"identity": "raw"})
     assert verdicts[0]["verdict"] == expected
     assert "raw pixels" in verdicts[0]["sentence"]
+    if random_gap == 0 and noise == 1:
+        assert "equal within ±1 point" in verdicts[0]["sentence"]
 
 
-@pytest.mark.parametrize("gap, expected", [(-0.05, "supported"), (0.05, "refuted"), (0.0, "inconclusive")])
+@pytest.mark.parametrize("gap, expected", [(-0.05, "supported"), (0.05, "refuted"), (0.0, "refuted")])
 def test_verdict_best_fixed_vs_learned(gap, expected):
     learned = 0.95 + NOISE
     scores = {"gabor": learned + gap + NOISE[::-1], "sharpen": learned - 0.3, "learned": learned}
-    verdict = _study._verdicts(_results(scores, {"learned": "learned"}))[1]
+    verdict = _verdicts(scores, {"learned": "learned"})[1]
     assert verdict["verdict"] == expected
-    assert verdict["sentence"].startswith("The best fixed bank (gabor)")
+    assert verdict["sentence"].startswith("The best fixed arm (gabor)")
+
+
+def test_verdict_tests_are_one_holm_family():
+    learned = 0.95 + NOISE
+    scores = {"random": learned - 0.02 + 2 * NOISE[::-1], "identity": learned - 0.1 + NOISE[::-1],
+              "learned": learned, "random_adam": learned - 0.03 + NOISE[::-1]}
+    verdicts = _verdicts(scores, {"identity": "raw", "learned": "learned"})
+    cited = [t for v in verdicts for t in v["tests"]]
+    assert len(cited) == 4  # random vs raw, random (the best fixed arm) vs learned twice, learned vs frozen
+    raw = [t["p_value"] for t in cited]
+    assert all(t["p_holm"] >= p for t, p in zip(cited, raw))
+    assert min(t["p_holm"] for t in cited) == pytest.approx(min(min(raw) * 3, 1))  # 3 distinct tests
+
+
+def test_unfair_learned_baseline_is_not_judged():
+    learned = 0.45 + NOISE  # far below what a plain CNN reaches on CIFAR-10
+    scores = {"gabor": learned + 0.05 + NOISE[::-1], "learned": learned}
+    results, evaluation = _results(scores, {"learned": "learned"}, dataset="cifar10-jpeg")
+    assert results["baseline"] == {"arm": "learned", "label": "learned", "accuracy": pytest.approx(0.45),
+                                   "floor": 0.74, "reached": False}
+    verdict = _study._verdicts(results, evaluation, alpha=0.05)[1]
+    assert verdict["verdict"] == "inconclusive"  # would be "refuted" (fixed is better) if judged
+    assert verdict["sentence"].startswith("Not judged: the learned baseline reached 45.0%, below the 74.0%")
+    assert _format.caveats(results)[0].startswith("WARNING: the learned baseline (learned) reached 45.0%")
+    results["arms"][1]["mean"] = 0.80
+    assert _study._baseline(results, "learned")["reached"] is True
 
 
 def test_verdict_transfer_uses_the_smallest_sizes():
     seeds = np.array([0.0, 0.01, -0.01, 0.02, -0.02])
 
     def arm(small_mean, large_mean):
-        return {"scores": [list(small_mean + seeds), list(small_mean + seeds[::-1]), list(large_mean + seeds)],
-                "fit_time": [[0.01] * 5, [0.01] * 5, [0.02] * 5]}
+        scores = [list(small_mean + seeds), list(small_mean + seeds[::-1]), list(large_mean + seeds)]
+        return {"scores": scores, "fit_time": [[0.01] * 5, [0.01] * 5, [0.02] * 5],
+                **_study._transfer_curve(scores, n_test=100)}
 
     transfer = {"source_classes": [0, 1], "target_classes": [2, 3], "train_sizes": [20, 50, 300], "n_seeds": 5,
                 "source_fit_time": [1.0] * 5,
                 "arms": {"transfer": arm(0.9, 0.95), "scratch": arm(0.8, 0.99), "random": arm(0.85, 0.97)}}
-    verdict = _study._verdicts(_results({}, transfer=transfer))[2]
+    verdict = _verdicts({}, transfer=transfer)[2]
     assert verdict["verdict"] == "supported"  # +10 points at 20 and 50, whatever happens at 300
     assert "1.0x faster" in verdict["sentence"]
     transfer["arms"]["scratch"] = arm(0.9, 0.99)
-    assert _study._verdicts(_results({}, transfer=transfer))[2]["verdict"] == "inconclusive"
+    assert _verdicts({}, transfer=transfer)[2]["verdict"] == "refuted"  # equal within +-1 point
+    transfer["arms"]["scratch"]["scores"][0] = list(0.9 + 5 * seeds)
+    assert _verdicts({}, transfer=transfer)[2]["verdict"] == "inconclusive"
+
+
+def test_best_fixed_arm_is_the_highest_mean_fixed_arm_of_the_deepest_network():
+    arms = [{"name": "raw", "kind": "raw", "mean": 0.99}, {"name": "a", "kind": "fixed", "mean": 0.9},
+            {"name": "b", "kind": "fixed", "mean": 0.95}, {"name": "l", "kind": "learned", "mean": 0.97}]
+    assert _study.best_fixed_arm(arms)["name"] == "b"
+    assert _study.best_fixed_arm(arms[:1])["name"] == "raw"  # no fixed arm: the best of the rest
+    assert _study.best_fixed_arm([]) is None
+    deep = [{"name": "a@2", "kind": "fixed", "mean": 0.8, "depth": 2}, {"name": "l@2", "kind": "learned",
+                                                                        "mean": 0.9, "depth": 2}]
+    assert _study.best_fixed_arm(arms + deep)["name"] == "a@2"  # the learned reference is two layers deep
+
+
+def test_confusion_matrix_and_verdict_use_the_same_best_arm(digits, monkeypatch):
+    # On the first split "sharpen" wins; over all splits "gabor" does. The old code
+    # drew the confusion matrix of the first split's winner and judged the other.
+    evaluate = _study._evaluate
+
+    def rigged(arm, images, target, train, test, keep_model=False, keep_pred=False):
+        result = evaluate(arm, images, target, train, test, keep_model, keep_pred)
+        if arm.name == "sharpen":  # keep_model: the first split
+            result["score"] = 0.99 if keep_model else 0.5
+        return result
+
+    monkeypatch.setattr(_study, "_evaluate", rigged)
+    results, extras = run_study(*digits, banks=("gabor", "sharpen"), learned=False, transfer=False,
+                                train_size=100, return_extras=True, **TINY)
+    assert results["best_fixed"] == "gabor"
+    assert extras["confusion"]["arm"] == "Gabor, fixed"
+
+
+def test_holdout_design_scores_every_arm_on_the_same_test_images(digits):
+    images, target = digits
+    results = run_study(images[:1200], target[:1200], test_images=images[1200:], test_target=target[1200:],
+                        banks=("gabor", "identity"), learned=False, transfer=False, n_seeds=2, train_size=400)
+    evaluation = results["evaluation"]
+    assert evaluation["design"] == "holdout" and evaluation["n_seeds"] == 2
+    assert (evaluation["n_train"], evaluation["n_test"]) == (400, 597)
+    assert "Wilson" in evaluation["interval"] and evaluation["test"].startswith("paired t-test over test images")
+    for arm in results["arms"]:
+        assert len(arm["scores"]) == 2
+        low, high = wilson_interval(arm["mean"] * 597, 597)
+        assert (arm["ci_low"], arm["ci_high"]) == pytest.approx((low, high))
+    (comparison,) = results["comparisons"]
+    assert comparison["arm"] == "identity" and comparison["reference"] == "gabor"
+    assert 0 <= comparison["p_holm"] <= 1 and comparison["outcome"] in ("higher", "lower", "equivalent", "inconclusive")
+    one_seed = run_study(images[:1200], target[:1200], test_images=images[1200:], test_target=target[1200:],
+                         banks=("gabor", "identity"), learned=False, transfer=False, train_size=300)
+    assert one_seed["evaluation"]["n_train"] == 300
+    assert one_seed["comparisons"][0]["test"].startswith("McNemar's exact test")
+
+
+def test_holdout_refuses_unseen_test_classes(digits):
+    images, target = digits
+    keep = target < 5
+    with pytest.raises(ValueError, match=r"classes that no training image has: \[5, 6, 7, 8, 9\]"):
+        run_study(images[keep], target[keep], test_images=images[:50], test_target=target[:50], learned=False,
+                  transfer=False)
+    with pytest.raises(ValueError, match="both test_images and test_target"):
+        run_study(images, target, test_images=images[:50])
+
+
+def test_device_reaches_the_learned_arms_and_cuda_fails_clearly(digits):
+    torch = pytest.importorskip("torch")
+    learner_cls, _ = _study._load_learner()
+    arms = _study._make_arms(("gabor",), [1, 2], "logistic", learner_cls, True, 0, "cuda")
+    assert {arm.estimator.device for arm in arms if arm.kind != "fixed" or arm.name == "random_adam"} == {"cuda"}
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="'device' parameter of run_study is 'cuda' but PyTorch sees no CUDA"):
+            run_study(*digits, device="cuda", **TINY)
 
 
 def test_bad_arguments(digits):
     with pytest.raises(ValueError, match="Did you mean 'gabor'"):
         run_study(*digits, banks=("gabr",))
-    with pytest.raises(ValueError, match="classifier"):
+    with pytest.raises(ValueError, match="'classifier' parameter of run_study"):
         run_study(*digits, classifier="svm")
+    with pytest.raises(ValueError, match="'margin' parameter of run_study must be a float in the range"):
+        run_study(*digits, margin=0)
+    with pytest.raises(ValueError, match="'device' parameter of run_study"):
+        run_study(*digits, device="gpu")
+    with pytest.raises(ValueError, match="'depths' parameter of run_study must hold depths among"):
+        run_study(*digits, depths=(3,))
+    with pytest.raises(ValueError, match="no arm to run: depth 2 builds arms for the banks"):
+        run_study(*digits, banks=("identity",), depths=(2,), learned=False, transfer=False)
+
+
+def test_every_arm_of_a_depth_shares_one_description():
+    learner_cls, unavailable = _study._load_learner()
+    if unavailable:
+        pytest.skip(unavailable)
+    arms = {arm.name: arm for arm in _study._make_arms(("gabor", "random", "kmeans", "identity"), [1, 2],
+                                                        "logistic", learner_cls, True, 0, "cpu")}
+    assert list(arms) == ["gabor", "random", "kmeans", "identity", "learned", "gabor_learned", "random_adam",
+                          "gabor@2", "random@2", "kmeans@2", "learned@2", "random_adam@2"]
+    net = arms["random@2"].estimator[0]
+    assert [layer.get_params()["bank_params"] for _, layer in net.layers] == [{"n_filters": 32}, {"n_filters": 64}]
+    # the learned and frozen arms train exactly the random arm's fixed network
+    for name in ("learned@2", "random_adam@2"):
+        assert [repr(layer) for _, layer in arms[name].estimator.conv.layers] == [repr(layer) for _, layer in net.layers]
+    assert arms["random_adam@2"].estimator.freeze_kernels and not arms["learned@2"].estimator.freeze_kernels
+    assert repr(arms["learned"].estimator.conv) == repr(arms["random"].estimator[0])
+    gabor = [layer for _, layer in arms["gabor@2"].estimator[0].layers]
+    widths = [make_bank("gabor", kernel_size=3, **layer.bank_params).shape[0] for layer in gabor]
+    assert widths == [32, 64]  # as wide as the random and k-means layers
+
+
+def test_two_layer_arms_reference_and_transfer(digits, monkeypatch):
+    pytest.importorskip("torch")
+    monkeypatch.setitem(_study.LEARNED, "max_epochs", 2)  # wiring, not accuracy
+    monkeypatch.setattr(_study, "TRANSFER_SIZES", (20,))
+    monkeypatch.setattr(_study, "TRANSFER_SEEDS", 2)
+    images, target = digits
+    results = run_study(images[:400], target[:400], banks=("random", "kmeans", "identity"), depths=(2,),
+                        n_splits=2, n_repeats=1)
+    assert [a["name"] for a in results["arms"]] == ["random@2", "kmeans@2", "learned@2", "random_adam@2"]
+    assert {a["depth"] for a in results["arms"]} == {2}
+    assert results["reference"] == "learned@2" and results["best_fixed"] in ("random@2", "kmeans@2", "random_adam@2")
+    assert results["arms"][0]["n_features"] == 64 * 2 * 2  # 8x8 -> 4x4 -> 2x2 maps of 64 kernels
+    assert results["transfer"]["depth"] == 2
+    learned = results["arms"][2]
+    assert learned["converged"] == [False, False]  # two epochs: stopped at max_epochs, and the results say so
+    assert any(line.startswith("NOTE: Learned (random init), 2 layers: 2 of 2 fits") for line in
+               _format.caveats(results))
+    (verdict_b,) = [v for v in results["verdicts"] if v["claim"].startswith("(b)")]
+    assert "for Learned (random init), 2 layers" in verdict_b["sentence"]

@@ -4,20 +4,28 @@ Runs :func:`skconvfeat.study.run_study` and answers, from its numbers, the
 question "if only the fully-connected layer of a CNN is trained and the
 kernels stay fixed, does it classify as well?". Progress goes to stderr; the
 table and the answer (or, with ``--json``, only the results dict) to stdout.
-Exit codes: 0 done, 1 the data could not be loaded or the report not
-written, 2 bad options.
+Digits is cross-validated; the datasets of :mod:`skconvfeat.datasets` use
+their official train/test split, every training image by default.
+
+Exit codes: 0 done; 1 bad data (the dataset could not be loaded, the study
+failed on it, or the report could not be written); 2 a bad option, ``--out``
+included, reported before any work starts; 130 interrupted (Ctrl-C), on one
+line.
 """
 
 import argparse
 import contextlib
 import json
+import pickle
 import sys
 
 import numpy as np
 
 from .._banks import list_banks
 from .._hints import did_you_mean
-from ._study import CLASSIFIERS, DEFAULT_BANKS, check_banks, run_study
+from . import _format as fmt
+from ._report import check_out_dir, write_report
+from ._study import CLASSIFIERS, DEFAULT_BANKS, DEPTHS, DEVICES, check_banks, run_study
 
 
 class UsageError(Exception):
@@ -29,24 +37,24 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+def _number(cast, accept, expected):
+    """An argparse type: ``cast(text)``, refused with "expected <expected>" unless ``accept(value)``."""
+
+    def parse(text):
+        try:
+            value = cast(text)
+        except ValueError:
+            value = None
+        if value is None or not accept(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+
+    return parse
 
 
-def _n_jobs(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer (-1 for all cores), got {text!r}") from None
-    if value == 0:
-        raise argparse.ArgumentTypeError("0 workers: use a positive count or -1 for all cores")
-    return value
+_positive_int = _number(int, lambda value: value >= 1, "a positive integer")
+_n_jobs = _number(int, lambda value: value != 0, "a worker count (-1 for all cores)")
+_margin = _number(float, lambda value: 0 < value < 50, "a number of accuracy points between 0 and 50")
 
 
 def build_parser():
@@ -54,18 +62,23 @@ def build_parser():
     parser = _Parser(
         prog="skconvfeat",
         description=(
-            "Train only the fully-connected head of a one-layer CNN whose kernels are fixed "
-            "(Gaussian, Gabor, sharpen, random, raw pixels) and compare it with learned kernels "
-            "on the same cross-validation splits."
+            "Train only the fully-connected head of a CNN whose kernels are fixed (Gaussian, Gabor, sharpen, "
+            "random, k-means, raw pixels; one layer, or two with --layers 1,2) and compare it with learned kernels "
+            "on the same images (cross-validation on digits, the official test set of larger datasets)."
         ),
         allow_abbrev=False,
     )
     parser.add_argument("--banks", default=",".join(DEFAULT_BANKS),
                         help=f"comma-separated fixed banks from {', '.join(list_banks())} (default: %(default)s)")
+    parser.add_argument("--layers", default="1", metavar="DEPTHS",
+                        help=f"comma-separated depths of the networks every arm is built in, from "
+                             f"{', '.join(map(str, DEPTHS))} (default: %(default)s)")
     parser.add_argument("--classifier", choices=CLASSIFIERS, default="logistic",
                         help="the trained head (default: %(default)s)")
-    parser.add_argument("--repeats", type=_positive_int, default=5, help="CV repeats (default: %(default)s)")
-    parser.add_argument("--folds", type=_positive_int, default=5, help="CV folds, >= 2 (default: %(default)s)")
+    parser.add_argument("--repeats", type=_positive_int, default=5,
+                        help="CV repeats, digits only (default: %(default)s)")
+    parser.add_argument("--folds", type=_positive_int, default=5,
+                        help="CV folds, >= 2, digits only (default: %(default)s)")
     parser.add_argument("--n-jobs", type=_n_jobs, default=-1,
                         help="parallel workers over splits, -1 for all cores (default: %(default)s)")
     parser.add_argument("--scheduler", metavar="ADDRESS",
@@ -78,7 +91,14 @@ def build_parser():
                         help="digits (bundled with scikit-learn) or a skconvfeat.datasets name (default: %(default)s)")
     parser.add_argument("--data-home", metavar="PATH", help="where downloaded datasets are kept")
     parser.add_argument("--train-size", type=_positive_int, metavar="N",
-                        help="subsample every training fold (stratified) to N images")
+                        help="subsample every training set (stratified) to N images (default: all)")
+    parser.add_argument("--seeds", type=_positive_int, default=1,
+                        help="repeats of every arm with other seeds, on the official split of a large dataset "
+                             "(default: %(default)s)")
+    parser.add_argument("--device", choices=DEVICES, default="cpu",
+                        help="where the learned arms train: cuda needs a GPU PyTorch sees (default: %(default)s)")
+    parser.add_argument("--margin", type=_margin, default=1.0, metavar="POINTS",
+                        help="two arms within this many accuracy points count as equal (default: %(default)s)")
     parser.add_argument("--no-learned", action="store_true", help="skip the arms with kernels trained in PyTorch")
     parser.add_argument("--no-transfer", action="store_true", help="skip the transfer (data-efficiency) experiment")
     parser.add_argument("--seed", type=int, default=0, help="seed of the splits and models (default: %(default)s)")
@@ -92,20 +112,42 @@ def _parse_banks(text):
         raise UsageError(f"argument --banks: {exc}") from None
 
 
+def _parse_layers(text):
+    try:
+        depths = sorted({int(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        depths = []
+    if not depths or not set(depths) <= set(DEPTHS):
+        raise UsageError(f"argument --layers: expected depths among {', '.join(map(str, DEPTHS))}, got {text!r}")
+    return depths
+
+
+def _check_dataset(name):
+    from ..datasets._fetchers import DATASET_NAMES
+
+    names = ("digits", *DATASET_NAMES)
+    if name not in names:
+        raise UsageError(
+            f"argument --dataset: unknown dataset {name!r}; choose from {', '.join(names)}.{did_you_mean(name, names)}"
+        )
+
+
 def _load_images(name, data_home):
-    """``(images, target)`` of the dataset ``name``."""
+    """``(images, target, test_images, test_target)``; the test pair is None for digits (cross-validated)."""
     if name == "digits":
         from sklearn.datasets import load_digits
 
         digits = load_digits()
-        return digits.images, digits.target
-    from ..datasets._fetchers import DATASET_NAMES, load_dataset
+        return digits.images, digits.target, None, None
+    from ..datasets._fetchers import load_dataset
 
-    if name not in DATASET_NAMES:
-        names = ("digits", *DATASET_NAMES)
-        raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(names)}.{did_you_mean(name, names)}")
-    bunch = load_dataset(name, data_home=data_home, subset="train")
-    return bunch.images, bunch.target
+    train = load_dataset(name, data_home=data_home, subset="train")
+    test = load_dataset(name, data_home=data_home, subset="test")
+    return train.images, train.target, test.images, test.target
+
+
+class SchedulerError(Exception):
+    """The Dask scheduler of ``--scheduler`` could not be reached (exit code 1)."""
 
 
 def _fits_on(scheduler):
@@ -119,7 +161,10 @@ def _fits_on(scheduler):
     from joblib import parallel_config
 
     stack = contextlib.ExitStack()
-    stack.enter_context(Client(scheduler, timeout="30s"))
+    try:
+        stack.enter_context(Client(scheduler, timeout="30s"))
+    except OSError as exc:
+        raise SchedulerError(f"cannot reach the Dask scheduler {scheduler!r}: {exc}") from None
     # Each split's seeds are fixed by the study, so where a fit runs cannot change its result.
     stack.enter_context(parallel_config(backend="dask"))
     return stack
@@ -157,41 +202,19 @@ def _plain_progress():
     return progress
 
 
-def _mean(values):
-    values = [v for v in values if v is not None]
-    return f"{np.mean(values):.3f}" if values else "-"
-
-
 def format_results(results):
     """The table, comparisons, transfer curve, answers and skipped arms, as text."""
-    cv = results["cv"]
-    header = (
-        f"{results['dataset']}: {results['n_samples']} images {tuple(results['image_shape'])}, "
-        f"{results['n_classes']} classes; head: {results['classifier']}; "
-        f"{cv['n_repeats']}x{cv['n_splits']}-fold CV ({cv['n_train']} train / {cv['n_test']} test per split)"
-    )
-    lines = [
-        header,
-        "",
-        f"{'arm':<28}{'features':>9}  {'accuracy (95% CI)':<24}{'fit s':>7}{'transform s':>13}",
-    ]
-    for arm in results["arms"]:
-        acc = f"{100 * arm['mean']:.1f}% ({100 * arm['ci_low']:.1f}-{100 * arm['ci_high']:.1f})"
-        lines.append(
-            f"{arm['label']:<28}{arm['n_features']:>9}  {acc:<24}{_mean(arm['fit_time']):>7}"
-            f"{_mean(arm['transform_time']):>13}"
-        )
-    lines.append("(95% CI corrected for overlapping CV training sets; times are means per split)")
-    labels = {arm["name"]: arm["label"] for arm in results["arms"]}
+    lines = [*fmt.caveats(results), fmt.study_line(results), "",
+             fmt.text_table(fmt.SUMMARY_HEADER, fmt.summary_rows(results)),
+             f"(95% CI: {results['evaluation']['interval']}; times are means per split or seed)"]
     if results["comparisons"]:
-        reference = labels[results["comparisons"][0]["reference"]]
-        lines += ["", f"Against {reference} (corrected repeated k-fold t-test, Bouckaert & Frank 2004):"]
-        for c in results["comparisons"]:
-            lines.append(
-                f"  {labels[c['arm']]:<26}{100 * c['mean_diff']:+6.1f} points "
-                f"(95% CI {100 * c['ci_low']:+.1f} to {100 * c['ci_high']:+.1f}), p = {c['p_value']:.2g}"
-            )
-    lines += _format_transfer(results["transfer"])
+        lines += ["", f"Against the reference: {results['evaluation']['test']}; p-values Holm-adjusted",
+                  fmt.text_table(fmt.COMPARISON_HEADER, fmt.comparison_rows(results))]
+    if results["transfer"]:
+        transfer = results["transfer"]
+        lines += ["", f"Transfer: kernels learned on classes {transfer['source_classes']}, used on "
+                      f"{transfer['target_classes']}; {transfer['n_seeds']} seeds",
+                  fmt.text_table(fmt.TRANSFER_HEADER, fmt.transfer_rows(transfer))]
     lines += ["", "Answers:"]
     lines += [f"  [{v['verdict']}] {v['claim']}: {v['sentence']}" for v in results["verdicts"]]
     if results["skipped_arms"]:
@@ -200,74 +223,117 @@ def format_results(results):
     return "\n".join(lines)
 
 
-def _format_transfer(transfer):
-    if transfer is None:
-        return []
-    title = (
-        f"Transfer: kernels learned on classes {transfer['source_classes']}, used on "
-        f"{transfer['target_classes']}; mean accuracy (fit s) over {transfer['n_seeds']} seeds"
-    )
-    lines = [
-        "",
-        title,
-        f"  {'training images':<30}" + "".join(f"{n:>15}" for n in transfer["train_sizes"]),
-    ]
-    for arm in transfer["arms"].values():
-        cells = [
-            f"{100 * np.mean(s):.1f}% ({np.mean(t):.2f})" for s, t in zip(arm["scores"], arm["fit_time"])
-        ]
-        lines.append(f"  {arm['label']:<30}" + "".join(f"{c:>15}" for c in cells))
-    return lines
+def _check_out(path):
+    """``--out`` as a Path, checked before the study starts (nothing is created yet)."""
+    if path is None:
+        return None
+    try:
+        return check_out_dir(path)
+    except OSError as exc:
+        raise UsageError(f"argument --out: {exc}") from None
 
 
-def _write_report(results, extras, out_dir):
-    from ._report import write_report
+def _check_device(device, needs_torch):
+    """``--device cuda`` without a CUDA device fails now, not after loading the data."""
+    if device != "cuda" or not needs_torch:
+        return
+    try:
+        import torch
+    except ImportError:
+        return  # the learned arms are skipped, and say why
+    if not torch.cuda.is_available():
+        raise UsageError("argument --device: PyTorch sees no CUDA device; use --device cpu or --device auto")
 
-    write_report(results, extras, out_dir)
+
+def _check_train_size(train_size, target):
+    """A stratified subsample needs at least one image of every class."""
+    n_classes = len(np.unique(target))
+    if train_size is not None and train_size < n_classes:
+        raise UsageError(f"argument --train-size: {train_size} images cannot hold one of each of the "
+                         f"{n_classes} classes")
 
 
 def main(argv=None):
-    """Run the study from the command line; return the exit code."""
-    parser = build_parser()
+    """Run the study from the command line; return the exit code.
+
+    0 done; 1 the data could not be loaded or the study or report failed on
+    it; 2 a bad option (checked, ``--out`` included, before any work); 130
+    interrupted (Ctrl-C).
+    """
+    progress, close = None, lambda: None
     try:
-        args = parser.parse_args(argv)
-        if args.folds < 2:
-            raise UsageError("argument --folds: needs at least 2 folds")
-        banks = _parse_banks(args.banks)
-        images, target = _load_images(args.dataset, args.data_home)
-    except SystemExit as exc:  # --help
-        return exc.code
-    except (UsageError, ValueError) as exc:
-        print(f"skconvfeat: error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:  # download or file errors
-        print(f"skconvfeat: error: cannot load {args.dataset!r}: {exc}", file=sys.stderr)
-        return 1
-    progress, close = _progress_bar()
-    try:
+        args = _parse(argv)
+        try:
+            data = _load_images(args.dataset, args.data_home)
+        except (OSError, ValueError, pickle.UnpicklingError) as exc:  # missing, corrupt or unsafe files
+            print(f"skconvfeat: error: cannot load {args.dataset!r}: {exc}", file=sys.stderr)
+            return 1
+        _check_train_size(args.train_size, data[1])
+        progress, close = _progress_bar()
         with _fits_on(args.scheduler):
-            results, extras = run_study(
-                images, target, dataset=args.dataset, banks=banks, classifier=args.classifier,
-                n_splits=args.folds, n_repeats=args.repeats, random_state=args.seed, train_size=args.train_size,
-                learned=not args.no_learned, transfer=not args.no_transfer, n_jobs=args.n_jobs,
-                progress=progress, return_extras=True,
-            )
+            results, extras = _run(args, data, progress)
+    except _Exit as exc:
+        return exc.code
     except UsageError as exc:
         print(f"skconvfeat: error: {exc}", file=sys.stderr)
         return 2
-    except OSError as exc:  # the scheduler could not be reached
-        print(f"skconvfeat: error: cannot reach the Dask scheduler {args.scheduler!r}: {exc}", file=sys.stderr)
-        return 1
-    except ValueError as exc:  # e.g. --train-size too small for the classes
+    except ValueError as exc:  # the data do not suit the study (e.g. a class too small to split)
         print(f"skconvfeat: error: {exc}", file=sys.stderr)
-        return 2
+        return 1
+    except SchedulerError as exc:
+        print(f"skconvfeat: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        close()
+        print("skconvfeat: interrupted", file=sys.stderr)
+        return 130
     finally:
         close()
     print(json.dumps(results, indent=2) if args.json else format_results(results))
     if args.out:
         try:
-            _write_report(results, extras, args.out)
+            write_report(results, extras, args.out)
         except (ImportError, OSError) as exc:  # the numbers are printed above: report and go on
-            print(f"skconvfeat: error: cannot write the report to {args.out!r}: {exc}", file=sys.stderr)
+            print(f"skconvfeat: error: cannot write the report to {str(args.out)!r}: {exc}", file=sys.stderr)
             return 1
+        except KeyboardInterrupt:  # the folder holds the old report or the new one, never both
+            print("skconvfeat: interrupted", file=sys.stderr)
+            return 130
     return 0
+
+
+class _Exit(Exception):
+    """``--help``: argparse printed the help and wants to exit with ``code``."""
+
+    def __init__(self, code):
+        super().__init__(code)
+        self.code = code
+
+
+def _parse(argv):
+    """Parse and check every option; raise UsageError (exit 2) before any work."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help
+        raise _Exit(exc.code) from None
+    if args.folds < 2:
+        raise UsageError("argument --folds: needs at least 2 folds")
+    args.banks = _parse_banks(args.banks)
+    args.layers = _parse_layers(args.layers)
+    _check_dataset(args.dataset)
+    args.out = _check_out(args.out)
+    _check_device(args.device, not (args.no_learned and args.no_transfer))
+    return args
+
+
+def _run(args, data, progress):
+    """run_study with the options; the holdout design when the dataset has a test set."""
+    images, target, test_images, test_target = data
+    return run_study(
+        images, target, test_images=test_images, test_target=test_target, dataset=args.dataset,
+        banks=args.banks, depths=args.layers, classifier=args.classifier, n_splits=args.folds, n_repeats=args.repeats,
+        n_seeds=args.seeds, random_state=args.seed, train_size=args.train_size, learned=not args.no_learned,
+        transfer=not args.no_transfer, device=args.device, margin=args.margin / 100, n_jobs=args.n_jobs,
+        progress=progress, return_extras=True,
+    )

@@ -13,10 +13,13 @@
   embedded as base64 PNG, no scripts and no external URLs, so it can be
   mailed or attached to a CI run and opened offline.
 
-Every file is written to a temporary file in the same folder and moved into
-place with :func:`os.replace`, so an error never leaves a half-written file.
-The data files are written before the HTML is rendered: a missing matplotlib
-or a plotting error must not cost the numbers of a long study.
+The whole folder is written as a temporary sibling folder and swapped in
+whole (the old folder renamed aside, the new one renamed into place, the old
+one removed), so an interruption or an error never leaves files of two runs
+together: ``out_dir`` holds either the earlier report or the new one. The data
+files are written before the HTML is rendered: when rendering fails (e.g. no
+matplotlib), the folder is swapped in without ``report.html`` before the
+error is raised, so a long study's numbers are never lost.
 """
 
 import base64
@@ -26,14 +29,15 @@ import io
 import json
 import math
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from ._stats import mean_interval
+from . import _format as fmt
 
-__all__ = ["write_report"]
+__all__ = ["REPORT_FILES", "check_out_dir", "write_report"]
 
 # Small figures keep a report with a dozen of them well under 2 MB.
 _DPI = 90
@@ -47,35 +51,67 @@ _MAX_ANNOTATED_CLASSES = 15
 _MAX_LABELLED_CLASSES = 30
 _KNOWN_VERDICTS = ("supported", "refuted", "inconclusive")
 
-_SUMMARY_HEADER = ("Arm", "Kind", "Features", "Accuracy (95% CI)", "Fit time (mean)")
-_COMPARISON_HEADER = ("Arm", "Reference", "Difference (95% CI)", "p-value", "Test")
 _RESULTS_CSV_HEADER = ("arm", "label", "kind", "split", "accuracy", "fit_time", "transform_time")
 _TRANSFER_CSV_HEADER = ("arm", "label", "train_size", "repeat", "accuracy", "fit_time")
 
 
+# Every file a report folder may hold: a folder holding anything else is not
+# replaced, so a mistyped report folder (".", a home folder) never loses other files.
+REPORT_FILES = ("results.json", "results.csv", "transfer.csv", "summary.md", "report.html")
+
+
+def check_out_dir(out_dir):
+    """Raise OSError unless ``out_dir`` can receive a report, without creating anything.
+
+    It must be a new folder whose nearest existing parent is a writable
+    folder, or an existing folder in a writable parent holding only the files
+    of an earlier report (it is swapped out whole).
+
+    Parameters
+    ----------
+    out_dir : str or os.PathLike
+
+    Returns
+    -------
+    out_dir : pathlib.Path
+        The absolute path.
+    """
+    out_dir = Path(out_dir).absolute()
+    if out_dir.exists():
+        if not out_dir.is_dir():
+            raise NotADirectoryError(f"{out_dir} is a file, not a folder")
+        others = sorted(path.name for path in out_dir.iterdir() if path.name not in REPORT_FILES)
+        if others:
+            raise FileExistsError(
+                f"{out_dir} holds files that are not part of a report ({', '.join(others[:3])}"
+                f"{', ...' if len(others) > 3 else ''}); give a new or empty folder"
+            )
+    parent = out_dir.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise NotADirectoryError(f"{parent} is a file, so {out_dir} cannot be created")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise PermissionError(f"cannot create or replace {out_dir}: {parent} is not writable")
+    return out_dir
+
+
 def write_report(results, extras, out_dir):
-    """Write the results of a study and its report into ``out_dir``.
+    """Write the results of a study and its report into the folder ``out_dir``.
 
     Parameters
     ----------
     results : dict
-        The JSON-serialisable results of ``run_study``, as described in
-        ``docs/results-schema.md``.
+        The JSON-serialisable results of :func:`skconvfeat.study.run_study`,
+        as described in ``docs/results-schema.md``.
     extras : dict
         The arrays that travel beside ``results`` (filter banks, learned
         kernels, sample image, feature maps, confusion matrix). Missing
         entries only drop the figures that need them.
     out_dir : str or os.PathLike
-        Folder to write into; created with its parents if needed. Files of
-        an earlier report there are replaced, and a stale ``transfer.csv``
-        is removed when this study has no transfer part.
-
-    Examples
-    --------
-    >>> from skconvfeat.study import write_report
-    >>> results, extras = ..., ...  # from skconvfeat.study.run_study  # doctest: +SKIP
-    >>> write_report(results, extras, "digits-report")["report.html"]  # doctest: +SKIP
-    PosixPath('digits-report/report.html')
+        The report folder; created with its parents if needed. An earlier
+        report there is replaced whole; a folder holding other files is
+        refused (see :func:`check_out_dir`).
 
     Returns
     -------
@@ -84,13 +120,37 @@ def write_report(results, extras, out_dir):
 
     Raises
     ------
+    OSError
+        If ``out_dir`` cannot receive a report; nothing is written.
     ImportError
-        If matplotlib is not installed. The data files and ``summary.md``
-        are written before this is raised, and the ``report.html`` of an
-        earlier run is removed, as after any error while rendering it.
+        If matplotlib is not installed. The folder then holds the data
+        files and ``summary.md`` of this study, and no ``report.html``.
+
+    Examples
+    --------
+    >>> from skconvfeat.study import write_report
+    >>> results, extras = ..., ...  # from skconvfeat.study.run_study  # doctest: +SKIP
+    >>> write_report(results, extras, "digits-report")["report.html"]  # doctest: +SKIP
+    PosixPath('digits-report/report.html')
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = check_out_dir(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.new-"))
+    try:
+        try:
+            names = _write_files(results, extras, staging)
+        except BaseException:
+            if (staging / "results.json").exists():  # the numbers are complete; only the page failed
+                _swap_in(staging, out_dir)
+            raise
+        _swap_in(staging, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # already gone once swapped in
+    return {name: out_dir / name for name in names}
+
+
+def _write_files(results, extras, folder):
+    """Write every file of the report into ``folder``: data files first, then the page."""
     texts = {
         "results.json": json.dumps(_strict_json(results), indent=2, allow_nan=False) + "\n",
         "results.csv": _results_csv(results),
@@ -98,44 +158,45 @@ def write_report(results, extras, out_dir):
     }
     if results.get("transfer"):
         texts["transfer.csv"] = _transfer_csv(results["transfer"])
-    else:
-        # A transfer.csv left by an earlier run would describe another study.
-        (out_dir / "transfer.csv").unlink(missing_ok=True)
-    paths = {}
-    for name, text in texts.items():
-        paths[name] = _atomic_write_text(out_dir / name, text)
+    # results.json last: its presence says the data files are complete.
+    for name in sorted(texts, key=lambda name: name == "results.json"):
+        _write_text(folder / name, texts[name])
+    _write_text(folder / "report.html", _report_html(results, extras))
+    return [*texts, "report.html"]
+
+
+def _swap_in(staging, out_dir):
+    """Replace ``out_dir`` by the folder ``staging`` (a sibling), never mixing the two.
+
+    A folder cannot be ``os.replace``-d over a non-empty one, so the old one is
+    renamed aside first; an interruption between the two renames leaves the
+    old report in the ``.old-`` folder and the new one in ``staging``.
+    """
+    os.chmod(staging, 0o755)  # mkdtemp makes it private; a report is meant to be shared
+    if not out_dir.exists():
+        os.rename(staging, out_dir)
+        return
+    old = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.old-"))
     try:
-        page = _report_html(results, extras)
-    except BaseException:
-        # An older report.html would now contradict the new results.json.
-        (out_dir / "report.html").unlink(missing_ok=True)
-        raise
-    paths["report.html"] = _atomic_write_text(out_dir / "report.html", page)
-    return paths
+        os.rename(out_dir, old / out_dir.name)
+        try:
+            os.rename(staging, out_dir)
+        except BaseException:
+            os.rename(old / out_dir.name, out_dir)  # put the earlier report back
+            raise
+    finally:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- files
 
 
-def _atomic_write_text(path, text):
-    """Write ``text`` to ``path`` via a temporary file in the same folder.
-
-    ``os.replace`` is atomic only within one file system, hence the same
-    folder; readers see either the old file or the complete new one.
-    """
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        # newline="" keeps the "\n" the writers chose on every platform.
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        # mkstemp creates the file private (0600); a report is meant to be shared.
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _write_text(path, text):
+    """Write ``text`` to ``path`` with "\n" line ends, readable by everyone."""
+    # newline="" keeps the "\n" the writers chose on every platform.
+    with open(path, "w", encoding="utf-8", newline="") as file:
+        file.write(text)
+    os.chmod(path, 0o644)
     return path
 
 
@@ -195,63 +256,6 @@ def _blank(value):
 # --------------------------------------------------------------------------- text
 
 
-def _percent(fraction):
-    return "n/a" if fraction is None else f"{100 * fraction:.1f}%"
-
-
-def _p_value(p):
-    if p is None or not math.isfinite(p):
-        return "n/a"
-    return "< 0.001" if p < 0.001 else f"{p:.3f}"
-
-
-def _seconds(values):
-    values = [value for value in values or () if value is not None]
-    return f"{np.mean(values):.3g} s" if values else "n/a"
-
-
-def _summary_rows(results):
-    """Rows of the results table, shared by the Markdown and HTML reports."""
-    rows = []
-    for arm in results["arms"]:
-        accuracy = f"{_percent(arm['mean'])} ({_percent(arm['ci_low'])} to {_percent(arm['ci_high'])})"
-        n_features = "" if arm.get("n_features") is None else str(arm["n_features"])
-        rows.append((arm["label"], arm["kind"], n_features, accuracy, _seconds(arm.get("fit_time"))))
-    return rows
-
-
-def _comparison_rows(results):
-    """Rows of the paired comparisons, differences in percentage points."""
-    labels = {arm["name"]: arm["label"] for arm in results["arms"]}
-    rows = []
-    for comparison in results.get("comparisons", []):
-        low, high = 100 * comparison["ci_low"], 100 * comparison["ci_high"]
-        difference = f"{100 * comparison['mean_diff']:+.1f} pp ({low:+.1f} to {high:+.1f})"
-        rows.append(
-            (
-                labels.get(comparison["arm"], comparison["arm"]),
-                labels.get(comparison["reference"], comparison["reference"]),
-                difference,
-                _p_value(comparison.get("p_value")),
-                comparison.get("test", ""),
-            )
-        )
-    return rows
-
-
-def _study_line(results):
-    """One sentence saying what was run, for the top of both reports."""
-    cv = results.get("cv", {})
-    shape = "x".join(str(size) for size in results.get("image_shape", []))
-    return (
-        f"Dataset {results.get('dataset')} ({results.get('n_samples')} images of {shape}, "
-        f"{results.get('n_classes')} classes); head: {results.get('classifier')}; "
-        f"{cv.get('n_repeats')} x {cv.get('n_splits')}-fold cross-validation "
-        f"({cv.get('n_train')} train / {cv.get('n_test')} test per split); "
-        f"{results.get('elapsed_s', 0):.0f} s in all."
-    )
-
-
 def _markdown_cell(text):
     # A "|" inside a cell would end it early.
     return str(text).replace("|", "\\|").replace("\n", " ")
@@ -265,15 +269,17 @@ def _markdown_table(header, rows):
 
 def _summary_markdown(results):
     """The Markdown summary: table, comparisons, verdicts and skipped arms."""
-    parts = [f"# skconvfeat study: {results.get('dataset')}", _study_line(results)]
-    parts += ["## Accuracy per arm", _markdown_table(_SUMMARY_HEADER, _summary_rows(results))]
-    comparisons = _comparison_rows(results)
-    if comparisons:
-        parts += ["## Comparisons with the reference", _markdown_table(_COMPARISON_HEADER, comparisons)]
-    verdicts = results.get("verdicts", [])
+    parts = [f"# skconvfeat study: {results['dataset']}", *fmt.caveats(results), fmt.study_line(results)]
+    parts += ["## Accuracy per arm", _markdown_table(fmt.SUMMARY_HEADER, fmt.summary_rows(results))]
+    if results["comparisons"]:
+        parts += [f"## Comparisons with the reference: {results['evaluation']['test']}; p-values Holm-adjusted",
+                  _markdown_table(fmt.COMPARISON_HEADER, fmt.comparison_rows(results))]
+    if results["transfer"]:
+        parts += ["## Transfer", _markdown_table(fmt.TRANSFER_HEADER, fmt.transfer_rows(results["transfer"]))]
+    verdicts = results["verdicts"]
     if verdicts:
         parts += ["## Verdicts", "\n".join(f"- **{v['claim']}**: {v['verdict']}. {v['sentence']}" for v in verdicts)]
-    skipped = results.get("skipped_arms", [])
+    skipped = results["skipped_arms"]
     if skipped:
         parts += ["## Skipped arms", "\n".join(f"- {s['name']}: {s['reason']}" for s in skipped)]
     return "\n\n".join(parts) + "\n"
@@ -307,14 +313,6 @@ def _data_uri(figure):
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _curve_interval(values):
-    """Mean and 95% t-interval over repeats; collapsed to the mean for a single repeat."""
-    if len(values) < 2:
-        mean = float(np.mean(values))
-        return mean, mean, mean
-    return mean_interval(values)
-
-
 def _arm_colours(arms):
     return [_KIND_COLOURS.get(arm["kind"], "C1") for arm in arms]
 
@@ -342,7 +340,7 @@ def _figure_accuracy(results):
     axes.errorbar(means, positions, xerr=errors, fmt="none", ecolor="black", capsize=3)
     axes.scatter(means, positions, c=_arm_colours(arms), s=30, zorder=3, edgecolors="black", linewidths=0.5)
     axes.set_yticks(positions, [arm["label"] for arm in arms], fontsize=8)
-    axes.set_xlabel("accuracy (mean, 95% CI; dots: single splits)")
+    axes.set_xlabel("accuracy (mean, 95% CI; dots: single splits or seeds)")
     axes.grid(axis="x", alpha=0.3)
     _kind_legend(axes, arms)
     return figure
@@ -354,9 +352,8 @@ def _figure_transfer(transfer):
     axes = axes[0, 0]
     sizes = np.asarray(transfer["train_sizes"])
     for name, arm in transfer["arms"].items():
-        mean, low, high = np.array([_curve_interval(scores) for scores in arm["scores"]]).T
-        (line,) = axes.plot(sizes, mean, marker="o", label=arm.get("label", name))
-        axes.fill_between(sizes, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+        (line,) = axes.plot(sizes, arm["mean"], marker="o", label=arm.get("label", name))
+        axes.fill_between(sizes, arm["ci_low"], arm["ci_high"], color=line.get_color(), alpha=0.2, linewidth=0)
     axes.set_xscale("log")
     axes.set_xticks(sizes, [str(size) for size in sizes])
     axes.minorticks_off()
@@ -572,14 +569,16 @@ def _html_versions(results):
 def _report_html(results, extras):
     """Render the whole report page as one self-contained HTML string."""
     sections = [
-        _html_section("summary", "Results", _html_table(_SUMMARY_HEADER, _summary_rows(results))),
+        _html_section("summary", "Results", _html_table(fmt.SUMMARY_HEADER, fmt.summary_rows(results))),
         _html_section(
-            "comparisons", "Comparisons with the reference", _html_table(_COMPARISON_HEADER, _comparison_rows(results))
+            "comparisons",
+            f"Comparisons with the reference: {results['evaluation']['test']}; p-values Holm-adjusted",
+            _html_table(fmt.COMPARISON_HEADER, fmt.comparison_rows(results)),
         ),
         _html_figure(
             "fig-accuracy",
             "Accuracy per arm",
-            "Mean accuracy over all splits with its 95% interval (t, widened for the overlap of CV training sets).",
+            f"Mean accuracy with its 95% interval ({results['evaluation']['interval']}); dots: single splits or seeds.",
             _figure_accuracy(results),
         ),
     ]
@@ -613,6 +612,7 @@ def _report_html(results, extras):
         _html_figure(
             "fig-confusion",
             "Confusion matrix of the best fixed arm",
+            "The fixed arm with the highest mean accuracy (the one verdict (b) uses), on the first split or seed. "
             "Rows: true class; columns: predicted class; cells: counts.",
             _figure_confusion(extras),
         ),
@@ -624,7 +624,9 @@ def _report_html(results, extras):
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
-        f"<h1>{html.escape(title)}</h1><p>{html.escape(_study_line(results))}</p>"
+        f"<h1>{html.escape(title)}</h1>"
+        + "".join(f'<p class="refuted">{html.escape(line)}</p>' for line in fmt.caveats(results))
+        + f"<p>{html.escape(fmt.study_line(results))}</p>"
         + "".join(sections)
         + "</body></html>\n"
     )

@@ -1,34 +1,55 @@
-"""Statistics for comparing classifiers over cross-validation splits.
+"""Statistics for comparing classifiers: bounded intervals, paired tests, Holm, equivalence.
 
-Scores from the splits of a repeated k-fold are not independent: every
-training set overlaps every other, so the plain t-interval over splits is too
-narrow. Nadeau & Bengio (2003) inflate the variance by the test/train size
-ratio; Bouckaert & Frank (2004) use that correction for repeated k-fold
-("corrected repeated k-fold t-test"), which is what this module computes.
-All functions are pure and take plain sequences of numbers.
+Two designs, one per way the study scores its arms:
+
+* **Cross-validation** (small datasets such as digits). Scores from the splits
+  of a repeated k-fold are not independent: every training set overlaps every
+  other, so the plain t-interval over splits is too narrow. Nadeau & Bengio
+  (2003) inflate the variance by the test/train size ratio; Bouckaert & Frank
+  (2004) use that correction for repeated k-fold ("corrected repeated k-fold
+  t-test"). The interval of one arm's accuracy is built on the logit scale
+  (:func:`accuracy_interval`), so it never leaves [0, 1].
+* **Official train/test split** (MNIST, CIFAR-10): every arm predicts the
+  same test images, possibly once per seed. One arm's accuracy gets a Wilson
+  interval (:func:`wilson_interval`); two arms are compared image by image
+  (:func:`paired_holdout_test`: McNemar's exact test for one seed).
+
+Both tests return the same dict, to which :func:`judge` adds Holm-adjusted
+p-values for the family of comparisons, an equivalence test (TOST: the two
+arms are "equal within +-margin" when both one-sided tests reject, i.e. the
+(1 - 2 alpha) interval of the difference lies inside +-margin) and one
+outcome word. All functions are pure and take plain sequences of numbers.
 """
 
 import math
 
 import numpy as np
 from scipy import stats
+from scipy.special import expit, logit
 
-__all__ = ["corrected_paired_ttest", "mean_interval", "verdict"]
+__all__ = [
+    "OUTCOMES",
+    "accuracy_interval",
+    "claim_verdict",
+    "corrected_paired_ttest",
+    "holm",
+    "judge",
+    "paired_holdout_test",
+    "wilson_interval",
+]
 
-TEST_NAME = "corrected repeated k-fold t-test (Bouckaert & Frank 2004)"
+CV_TEST = "corrected repeated k-fold t-test (Bouckaert & Frank 2004)"
+MCNEMAR_TEST = "McNemar's exact test on the same test images"
+IMAGE_TEST = "paired t-test over test images of the accuracy averaged over seeds"
+# A difference is "higher"/"lower" when its Holm-adjusted p-value is below
+# alpha, else "equivalent" when the Holm-adjusted TOST p-value is, else
+# "inconclusive".
+OUTCOMES = ("higher", "lower", "equivalent", "inconclusive")
 
 
-def _t_interval(values, variance_factor, confidence):
-    """Mean, half-width and degrees of freedom of a t-interval with an inflated variance."""
-    values = np.asarray(values, dtype=float)
-    if values.ndim != 1 or values.size < 2:
-        raise ValueError(f"Need a 1-D sequence of at least 2 numbers. Got shape {values.shape}.")
+def _check_confidence(confidence):
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1). Got {confidence!r}.")
-    df = values.size - 1
-    std_error = math.sqrt(variance_factor * values.var(ddof=1))
-    half_width = stats.t.ppf(0.5 + confidence / 2, df) * std_error
-    return float(values.mean()), float(half_width), std_error, df
 
 
 def _variance_factor(n_values, test_train_ratio):
@@ -38,19 +59,35 @@ def _variance_factor(n_values, test_train_ratio):
     return 1.0 / n_values + test_train_ratio
 
 
-def mean_interval(values, *, confidence=0.95, test_train_ratio=0.0):
-    """Mean and t-interval of ``values`` (e.g. accuracies over CV splits).
+def _as_values(values):
+    values = np.asarray(values, dtype=float)
+    if values.ndim != 1 or values.size < 2:
+        raise ValueError(f"Need a 1-D sequence of at least 2 numbers. Got shape {values.shape}.")
+    return values
+
+
+def accuracy_interval(scores, *, n_test, confidence=0.95, test_train_ratio=0.0):
+    """Mean accuracy over CV splits and an interval inside [0, 1].
+
+    The standard error of the mean is the (corrected) t one,
+    ``sqrt((1/n + test_train_ratio) * s**2)``; it is carried to the logit
+    scale by the delta method (divided by ``m * (1 - m)``), the t-interval is
+    built there around ``logit(m)`` and mapped back, so it always contains the
+    mean and never leaves [0, 1]. A mean of exactly 0 or 1 is moved half an
+    image inside (``0.5 / n_test``) before the transform, as in the empirical
+    logit.
 
     Parameters
     ----------
-    values : array-like of shape (n,)
-        One number per split, ``n >= 2``.
+    scores : array-like of shape (n,)
+        Accuracy of one arm on each split, ``n >= 2``.
+    n_test : int
+        Test images per split.
     confidence : float, default=0.95
         Coverage of the interval.
     test_train_ratio : float, default=0.0
-        ``n_test / n_train`` of one split. ``0`` gives the textbook interval
-        ``mean ± t * s / sqrt(n)``; the ratio of a k-fold split widens it as in
-        the corrected repeated k-fold t-test (the splits overlap).
+        ``n_test / n_train`` of one split; ``0`` gives the textbook standard
+        error, the ratio of a k-fold split widens it for overlapping folds.
 
     Returns
     -------
@@ -58,14 +95,84 @@ def mean_interval(values, *, confidence=0.95, test_train_ratio=0.0):
 
     Examples
     --------
-    >>> [round(v, 3) for v in mean_interval([1.0, 2.0, 3.0])]  # 2 ± t(0.975, 2) * 1 / sqrt(3)
-    [2.0, -0.484, 4.484]
+    >>> [round(v, 4) for v in accuracy_interval([0.98, 1.0, 1.0, 0.99], n_test=100)]
+    [0.9925, 0.9447, 0.999]
     """
-    mean, half, _, _ = _t_interval(values, _variance_factor(len(values), test_train_ratio), confidence)
-    return mean, mean - half, mean + half
+    scores = _as_values(scores)
+    _check_confidence(confidence)
+    if n_test < 1:
+        raise ValueError(f"n_test must be positive. Got {n_test!r}.")
+    mean = float(scores.mean())
+    edge = 0.5 / n_test
+    centre = min(max(mean, edge), 1 - edge)
+    std_error = math.sqrt(_variance_factor(scores.size, test_train_ratio) * scores.var(ddof=1))
+    half = stats.t.ppf(0.5 + confidence / 2, scores.size - 1) * std_error / (centre * (1 - centre))
+    low, high = float(expit(logit(centre) - half)), float(expit(logit(centre) + half))
+    return mean, min(low, mean), max(high, mean)
 
 
-def corrected_paired_ttest(scores_a, scores_b, *, n_train=None, n_test=None, confidence=0.95):
+def wilson_interval(successes, n, *, confidence=0.95):
+    """Wilson score interval of a proportion ``successes / n`` (one test set).
+
+    ``successes`` may be fractional (the mean number of correct images over
+    several seeds). The interval lies inside [0, 1] and, unlike the Wald
+    interval, keeps its coverage near 0 and 1.
+
+    Returns
+    -------
+    low, high : float
+
+    Examples
+    --------
+    >>> [round(v, 4) for v in wilson_interval(81, 263)]  # Wilson (1927); scipy's binomtest agrees
+    [0.2553, 0.3662]
+    """
+    _check_confidence(confidence)
+    if n < 1 or not 0 <= successes <= n:
+        raise ValueError(f"Need 0 <= successes <= n and n >= 1. Got successes={successes!r}, n={n!r}.")
+    z = stats.norm.ppf(0.5 + confidence / 2)
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, float(centre - half)), min(1.0, float(centre + half))
+
+
+def _difference(mean, std_error, df, confidence, margin, test):
+    """The shared result of a paired test on a mean difference of accuracies, with a t (or normal) law.
+
+    ``equivalence_p_value`` is the TOST p-value: the larger of the one-sided
+    p-values of "difference <= -margin" and "difference >= +margin".
+    """
+    law = stats.t(df) if math.isfinite(df) else stats.norm()
+    if std_error > 0:
+        half = law.ppf(0.5 + confidence / 2) * std_error
+        t_stat = mean / std_error
+        p_value = float(2 * law.sf(abs(t_stat)))
+        equivalence = float(max(law.sf((mean + margin) / std_error), law.cdf((mean - margin) / std_error)))
+    else:  # identical differences everywhere: no spread, the sign is certain unless 0
+        half = 0.0
+        t_stat = 0.0 if mean == 0 else math.copysign(math.inf, mean)
+        p_value = 1.0 if mean == 0 else 0.0
+        equivalence = 0.0 if abs(mean) < margin else 1.0
+    # Differences of accuracies lie in [-1, 1]; so does their interval.
+    return {
+        "mean_diff": float(mean),
+        "ci_low": float(max(mean - half, -1.0)),
+        "ci_high": float(min(mean + half, 1.0)),
+        "statistic": float(t_stat),
+        "p_value": p_value,
+        "equivalence_p_value": equivalence,
+        "margin": float(margin),
+        "test": test,
+    }
+
+
+def _check_margin(margin):
+    if not margin > 0:
+        raise ValueError(f"margin must be > 0. Got {margin!r}.")
+
+
+def corrected_paired_ttest(scores_a, scores_b, *, n_train=None, n_test=None, confidence=0.95, margin=0.01):
     """Corrected repeated k-fold t-test of ``scores_a - scores_b`` (paired by split).
 
     The variance of the mean difference is ``(1/n + n_test/n_train) * s**2``
@@ -84,70 +191,150 @@ def corrected_paired_ttest(scores_a, scores_b, *, n_train=None, n_test=None, con
         barely overlapping training draws): the plain paired t-test.
     confidence : float, default=0.95
         Coverage of the interval on the mean difference.
+    margin : float, default=0.01
+        Equivalence margin of the TOST p-value (0.01: one point of accuracy).
 
     Returns
     -------
     result : dict
-        ``mean_diff``, ``ci_low``, ``ci_high``, ``t_statistic``,
-        ``p_value`` (two-sided) and ``df``.
+        ``mean_diff``, ``ci_low``, ``ci_high``, ``statistic`` (t),
+        ``p_value`` (two-sided), ``equivalence_p_value`` (TOST), ``margin``,
+        ``test`` and ``df``.
     """
-    diff = np.asarray(scores_a, dtype=float) - np.asarray(scores_b, dtype=float)
+    diff = _as_values(np.asarray(scores_a, dtype=float) - np.asarray(scores_b, dtype=float))
+    _check_confidence(confidence)
+    _check_margin(margin)
     if (n_train is None) != (n_test is None):
         raise ValueError("Give both n_train and n_test, or neither.")
     if n_train is not None and (n_train < 1 or n_test < 1):
         raise ValueError(f"n_train and n_test must be positive. Got {n_train!r}, {n_test!r}.")
     factor = _variance_factor(diff.size, 0.0 if n_train is None else n_test / n_train)
-    mean, half, std_error, df = _t_interval(diff, factor, confidence)
-    if std_error > 0:
-        t_stat = mean / std_error
-        p_value = float(2 * stats.t.sf(abs(t_stat), df))
-    else:  # identical differences on every split: no spread, the sign is certain unless 0
-        t_stat = 0.0 if mean == 0 else math.copysign(math.inf, mean)
-        p_value = 1.0 if mean == 0 else 0.0
-    return {
-        "mean_diff": mean,
-        "ci_low": mean - half,
-        "ci_high": mean + half,
-        "t_statistic": float(t_stat),
-        "p_value": p_value,
-        "df": int(df),
-    }
+    std_error = math.sqrt(factor * diff.var(ddof=1))
+    df = diff.size - 1
+    return {**_difference(diff.mean(), std_error, df, confidence, margin, CV_TEST), "df": int(df)}
 
 
-def verdict(ci_low, ci_high, *, claim="below", threshold=0.0):
-    """Judge a claim about a difference from its confidence interval.
+def paired_holdout_test(correct_a, correct_b, *, confidence=0.95, margin=0.01):
+    """Compare two classifiers on the same test images, over one or more seeds.
 
     Parameters
     ----------
-    ci_low, ci_high : float
-        Confidence interval of the difference.
-    claim : {"below", "above"}, default="below"
-        The claim is that the difference lies below (or above) ``threshold``,
-        e.g. ``"below"`` for "A is worse than B" with the difference ``A - B``.
-    threshold : float, default=0.0
-        Where the claim's side begins.
+    correct_a, correct_b : array-like of bool of shape (n_seeds, n_test)
+        Whether each model got each test image right, one row per seed
+        (the same images in the same order in every row and in both arrays).
+    confidence : float, default=0.95
+        Coverage of the interval on the difference of accuracies.
+    margin : float, default=0.01
+        Equivalence margin of the TOST p-value.
 
     Returns
     -------
-    verdict : {"supported", "refuted", "inconclusive"}
-        ``"supported"`` when the whole interval lies on the claim's side,
-        ``"refuted"`` when it lies wholly on the other side, and
-        ``"inconclusive"`` when it contains ``threshold``.
+    result : dict
+        As :func:`corrected_paired_ttest`. The per-image differences
+        ``d_i`` (image ``i``'s correctness averaged over seeds, A minus B)
+        are independent across images: the interval and TOST use their mean
+        and standard error ``sd(d) / sqrt(n_test)`` with a t law
+        (``n_test - 1`` degrees of freedom, n_test is in the thousands). With
+        one seed the p-value is McNemar's exact test (a binomial test on the
+        images exactly one model got right); with several it is the t-test's.
+    """
+    a, b = np.atleast_2d(np.asarray(correct_a, dtype=bool)), np.atleast_2d(np.asarray(correct_b, dtype=bool))
+    if a.shape != b.shape or a.ndim != 2 or a.shape[1] < 2:
+        raise ValueError(f"Need two (n_seeds, n_test) arrays of the same shape, n_test >= 2. Got {a.shape}, {b.shape}.")
+    _check_confidence(confidence)
+    _check_margin(margin)
+    diff = a.mean(axis=0) - b.mean(axis=0)
+    n = diff.size
+    std_error = math.sqrt(diff.var(ddof=1) / n)
+    result = _difference(diff.mean(), std_error, n - 1, confidence, margin, IMAGE_TEST)
+    if a.shape[0] == 1:
+        only_a, only_b = int(np.sum(a & ~b)), int(np.sum(~a & b))
+        discordant = only_a + only_b
+        result["p_value"] = 1.0 if discordant == 0 else float(stats.binomtest(only_a, discordant).pvalue)
+        result["test"] = MCNEMAR_TEST
+    return {**result, "df": int(n - 1)}
+
+
+def holm(p_values):
+    """Holm's step-down adjusted p-values (same order as given).
+
+    The ``i``-th smallest of ``m`` p-values is multiplied by ``m - i``
+    (``i`` from 0), made non-decreasing along that order and capped at 1;
+    rejecting where the adjusted value is below alpha controls the
+    family-wise error rate at alpha (Holm 1979).
 
     Examples
     --------
-    >>> verdict(-0.03, -0.01)
-    'supported'
-    >>> verdict(-0.01, 0.02)
-    'inconclusive'
-    >>> verdict(0.01, 0.02, claim="below")
-    'refuted'
+    >>> holm([0.01, 0.04, 0.03, 0.005])
+    [0.03, 0.06, 0.06, 0.02]
+    """
+    p = np.asarray(p_values, dtype=float)
+    if p.ndim != 1 or np.any((p < 0) | (p > 1)) or np.any(np.isnan(p)):
+        raise ValueError(f"p-values must be a 1-D sequence of numbers in [0, 1]. Got {p_values!r}.")
+    order = np.argsort(p, kind="stable")
+    steps = np.minimum(1.0, np.maximum.accumulate(p[order] * (p.size - np.arange(p.size))))
+    adjusted = np.empty_like(p)
+    adjusted[order] = steps
+    return adjusted.tolist()
+
+
+def judge(tests, *, alpha=0.05):
+    """Add Holm-adjusted p-values and an outcome to each test of one family.
+
+    Parameters
+    ----------
+    tests : list of dict
+        Results of :func:`corrected_paired_ttest` or :func:`paired_holdout_test`
+        that form one family (e.g. every arm against the reference).
+    alpha : float, default=0.05
+        Family-wise error rate of both the difference and the equivalence tests.
+
+    Returns
+    -------
+    tests : list of dict
+        New dicts with ``p_holm``, ``equivalence_p_holm``, ``equivalent``
+        (bool: equal within +-margin) and ``outcome``, one of
+        :data:`OUTCOMES`: ``"higher"``/``"lower"`` (A vs B) when the
+        difference is significant, else ``"equivalent"`` when equivalence
+        is, else ``"inconclusive"``.
+    """
+    if not 0 < alpha < 0.5:
+        raise ValueError(f"alpha must be in (0, 0.5). Got {alpha!r}.")
+    if not tests:
+        return []
+    p_holm = holm([t["p_value"] for t in tests])
+    eq_holm = holm([t["equivalence_p_value"] for t in tests])
+    judged = []
+    for test, p, eq in zip(tests, p_holm, eq_holm):
+        if p < alpha:
+            outcome = "higher" if test["mean_diff"] > 0 else "lower"
+        else:
+            outcome = "equivalent" if eq < alpha else "inconclusive"
+        judged.append({**test, "p_holm": p, "equivalence_p_holm": eq, "equivalent": bool(eq < alpha),
+                       "outcome": outcome})
+    return judged
+
+
+def claim_verdict(outcome, claim):
+    """``"supported"``, ``"refuted"`` or ``"inconclusive"`` for a claim about A vs B.
+
+    Parameters
+    ----------
+    outcome : str
+        One of :data:`OUTCOMES`, from :func:`judge`.
+    claim : {"below", "above"}
+        The claim is that A is below (or above) B. Equivalence refutes it,
+        as does a significant difference the other way.
+
+    Examples
+    --------
+    >>> claim_verdict("lower", "below"), claim_verdict("equivalent", "below"), claim_verdict("inconclusive", "above")
+    ('supported', 'refuted', 'inconclusive')
     """
     if claim not in ("below", "above"):
         raise ValueError(f"claim must be 'below' or 'above'. Got {claim!r}.")
-    if ci_low > ci_high:
-        raise ValueError(f"ci_low must not exceed ci_high. Got ({ci_low}, {ci_high}).")
-    if ci_low <= threshold <= ci_high:
+    if outcome not in OUTCOMES:
+        raise ValueError(f"outcome must be one of {OUTCOMES}. Got {outcome!r}.")
+    if outcome == "inconclusive":
         return "inconclusive"
-    below = ci_high < threshold
-    return "supported" if below == (claim == "below") else "refuted"
+    return "supported" if outcome == {"below": "lower", "above": "higher"}[claim] else "refuted"
