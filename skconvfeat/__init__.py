@@ -7,9 +7,16 @@ Train only the "fully-connected" head of a CNN whose kernels are frozen
 from ._banks import list_banks, make_bank, register_bank
 from ._heads import GramRidgeClassifier
 from ._net import FixedConvNet
-from ._presets import PRESETS, make_preset
-from .learned import LearnedConvClassifier, transfer_bank
+from ._presets import make_preset
 from ._transformer import FixedConvTransformer
+from .learned import LearnedConvClassifier, transfer_bank
+
+# Bound here (not imported by name) so that its doc comment is the one the API reference shows.
+from . import _presets  # noqa: E402  isort: skip
+
+#: The named recipes, ``{name: FixedConvTransformer parameters}``, chosen on held-out
+#: training images (docs/results.md); build one with :func:`make_preset`.
+PRESETS = _presets.PRESETS
 
 __all__ = [
     "FixedConvNet",
