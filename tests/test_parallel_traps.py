@@ -79,9 +79,9 @@ def test_transforms_do_lower_blas_to_one_thread(monkeypatch):
     seen = []
     real_layer = _layer.layer
 
-    def layer(*args):
+    def layer(*args, **kwargs):
         seen.append([info["num_threads"] for info in blas_controller().info()])
-        return real_layer(*args)
+        return real_layer(*args, **kwargs)
 
     monkeypatch.setattr(_layer, "layer", layer)
     conv = FixedConvTransformer(kernel_size=3, pool_grid=2).fit(X)
@@ -155,7 +155,7 @@ def test_blas_limit_restored_when_calls_overlap_out_of_order(monkeypatch, semant
     a_inside, b_inside, a_done = threading.Event(), threading.Event(), threading.Event()
     real_layer = _layer.layer
 
-    def layer(*args):
+    def layer(*args, **kwargs):
         if threading.current_thread().name == "A":
             a_inside.set()
             assert b_inside.wait(10)
@@ -163,7 +163,7 @@ def test_blas_limit_restored_when_calls_overlap_out_of_order(monkeypatch, semant
             b_inside.set()
             assert a_done.wait(10)
         assert fake.n_threads == 1  # inside any transform BLAS runs single-threaded
-        return real_layer(*args)
+        return real_layer(*args, **kwargs)
 
     def call_a():
         conv.transform(X[:1])
