@@ -352,6 +352,7 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
             filters = self._build_filters(images.shape[-1], patches, rng)
             self._check_geometry(images.shape[1:3], filters.shape[2:], spec)
             self._check_memory(images.shape[1:], filters, spec)
+            self._check_folding(images.shape[1:3], filters, spec, preprocessing)
         except Exception:
             vars(self).clear()
             vars(self).update(previous)
@@ -407,14 +408,30 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
         if device == "cuda":
             from ._backend.cuda import run_gpu
 
-            return run_gpu(images, self.filters_, spec, self.dtype, self.batch_size, self.preprocessing_)
-        return _cpu.run_cpu(
-            images,
-            self.filters_,
-            spec,
-            np.dtype(self.dtype),
-            self._cpu_batch_size(spec),
-            preprocessing=self.preprocessing_,
+            features = run_gpu(images, self.filters_, spec, self.dtype, self.batch_size, self.preprocessing_)
+        else:
+            features = _cpu.run_cpu(
+                images,
+                self.filters_,
+                spec,
+                np.dtype(self.dtype),
+                self._cpu_batch_size(spec),
+                preprocessing=self.preprocessing_,
+            )
+        return self._check_finite(features, device)
+
+    def _check_finite(self, features, device):
+        """Refuse to return infinite or NaN features (one pass over the pooled output, not the maps).
+
+        Finite input can still overflow inside the layer: responses summed over a
+        patch, or squared (``nonlinearity="square"``), beyond the dtype's range.
+        """
+        if bool(_backend.namespace(device).isfinite(features).all()):
+            return features
+        raise ValueError(
+            f"FixedConvTransformer computed infinite or NaN features from finite X: the responses "
+            f"overflowed dtype={self.dtype!r} (X holds values too large for bank={self.bank!r} "
+            f"with nonlinearity={self.nonlinearity!r}). Rescale X or use dtype='float64'."
         )
 
     def get_feature_names_out(self, input_features=None):
@@ -625,6 +642,34 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
                 f"The 'pool_size' parameter of FixedConvTransformer ({spec.pool_size}) is larger "
                 f"than the {map_hw[0]}x{map_hw[1]} feature maps. Use a smaller pool_size, "
                 "padding='same', or pool_grid."
+            )
+
+    def _check_folding(self, image_hw, filters, spec, preprocessing):
+        """Refuse a threshold or folded kernels that would not be finite in the compute dtype.
+
+        The two-sided soft threshold forms ``-r - 2 * alpha`` and average pooling
+        may sum it over every map position, so ``alpha`` is bounded by the dtype's
+        largest value over ``4 * positions``; whitening and the threshold are
+        folded into the kernels, which must stay finite when cast.
+        """
+        map_h, map_w = spec.conv_shape(image_hw, filters.shape[2:])
+        limit = float(np.finfo(self.dtype).max) / (4 * map_h * map_w)
+        if spec.nonlinearity in ("soft_threshold", "two_sided_soft_threshold") and self.alpha > limit:
+            raise ValueError(
+                f"The 'alpha' parameter of FixedConvTransformer is {self.alpha:.3g}, beyond what "
+                f"dtype={self.dtype!r} can compute with ({limit:.3g}); the features would be "
+                "infinite or NaN. Use a smaller alpha or dtype='float64'."
+            )
+        if not _layer.needs_folding(spec, preprocessing):
+            return
+        with np.errstate(over="ignore", invalid="ignore"):
+            folded = _layer.prepare_weights(filters, spec, np.dtype(self.dtype), np, preprocessing)
+        if not all(np.isfinite(m).all() for m in (folded.matrix, folded.to_z) if m is not None):
+            raise ValueError(
+                f"The kernels of bank={self.bank!r} folded with the patch preprocessing are not finite "
+                f"in dtype={self.dtype!r} (eps_zca={self.eps_zca!r}, eps_norm={self.eps_norm!r}, "
+                f"alpha={self.alpha!r}); the features would be infinite or NaN. Use larger epsilons, "
+                "a smaller alpha, or dtype='float64'."
             )
 
     def _check_cast(self, images):

@@ -128,7 +128,7 @@ CONSTANT = np.full((6, 8, 8), 7.0)
         (dict(bank="gabor", bank_params={"phases": (0.0, np.nan)}), DIGITS_LIKE, r"The 'phases' parameter of the 'gabor' bank must be a non-empty sequence of finite numbers"),
         (dict(bank="gabor", bank_params={"phases": ()}), DIGITS_LIKE, r"The 'phases' parameter of the 'gabor' bank must be a non-empty"),
         (dict(bank="gabor", bank_params={"bandwidth": "wide"}), DIGITS_LIKE, r"The 'bandwidth' parameter of the 'gabor' bank must be a non-empty sequence of positive numbers\. Got 'wide'"),
-        (dict(bank="gabor", bank_params={"n_orientations": 10**9}), DIGITS_LIKE, r"The 'gabor' bank would hold 4,000,000,000 kernels \(n_orientations x frequencies x phases\), [\d,.]+ GiB of float64, more than this machine's"),
+        (dict(bank="gabor", bank_params={"n_orientations": 10**9}), DIGITS_LIKE, r"The 'gabor' bank would hold 4,000,000,000 kernels \(n_orientations x frequencies x phases\), [\d,.]+ GiB of float64, more than half of this machine's"),
         (dict(bank="random", bank_params={"n_filters": 10**12}), DIGITS_LIKE, r"The 'random' bank would hold 1,000,000,000,000 kernels \(n_filters\)"),
         (dict(bank="random", bank_params={"zero_mean": None}), DIGITS_LIKE, r"The 'zero_mean' parameter of the 'random' bank must be True or False"),
         (dict(bank="sharpen", bank_params={"sigma": (1.0, 2.0)}), DIGITS_LIKE, r"The 'sigma' parameter of the 'sharpen' bank must be one positive number"),
@@ -213,3 +213,23 @@ def test_make_bank_patches_checks():
         make_bank("kmeans", kernel_size=1, patches=np.full((4, 1, 1, 1), np.nan))
     with pytest.raises(ValueError, match=r"The 'gabor' bank is not derived from data, so make_bank takes no 'patches'"):
         make_bank("gabor", patches=np.ones((4, 1, 5, 5)))
+
+
+@pytest.mark.parametrize("nonlinearity", ["soft_threshold", "two_sided_soft_threshold"])
+@pytest.mark.parametrize("pool_grid", [2, None])
+def test_threshold_beyond_the_dtype_is_refused_not_nan(nonlinearity, pool_grid):
+    # Found by tests/test_fuzz_parameters.py: alpha=3e38 in float32 gave NaN features.
+    images = np.random.default_rng(0).uniform(0, 255, size=(5, 9, 9, 2))
+    conv = FixedConvTransformer("gabor", kernel_size=3, nonlinearity=nonlinearity, alpha=3e38, pool_grid=pool_grid)
+    with pytest.raises(ValueError, match="The 'alpha' parameter of FixedConvTransformer is 3e\\+38, beyond"):
+        conv.fit(images)
+    assert np.isfinite(conv.set_params(dtype="float64").fit(images).transform(images)).all()
+
+
+def test_overflow_inside_the_layer_is_an_error_not_infinite_features():
+    # Found by tests/test_fuzz_parameters.py: finite float32-range pixels, squared responses -> inf.
+    images = np.full((3, 8, 8), 1e30)
+    conv = FixedConvTransformer("gaussian", kernel_size=3, nonlinearity="square").fit(images)
+    with pytest.raises(ValueError, match="infinite or NaN features from finite X.*dtype='float64'"):
+        conv.transform(images)
+    assert np.isfinite(conv.set_params(dtype="float64").transform(images)).all()
