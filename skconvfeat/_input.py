@@ -10,9 +10,9 @@ Dask array whole:
 - :func:`lazy_transform` maps the layer over a Dask array's blocks, with the
   output shape, chunks, dtype and array type (NumPy or CuPy) declared up front;
 - :func:`sample_images` draws a bounded random sample of images from any
-  array. Data-derived banks (branch issue9-core) should call it in ``fit``
-  on the images returned by ``FixedConvTransformer._validate_images``, in
-  place of indexing ``X`` directly, so a Dask array is never materialised.
+  array; ``FixedConvTransformer.fit`` samples a Dask array's images with it
+  when whitening or a data-derived bank needs patches, so the array is never
+  materialised.
 """
 
 import numpy as np

@@ -458,7 +458,7 @@ def test_bad_parameters_name_the_class_called(params, error, match):
 
 
 class _PreprocessingLayer(FixedConvTransformer):
-    """Stands for a data-derived bank whose kernels apply to normalised patches (branch issue9-core)."""
+    """Stands for a data-derived bank whose kernels apply to normalised patches."""
 
     def fit(self, X, y=None):
         super().fit(X, y)
