@@ -559,9 +559,13 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
         from ``X`` (only their chunks are computed), so memory stays bounded.
         """
         known = not isinstance(self.bank, str) or self.bank in _REGISTRY  # unknown names fail later, clearly
-        if known and (self._needs_data() or self._resolved_preprocessing()[1]):
+        if known and self._samples_patches():
             return _input.sample_images(X, _DASK_FIT_IMAGES, self.random_state)
         return _input.one_image_like(X)
+
+    def _samples_patches(self):
+        """Whether ``fit`` samples patches of X: for whitening or a data-derived bank."""
+        return self._needs_data() or self._resolved_preprocessing()[1]
 
     def _needs_data(self):
         return isinstance(self.bank, str) and bank_info(self.bank).needs_data
@@ -594,7 +598,7 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
                 f"channel_mode='separate' with bank={self.bank!r}, patch_norm={patch_norm}, "
                 f"whiten={whiten}, nonlinearity={self.nonlinearity!r}."
             )
-        if not (whiten or self._needs_data()):
+        if not self._samples_patches():
             if not patch_norm:
                 return None, None, None
             return _patches.PatchPreprocessing(True, self.eps_norm), None, None
