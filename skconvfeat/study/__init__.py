@@ -8,6 +8,6 @@ Importing :mod:`skconvfeat` does not import this package.
 """
 
 from ._report import write_report
-from ._study import run_study
+from ._study import learned_recipe, run_study
 
-__all__ = ["run_study", "write_report"]
+__all__ = ["learned_recipe", "run_study", "write_report"]

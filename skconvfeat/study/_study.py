@@ -226,7 +226,33 @@ def _fixed_pipeline(bank, depth, classifier, random_state):
 
 
 def learned_recipe(design, dataset, overrides=None):
-    """The training settings of the learned arms: ``LEARNED`` (design ``"cv"``) or ``LEARNED_LARGE``, then ``overrides``."""
+    """The training settings of the study's learned arms.
+
+    Parameters
+    ----------
+    design : {"cv", "holdout"}
+        ``"cv"`` (small data, cross-validated) trains with ``LEARNED``;
+        ``"holdout"`` (the official split of a large dataset) with
+        ``LEARNED_LARGE``, the recipe of the learned CIFAR-10 baseline.
+    dataset : str
+        The datasets of ``AUGMENTED`` (photographs) add random shifts and
+        horizontal flips on an official split.
+    overrides : dict, default=None
+        :class:`~skconvfeat.LearnedConvClassifier` parameters replacing the
+        recipe's (``run_study``'s ``learned_params``).
+
+    Returns
+    -------
+    recipe : dict
+        Keyword arguments of :class:`~skconvfeat.LearnedConvClassifier`.
+
+    Examples
+    --------
+    >>> from skconvfeat.study import learned_recipe
+    >>> recipe = learned_recipe("holdout", "cifar10-jpeg")
+    >>> recipe["learning_rate"], recipe["lr_schedule"], recipe["augment"]
+    (0.002, 'cosine', True)
+    """
     recipe = dict(LEARNED if design == "cv" else LEARNED_LARGE)
     if design == "holdout" and dataset in AUGMENTED:
         recipe["augment"] = True
