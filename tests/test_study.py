@@ -311,7 +311,7 @@ def test_every_arm_of_a_depth_shares_one_description():
     if unavailable:
         pytest.skip(unavailable)
     arms = {arm.name: arm for arm in _study._make_arms(("gabor", "random", "kmeans", "identity"), [1, 2],
-                                                        "logistic", learner_cls, True, 0, "cpu")}
+                                                        "logistic", learner_cls, _study.LEARNED, 0, "cpu")}
     assert list(arms) == ["gabor", "random", "kmeans", "identity", "learned", "gabor_learned", "random_adam",
                           "gabor@2", "random@2", "kmeans@2", "learned@2", "random_adam@2"]
     net = arms["random@2"].estimator[0]
