@@ -19,6 +19,7 @@ from pathlib import Path
 from . import _format as fmt
 from ._report import (
     _CSS,
+    _KNOWN_VERDICTS,
     SCHEMA_VERSION,
     _figure_accuracy,
     _html_figure,
@@ -134,7 +135,8 @@ def write_comparison(folders, out_dir):
     """
     if not folders:
         raise ValueError("write_comparison needs at least one report folder")
-    studies = {_study_name(Path(folder)): read_results(folder) for folder in folders}
+    # Keyed by the folder as given, which tells two runs on one dataset apart.
+    studies = {str(folder): read_results(folder) for folder in folders}
     if len(studies) < len(folders):
         raise ValueError("two report folders have the same path; give each once")
     out_dir = check_out_dir(out_dir, COMPARISON_FILES)
@@ -146,11 +148,6 @@ def write_comparison(folders, out_dir):
         return list(texts)
 
     return {name: out_dir / name for name in write_folder(out_dir, write)}
-
-
-def _study_name(folder):
-    """A study's column title: its folder as given, which tells two runs on one dataset apart."""
-    return str(folder)
 
 
 def _title(name, results):
@@ -239,7 +236,8 @@ def _verdict_table(header, rows):
     head = "".join(f"<th>{html.escape(cell)}</th>" for cell in header)
     body = []
     for claim, *verdicts in rows:
-        cells = "".join(f'<td class="{html.escape(v)}">{html.escape(v)}</td>' for v in verdicts)
+        # A verdict becomes a class name only when it is one we style (as in the study's report).
+        cells = "".join(f'<td class="{v if v in _KNOWN_VERDICTS else ""}">{html.escape(v)}</td>' for v in verdicts)
         body.append(f"<tr><td>{html.escape(claim)}</td>{cells}</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 

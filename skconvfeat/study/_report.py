@@ -41,7 +41,7 @@ from . import _format as fmt
 __all__ = ["REPORT_FILES", "SCHEMA_VERSION", "check_out_dir", "write_report"]
 
 # Figures are SVG, sharp at any zoom (a projector, a slide). Raster parts (kernels,
-# feature maps) are embedded at their own pixel size and drawn unsmoothed; this
+# feature maps, the confusion matrix) are embedded at their own pixel size and drawn unsmoothed; this
 # resolution only sets the pixel size of the figures' layout computations.
 _DPI = 100
 # Arm labels wrap onto lines of at most this many characters beside a figure's
@@ -541,7 +541,7 @@ def _figure_confusion(extras):
     size = min(1.2 + 0.35 * len(labels), 7.0)
     figure, axes = _new_figure(size + 0.8, size)
     axes = axes[0, 0]
-    image = axes.imshow(matrix, cmap="Blues")
+    image = axes.imshow(matrix, cmap="Blues", interpolation="none")
     figure.colorbar(image, ax=axes, shrink=0.8)
     if len(labels) <= _MAX_LABELLED_CLASSES:
         ticks = np.arange(len(labels))
