@@ -224,6 +224,9 @@ def _comparison_markdown(studies):
     return "\n\n".join(parts) + "\n"
 
 
+# Studies sit in columns at least 480 px wide (two side by side on a laptop
+# screen); their figures are drawn at that width so their text is not shrunk.
+_COLUMN_INCHES = 5.0
 _COMPARISON_CSS = """
 .studies { display: grid; grid-template-columns: repeat(auto-fit, minmax(480px, 1fr)); gap: 1.5em; }
 .studies > section { min-width: 0; }
@@ -248,7 +251,7 @@ def _study_column(index, name, results):
     figure = _html_figure(
         f"fig-accuracy-{index}", "Accuracy per arm",
         f"Mean accuracy with its 95% interval ({results['evaluation']['interval']}); dots: single splits or seeds.",
-        _figure_accuracy(results),
+        _figure_accuracy(results, width=_COLUMN_INCHES),
     )
     return (f'<section id="study-{index}"><h2>{html.escape(_title(name, results))}</h2>{caveats}'
             f"<p>{html.escape(fmt.study_line(results))}</p>{figure}<h3>Verdicts</h3>{_html_verdicts(results)}"

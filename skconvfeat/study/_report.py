@@ -388,10 +388,10 @@ def _arm_rows(arms, width):
     return figure, axes, positions
 
 
-def _figure_accuracy(results):
-    """Accuracy of every arm: mean with its 95% CI, and the per-split scores."""
+def _figure_accuracy(results, width=7.5):
+    """Accuracy of every arm: mean with its 95% CI, and the per-split scores; ``width`` in inches."""
     arms = results["arms"]
-    figure, axes, positions = _arm_rows(arms, 7.5)
+    figure, axes, positions = _arm_rows(arms, width)
     means = np.array([arm["mean"] for arm in arms])
     errors = np.array([[arm["mean"] - arm["ci_low"], arm["ci_high"] - arm["mean"]] for arm in arms]).T
     for position, arm, colour in zip(positions, arms, _arm_colours(arms)):
