@@ -748,26 +748,53 @@ def _verdicts(results, evaluation, alpha):
 # -- extras -------------------------------------------------------------------
 
 
-def _extras(arms, first_runs, best, images, target, test):
-    """Kernels and feature maps of the one-layer arms, and the confusion matrix of ``best`` on the first split."""
+def _extras(arms, first_runs, best, reference, images, target, test):
+    """Arrays for the report's figures, from the first split or seed.
+
+    Kernels and feature maps of the one-layer fixed arms; the first learned
+    arm's first-layer kernels before and after training; every PyTorch arm's
+    per-epoch history; the confusion matrix of ``best`` and the per-class
+    accuracy of ``reference`` and ``best`` (summarised arm dicts).
+    """
     fixed = [arm for arm in arms if isinstance(arm.estimator, Pipeline) and arm.depth == 1]
     sample = images[test[0]]
     extras = {
         "banks": {arm.label: first_runs[arm.name]["model"][0].filters_ for arm in fixed},
+        "learned_arm": None,
         "learned_before": None,
         "learned_after": None,
+        # The fixed arms trained in PyTorch ("random_adam") too: their curves show the head alone learning.
+        "learning_curves": {arm.label: list(first_runs[arm.name]["model"].history_)
+                            for arm in arms if hasattr(first_runs[arm.name]["model"], "history_")},
         "sample_image": sample,
         "feature_maps": {arm.label: _feature_maps(first_runs[arm.name]["model"][0], sample) for arm in fixed},
         "confusion": None,
+        "per_class": None,
     }
-    if "learned" in first_runs:
-        extras["learned_before"] = first_runs["learned"]["model"].initial_filters_[0]
-        extras["learned_after"] = first_runs["learned"]["model"].filters_[0]
+    learned = next((arm for arm in arms if arm.kind == "learned"), None)  # depth 1 first: the smallest kernels
+    if learned is not None:
+        model = first_runs[learned.name]["model"]
+        extras["learned_arm"] = learned.label
+        extras["learned_before"] = model.initial_filters_[0]
+        extras["learned_after"] = model.filters_[0]
     if best is not None:
         labels = np.unique(target)
         matrix = confusion_matrix(target[test], first_runs[best["name"]]["pred"], labels=labels)
         extras["confusion"] = {"arm": best["label"], "labels": labels.tolist(), "matrix": matrix}
+        shown = [reference] if reference["name"] == best["name"] else [reference, best]
+        tested = np.unique(target[test])  # a class without test images has no accuracy
+        extras["per_class"] = {
+            "labels": tested.tolist(),
+            "accuracy": {arm["label"]: _per_class_accuracy(target[test], first_runs[arm["name"]]["pred"], tested)
+                         for arm in shown},
+        }
     return extras
+
+
+def _per_class_accuracy(true, pred, labels):
+    """Recall of each class in ``labels``: the fraction of its test images predicted right."""
+    matrix = confusion_matrix(true, pred, labels=labels)
+    return np.diag(matrix) / matrix.sum(axis=1)
 
 
 def _feature_maps(conv, image):
@@ -1111,4 +1138,5 @@ def run_study(
     results["versions"] = _versions()
     if not return_extras:
         return results
-    return results, _extras(arms, first, best, images, target, splits[0][1])
+    reference_arm = next(a for a in arm_results if a["name"] == reference)
+    return results, _extras(arms, first, best, reference_arm, images, target, splits[0][1])
