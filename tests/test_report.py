@@ -2,7 +2,6 @@
 
 import base64
 import html
-import io
 import json
 import os
 import re
@@ -11,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from xml.etree import ElementTree
 
 import numpy as np
 import pytest
@@ -24,7 +24,10 @@ from skconvfeat.study import write_report  # noqa: E402
 from skconvfeat.study._stats import accuracy_interval, judge  # noqa: E402
 
 CHROMIUM = Path("/usr/bin/chromium")
-FIGURE_SECTIONS = ("fig-accuracy", "fig-transfer", "fig-time", "fig-filters", "fig-feature-maps", "fig-confusion")
+FIGURE_SECTIONS = ("fig-accuracy", "fig-transfer", "fig-time", "fig-filters", "fig-learned-kernels", "fig-curves",
+                   "fig-feature-maps", "fig-confusion", "fig-per-class")
+# The figures that need extras (all but accuracy, transfer and time).
+EXTRAS_FIGURES = 6
 N_SPLITS = 10  # 5 repeats x 2 folds
 # A label that would break the page if it reached the HTML unescaped.
 HOSTILE_LABEL = "Sharpen <script>alert(1)</script> | fixed"
@@ -92,15 +95,28 @@ def make_study(transfer=True, seed=0):
         "versions": {"skconvfeat": "0.1.0", "scikit-learn": "1.6.1", "torch": "2.4.0", "machine": "x86_64, 2 cores"},
     }  # fmt: skip
     matrix = np.diag(rng.integers(160, 180, 10)) + rng.integers(0, 3, (10, 10))
+    before = rng.normal(0, 0.1, (8, 1, 3, 3))
     extras = {
         "banks": banks,
-        "learned_before": rng.normal(0, 0.1, (8, 1, 3, 3)),
-        "learned_after": rng.normal(0, 0.5, (8, 1, 3, 3)),
+        "learned_arm": "Learned kernels",
+        "learned_before": before,
+        "learned_after": before + rng.normal(0, 0.03, before.shape),
+        "learning_curves": {"Learned kernels": _history(rng, 12), "Random, fixed (Adam head)": _history(rng, 7)},
         "sample_image": rng.random((8, 8, 1)) * 16,
         "feature_maps": maps,
         "confusion": {"arm": "Gabor, fixed", "labels": list(range(10)), "matrix": matrix},
+        "per_class": {"labels": list(range(10)),
+                      "accuracy": {"Learned kernels": rng.uniform(0.9, 1, 10), "Gabor, fixed": rng.uniform(0.85, 1, 10)}},
     }
     return results, extras
+
+
+def _history(rng, n_epochs):
+    """A ``LearnedConvClassifier.history_`` of ``n_epochs`` epochs."""
+    loss = 2.3 * np.exp(-np.arange(n_epochs) / 3) + 0.05
+    return [{"epoch": i + 1, "train_loss": loss[i], "valid_loss": loss[i] * 1.2 + 0.02,
+             "valid_accuracy": min(1.0, 0.5 + 0.05 * i + rng.uniform(0, 0.02)), "learning_rate": 0.01, "seconds": 0.1}
+            for i in range(n_epochs)]
 
 
 def _make_transfer(rng):
@@ -138,7 +154,8 @@ def test_json_round_trips_with_nan_as_null(report_dir):
     results, _ = make_study()
     # The gabor comparison's p-value is NaN, which strict JSON spells null.
     expected = json.loads(json.dumps(results).replace("NaN", "null"))
-    assert json.loads((report_dir / "results.json").read_text()) == expected
+    assert json.loads((report_dir / "results.json").read_text()) == {"schema_version": _report.SCHEMA_VERSION,
+                                                                       **expected}
 
 
 def test_results_csv_has_one_row_per_arm_and_split(report_dir):
@@ -181,9 +198,7 @@ def test_html_is_self_contained_with_every_figure(report_dir):
     for section in FIGURE_SECTIONS:
         match = re.search(rf'<section id="{section}">.*?</section>', page, re.S)
         assert match, section
-        encoded = re.search(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', match.group(0))
-        assert encoded, f"{section} has no embedded PNG"
-        assert Image.open(io.BytesIO(base64.b64decode(encoded.group(1)))).format == "PNG"
+        assert_svg_figure(match.group(0), section)
     for section in ("summary", "comparisons", "verdicts", "skipped", "versions"):
         assert f'<section id="{section}">' in page
     assert "http" not in page.lower()
@@ -193,6 +208,95 @@ def test_html_is_self_contained_with_every_figure(report_dir):
         assert html.escape(verdict["sentence"]) in page
     assert "x86_64, 2 cores" in page
     assert len(page.encode()) < 2_000_000
+
+
+def assert_svg_figure(fragment, name):
+    """``fragment`` embeds one SVG figure (parsed as XML) of a reasonable size; return its root element."""
+    encoded = re.search(r'<img src="data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)"', fragment)
+    assert encoded, f"{name} has no embedded SVG"
+    root = ElementTree.fromstring(base64.b64decode(encoded.group(1)))
+    assert root.tag == "{http://www.w3.org/2000/svg}svg", name
+    assert float(root.get("width").removesuffix("pt")) >= 250, name
+    return root
+
+
+def _text_boxes(figure, texts):
+    figure.draw_without_rendering()
+    return [text.get_window_extent() for text in texts if text.get_text()]
+
+
+def _assert_apart(boxes, what):
+    """No two boxes overlap, and every one lies inside the figure (x and y >= 0)."""
+    for box in boxes:
+        assert box.x0 >= 0 and box.y0 >= 0, f"{what} cut off at the figure's edge: {box}"
+    ordered = sorted(boxes, key=lambda box: box.y0)
+    for lower, upper in zip(ordered, ordered[1:]):
+        assert lower.y1 <= upper.y0 or lower.x1 <= upper.x0 or upper.x1 <= lower.x0, f"{what} overlap"
+
+
+@pytest.mark.parametrize("n_arms", [2, 20, 60])
+def test_arm_labels_never_overlap(n_arms):
+    results, _ = make_study(transfer=False)
+    long_label = "K-means, fixed (data-derived), 2 layers, whitened patches"
+    results["arms"] = [
+        {**results["arms"][i % 5], "name": f"arm{i}", "label": long_label if i % 3 else f"Arm {i}"}
+        for i in range(n_arms)
+    ]  # fmt: skip
+    for figure_function in (_report._figure_accuracy, _report._figure_time):
+        figure = figure_function(results)
+        axes = figure.axes[0]
+        boxes = _text_boxes(figure, axes.get_yticklabels())
+        assert len(boxes) == n_arms
+        _assert_apart(boxes, f"{figure_function.__name__}: arm labels")
+        # Every row gets its height: the figure grows with the arms.
+        assert figure.get_figheight() >= 0.4 * n_arms
+
+
+def test_learned_kernels_share_one_symmetric_scale_and_state_their_change():
+    _, extras = make_study()
+    before, after = extras["learned_before"], extras["learned_after"]
+    figure = _report._figure_learned_kernels(extras)
+    images = [ax.images[0] for ax in figure.axes if ax.images]
+    assert len(images) == 3 * len(before)  # before, after, difference of every kernel
+    bound = max(np.abs(before).max(), np.abs(after).max(), np.abs(after - before).max())
+    for image in images:
+        assert image.get_clim() == pytest.approx((-bound, bound))
+    # The relative change, computed here independently over all kernels, is printed.
+    change = np.sqrt(((after - before) ** 2).sum() / (before**2).sum())
+    assert f"= {change:.1%}" in figure.get_suptitle()
+    first = np.sqrt(((after[0] - before[0]) ** 2).sum() / (before[0] ** 2).sum())
+    difference_axes = [ax for ax in figure.axes if ax.images][2 * len(before)]
+    assert difference_axes.get_xlabel() == f"{first:.0%}"
+
+
+def test_learned_colour_kernels_are_drawn_in_colour_with_grey_zero():
+    rng = np.random.default_rng(0)
+    before = rng.normal(size=(4, 3, 3, 3))
+    figure = _report._figure_learned_kernels({"learned_before": before, "learned_after": before})
+    difference = [ax.images[0].get_array() for ax in figure.axes if ax.images][-1]
+    assert difference.shape == (3, 3, 3)
+    np.testing.assert_allclose(difference, 0.5)  # no change: mid grey
+
+
+def test_learning_curves_draw_training_and_validation_of_every_arm():
+    _, extras = make_study()
+    figure = _report._figure_learning_curves(extras)
+    loss_axes, accuracy_axes = figure.axes
+    assert len(loss_axes.lines) == 2 * 2  # training and validation loss of both arms
+    assert len(accuracy_axes.lines) == 2
+    np.testing.assert_allclose(loss_axes.lines[0].get_ydata(),
+                               [h["train_loss"] for h in extras["learning_curves"]["Learned kernels"]])
+    assert _report._figure_learning_curves({"learning_curves": {"x": []}}) is None
+
+
+def test_per_class_accuracy_shows_both_arms_for_every_class():
+    _, extras = make_study()
+    figure = _report._figure_per_class(extras)
+    axes = figure.axes[0]
+    heights = [patch.get_height() for patch in axes.patches]
+    expected = np.concatenate(list(extras["per_class"]["accuracy"].values()))
+    np.testing.assert_allclose(heights, expected)
+    assert [label.get_text() for label in axes.get_xticklabels()] == [str(c) for c in range(10)]
 
 
 def test_html_leaves_out_transfer_and_stale_csv_without_transfer(tmp_path):
@@ -208,8 +312,8 @@ def test_missing_extras_only_drop_their_figures(tmp_path):
     results, _ = make_study()
     write_report(results, {}, tmp_path)
     page = (tmp_path / "report.html").read_text()
-    assert page.count("Not available for this study.") == 3  # filters, feature maps, confusion
-    assert page.count("data:image/png;base64,") == 3  # accuracy, transfer, time
+    assert page.count("Not available for this study.") == EXTRAS_FIGURES
+    assert page.count("data:image/svg+xml;base64,") == 3  # accuracy, transfer, time
 
 
 def test_error_while_rendering_leaves_new_data_and_no_html(tmp_path, monkeypatch):
@@ -466,3 +570,35 @@ def test_report_renders_in_chromium(report_dir, tmp_path):
     problems = render_in_chromium(report_dir / "report.html", screenshot, tmp_path / "profile")
     assert problems == []
     assert_not_blank(screenshot)
+
+
+def test_report_of_a_small_digits_study_has_the_learned_figures(tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    from sklearn.datasets import load_digits
+
+    from skconvfeat.study import _study, run_study
+
+    monkeypatch.setitem(_study.LEARNED, "max_epochs", 2)  # wiring, not accuracy
+    digits = load_digits()
+    results, extras = run_study(digits.images[:500], digits.target[:500], banks=("gabor", "identity"),
+                                transfer=False, n_splits=2, n_repeats=1, return_extras=True)
+    trained_in_torch = [arm["label"] for arm in results["arms"] if arm["name"] in _study.LEARNED_ARMS]
+    assert list(extras["learning_curves"]) == trained_in_torch
+    for history in extras["learning_curves"].values():
+        assert [entry["epoch"] for entry in history] == [1, 2]
+        assert all(entry["valid_accuracy"] is not None for entry in history)
+    assert extras["learned_arm"] == "Learned (random init)"
+    # Per-class accuracy of the reference and of the best fixed arm; the best one's agrees with its confusion matrix.
+    arms = {arm["name"]: arm["label"] for arm in results["arms"]}
+    per_class = extras["per_class"]["accuracy"]
+    assert list(per_class) == [arms[results["reference"]], arms[results["best_fixed"]]]
+    matrix = np.asarray(extras["confusion"]["matrix"], dtype=float)
+    np.testing.assert_allclose(per_class[arms[results["best_fixed"]]], np.diag(matrix) / matrix.sum(axis=1))
+    write_report(results, extras, tmp_path)
+    page = (tmp_path / "report.html").read_text()
+    for section in FIGURE_SECTIONS:
+        if section != "fig-transfer":
+            match = re.search(rf'<section id="{section}">.*?</section>', page, re.S)
+            assert match, section
+            assert_svg_figure(match.group(0), section)
+    assert re.search(r"The kernels moved by \d+\.\d% of their initial norm\.", page)

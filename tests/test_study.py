@@ -284,7 +284,7 @@ def test_holdout_refuses_unseen_test_classes(digits):
 def test_device_reaches_the_learned_arms_and_cuda_fails_clearly(digits):
     torch = pytest.importorskip("torch")
     learner_cls, _ = _study._load_learner()
-    arms = _study._make_arms(("gabor",), [1, 2], "logistic", learner_cls, True, 0, "cuda")
+    arms = _study._make_arms(("gabor",), [1, 2], "logistic", learner_cls, _study.LEARNED, 0, "cuda")
     assert {arm.estimator.device for arm in arms if arm.kind != "fixed" or arm.name == "random_adam"} == {"cuda"}
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="'device' parameter of run_study is 'cuda' but PyTorch sees no CUDA"):
@@ -311,7 +311,7 @@ def test_every_arm_of_a_depth_shares_one_description():
     if unavailable:
         pytest.skip(unavailable)
     arms = {arm.name: arm for arm in _study._make_arms(("gabor", "random", "kmeans", "identity"), [1, 2],
-                                                        "logistic", learner_cls, True, 0, "cpu")}
+                                                        "logistic", learner_cls, _study.LEARNED, 0, "cpu")}
     assert list(arms) == ["gabor", "random", "kmeans", "identity", "learned", "gabor_learned", "random_adam",
                           "gabor@2", "random@2", "kmeans@2", "learned@2", "random_adam@2"]
     net = arms["random@2"].estimator[0]

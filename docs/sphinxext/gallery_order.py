@@ -7,6 +7,7 @@ from pathlib import Path
 GALLERY_ORDER = [
     "plot_quick_start.py",
     "plot_choosing_a_bank.py",
+    "plot_data_derived_bank.py",
     "plot_grid_search.py",
     "plot_fixed_vs_learned.py",
     "plot_transfer_study.py",

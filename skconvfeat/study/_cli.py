@@ -7,10 +7,16 @@ table and the answer (or, with ``--json``, only the results dict) to stdout.
 Digits is cross-validated; the datasets of :mod:`skconvfeat.datasets` use
 their official train/test split, every training image by default.
 
+``skconvfeat report DIR [DIR ...] --out OUT`` instead puts the studies of
+several ``--out`` folders side by side on one page
+(:func:`skconvfeat.study.write_comparison`). A first argument ``report``
+selects it; the study takes no positional arguments, so no study command
+line means anything else.
+
 Exit codes: 0 done; 1 bad data (the dataset could not be loaded, the study
-failed on it, or the report could not be written); 2 a bad option, ``--out``
-included, reported before any work starts; 130 interrupted (Ctrl-C), on one
-line.
+failed on it, a report folder to compare could not be read, or the report
+could not be written); 2 a bad option, ``--out`` included, reported before
+any work starts; 130 interrupted (Ctrl-C), on one line.
 """
 
 import argparse
@@ -24,7 +30,8 @@ import numpy as np
 from .._banks import list_banks
 from .._hints import did_you_mean
 from . import _format as fmt
-from ._report import check_out_dir, write_report
+from ._compare import COMPARISON_FILES, write_comparison
+from ._report import REPORT_FILES, check_out_dir, write_report
 from ._study import CLASSIFIERS, DEFAULT_BANKS, DEPTHS, DEVICES, check_banks, run_study
 
 
@@ -66,6 +73,8 @@ def build_parser():
             "random, k-means, raw pixels; one layer, or two with --layers 1,2) and compare it with learned kernels "
             "on the same images (cross-validation on digits, the official test set of larger datasets)."
         ),
+        epilog="skconvfeat report DIR [DIR ...] --out OUT puts several --out folders side by side on one page "
+               "(skconvfeat report --help).",
         allow_abbrev=False,
     )
     parser.add_argument("--banks", default=",".join(DEFAULT_BANKS),
@@ -223,12 +232,12 @@ def format_results(results):
     return "\n".join(lines)
 
 
-def _check_out(path):
-    """``--out`` as a Path, checked before the study starts (nothing is created yet)."""
+def _check_out(path, files=REPORT_FILES):
+    """``--out`` as a Path, checked before any work starts (nothing is created yet)."""
     if path is None:
         return None
     try:
-        return check_out_dir(path)
+        return check_out_dir(path, files)
     except OSError as exc:
         raise UsageError(f"argument --out: {exc}") from None
 
@@ -260,6 +269,9 @@ def main(argv=None):
     it; 2 a bad option (checked, ``--out`` included, before any work); 130
     interrupted (Ctrl-C).
     """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["report"]:
+        return _report_main(argv[1:])
     progress, close = None, lambda: None
     try:
         args = _parse(argv)
@@ -337,3 +349,43 @@ def _run(args, data, progress):
         transfer=not args.no_transfer, device=args.device, margin=args.margin / 100, n_jobs=args.n_jobs,
         progress=progress, return_extras=True,
     )
+
+
+# --------------------------------------------------------------------------- skconvfeat report
+
+
+def build_report_parser():
+    """The argument parser of ``skconvfeat report``."""
+    parser = _Parser(
+        prog="skconvfeat report",
+        description="Compare several studies on one page (e.g. MNIST and CIFAR-10 side by side): their verdicts, "
+                    "the learned baseline check and every arm's accuracy with its interval.",
+        allow_abbrev=False,
+    )
+    parser.add_argument("folders", nargs="+", metavar="DIR",
+                        help="report folders written by 'skconvfeat --out DIR', shown in this order")
+    parser.add_argument("--out", metavar="OUT", required=True,
+                        help=f"write {' and '.join(COMPARISON_FILES)} to the folder OUT")
+    return parser
+
+
+def _report_main(argv):
+    """``skconvfeat report``: 0 written; 1 a folder could not be read or OUT written; 2 a bad option."""
+    try:
+        args = build_report_parser().parse_args(argv)
+        _check_out(args.out, COMPARISON_FILES)
+    except SystemExit as exc:  # --help
+        return exc.code
+    except UsageError as exc:
+        print(f"skconvfeat report: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        paths = write_comparison(args.folders, args.out)
+    except (ImportError, OSError, ValueError) as exc:  # unreadable or foreign results.json, unwritable OUT
+        print(f"skconvfeat report: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # OUT holds the old comparison or the new one, never both
+        print("skconvfeat report: interrupted", file=sys.stderr)
+        return 130
+    print(paths["comparison.html"])
+    return 0

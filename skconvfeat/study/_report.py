@@ -10,7 +10,7 @@
   rows have different columns from the per-split ones);
 * ``summary.md`` -- table, comparisons, verdicts and skipped arms;
 * ``report.html`` -- one self-contained page: the same text plus figures
-  embedded as base64 PNG, no scripts and no external URLs, so it can be
+  embedded as base64 SVG, no scripts and no external URLs, so it can be
   mailed or attached to a CI run and opened offline.
 
 The whole folder is written as a temporary sibling folder and swapped in
@@ -31,16 +31,22 @@ import math
 import os
 import shutil
 import tempfile
+import textwrap
 from pathlib import Path
 
 import numpy as np
 
 from . import _format as fmt
 
-__all__ = ["REPORT_FILES", "check_out_dir", "write_report"]
+__all__ = ["REPORT_FILES", "SCHEMA_VERSION", "check_out_dir", "write_report"]
 
-# Small figures keep a report with a dozen of them well under 2 MB.
-_DPI = 90
+# Figures are SVG, sharp at any zoom (a projector, a slide). Raster parts (kernels,
+# feature maps, the confusion matrix) are embedded at their own pixel size and drawn unsmoothed; this
+# resolution only sets the pixel size of the figures' layout computations.
+_DPI = 100
+# Arm labels wrap onto lines of at most this many characters beside a figure's
+# rows, and every row is tall enough for its lines: labels never overlap.
+_LABEL_WIDTH = 26
 # One colour per arm kind, shared by every per-arm figure so they read together.
 _KIND_COLOURS = {"fixed": "C0", "learned": "C3", "raw": "C7", "transfer": "C2"}
 # Rows of kernels or feature maps beyond this many images get too small to see.
@@ -58,18 +64,24 @@ _TRANSFER_CSV_HEADER = ("arm", "label", "train_size", "repeat", "accuracy", "fit
 # Every file a report folder may hold: a folder holding anything else is not
 # replaced, so a mistyped report folder (".", a home folder) never loses other files.
 REPORT_FILES = ("results.json", "results.csv", "transfer.csv", "summary.md", "report.html")
+# Version of the layout of results.json, written into it as "schema_version".
+# Raise it when a key that readers (``skconvfeat report``) use changes meaning
+# or goes away; readers refuse other versions rather than misread them.
+SCHEMA_VERSION = 1
 
 
-def check_out_dir(out_dir):
+def check_out_dir(out_dir, files=REPORT_FILES):
     """Raise OSError unless ``out_dir`` can receive a report, without creating anything.
 
     It must be a new folder whose nearest existing parent is a writable
-    folder, or an existing folder in a writable parent holding only the files
+    folder, or an existing folder in a writable parent holding only ``files``
     of an earlier report (it is swapped out whole).
 
     Parameters
     ----------
     out_dir : str or os.PathLike
+    files : tuple of str, default=REPORT_FILES
+        The names an earlier report of this kind may have left there.
 
     Returns
     -------
@@ -80,7 +92,7 @@ def check_out_dir(out_dir):
     if out_dir.exists():
         if not out_dir.is_dir():
             raise NotADirectoryError(f"{out_dir} is a file, not a folder")
-        others = sorted(path.name for path in out_dir.iterdir() if path.name not in REPORT_FILES)
+        others = sorted(path.name for path in out_dir.iterdir() if path.name not in files)
         if others:
             raise FileExistsError(
                 f"{out_dir} holds files that are not part of a report ({', '.join(others[:3])}"
@@ -134,25 +146,39 @@ def write_report(results, extras, out_dir):
     PosixPath('digits-report/report.html')
     """
     out_dir = check_out_dir(out_dir)
+    # The numbers are complete once results.json is there: keep them when only the page failed.
+    names = write_folder(out_dir, lambda folder: _write_files(results, extras, folder),
+                         keep_partial=lambda folder: (folder / "results.json").exists())
+    return {name: out_dir / name for name in names}
+
+
+def write_folder(out_dir, write, keep_partial=lambda folder: False):
+    """Call ``write(folder)`` on a temporary sibling of ``out_dir``, then swap it in whole; return its result.
+
+    When ``write`` raises, ``out_dir`` is left as it was, unless
+    ``keep_partial(folder)`` says the part written is worth keeping; that part
+    is then swapped in before the error goes on.
+    """
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.new-"))
     try:
         try:
-            names = _write_files(results, extras, staging)
+            written = write(staging)
         except BaseException:
-            if (staging / "results.json").exists():  # the numbers are complete; only the page failed
+            if keep_partial(staging):
                 _swap_in(staging, out_dir)
             raise
         _swap_in(staging, out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)  # already gone once swapped in
-    return {name: out_dir / name for name in names}
+    return written
 
 
 def _write_files(results, extras, folder):
     """Write every file of the report into ``folder``: data files first, then the page."""
     texts = {
-        "results.json": json.dumps(_strict_json(results), indent=2, allow_nan=False) + "\n",
+        "results.json": json.dumps(_strict_json({"schema_version": SCHEMA_VERSION, **results}), indent=2,
+                                   allow_nan=False) + "\n",
         "results.csv": _results_csv(results),
         "summary.md": _summary_markdown(results),
     }
@@ -307,10 +333,20 @@ def _new_figure(width, height, layout="constrained", **subplots):
 
 
 def _data_uri(figure):
-    """Encode ``figure`` as a ``data:image/png;base64,...`` URI."""
+    """Encode ``figure`` as a ``data:image/svg+xml;base64,...`` URI.
+
+    An ``<img>`` rather than inline ``<svg>``: each figure's element ids
+    (markers, glyphs, clip paths) stay private to it, where inline figures
+    could collide. Text is drawn as paths, so labels look as laid out
+    whatever fonts the reader's browser has.
+    """
+    import matplotlib
+
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=_DPI)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    # A fixed salt: the same study gives the same file, byte for byte.
+    with matplotlib.rc_context({"svg.hashsalt": "skconvfeat", "svg.fonttype": "path"}):
+        figure.savefig(buffer, format="svg", metadata={"Date": None})
+    return "data:image/svg+xml;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def _arm_colours(arms):
@@ -318,19 +354,44 @@ def _arm_colours(arms):
 
 
 def _kind_legend(axes, arms):
-    """Add one legend entry per arm kind present, coloured as in the figures."""
+    """Add one legend entry per arm kind present, coloured as in the figures, outside the axes."""
     from matplotlib.patches import Patch
 
     kinds = dict.fromkeys(arm["kind"] for arm in arms)
-    axes.legend(handles=[Patch(color=_KIND_COLOURS.get(kind, "C1"), label=kind) for kind in kinds], fontsize=8)
+    axes.legend(handles=[Patch(color=_KIND_COLOURS.get(kind, "C1"), label=kind) for kind in kinds], fontsize=8,
+                loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
 
 
-def _figure_accuracy(results):
-    """Accuracy of every arm: mean with its 95% CI, and the per-split scores."""
-    arms = results["arms"]
-    figure, axes = _new_figure(6.5, 1.0 + 0.4 * len(arms))
+def _wrap(label, width=_LABEL_WIDTH):
+    """``label`` broken into lines of at most ``width`` characters (its own line breaks kept)."""
+    return "\n".join(textwrap.fill(line, width) or line for line in str(label).split("\n"))
+
+
+def _arm_rows(arms, width):
+    """A figure with one row per arm, its wrapped label beside it, first arm on top.
+
+    Every row is as tall as the label with the most lines needs, so labels
+    cannot overlap however many arms there are.
+
+    Returns
+    -------
+    figure, axes, positions
+        ``positions[i]`` is the y of ``arms[i]``.
+    """
+    labels = [_wrap(arm["label"]) for arm in arms]
+    lines = max(label.count("\n") + 1 for label in labels)
+    figure, axes = _new_figure(width, 1.1 + len(arms) * (0.12 + 0.15 * lines))
     axes = axes[0, 0]
-    positions = np.arange(len(arms))[::-1]  # first arm on top, as in the table
+    positions = np.arange(len(arms))[::-1]
+    axes.set_yticks(positions, labels, fontsize=8)
+    axes.set_ylim(-0.6, len(arms) - 0.4)
+    return figure, axes, positions
+
+
+def _figure_accuracy(results, width=7.5):
+    """Accuracy of every arm: mean with its 95% CI, and the per-split scores; ``width`` in inches."""
+    arms = results["arms"]
+    figure, axes, positions = _arm_rows(arms, width)
     means = np.array([arm["mean"] for arm in arms])
     errors = np.array([[arm["mean"] - arm["ci_low"], arm["ci_high"] - arm["mean"]] for arm in arms]).T
     for position, arm, colour in zip(positions, arms, _arm_colours(arms)):
@@ -339,7 +400,6 @@ def _figure_accuracy(results):
         axes.scatter(arm["scores"], position + jitter, s=10, color=colour, alpha=0.5, linewidths=0)
     axes.errorbar(means, positions, xerr=errors, fmt="none", ecolor="black", capsize=3)
     axes.scatter(means, positions, c=_arm_colours(arms), s=30, zorder=3, edgecolors="black", linewidths=0.5)
-    axes.set_yticks(positions, [arm["label"] for arm in arms], fontsize=8)
     axes.set_xlabel("accuracy (mean, 95% CI; dots: single splits or seeds)")
     axes.grid(axis="x", alpha=0.3)
     _kind_legend(axes, arms)
@@ -365,23 +425,18 @@ def _figure_transfer(transfer):
 
 
 def _figure_time(results):
-    """Mean accuracy against mean fit time (log scale), one point per arm."""
+    """Mean fit time of every arm (log scale), the range over splits or seeds as a line, rows as in accuracy."""
     arms = [arm for arm in results["arms"] if any(t is not None for t in arm.get("fit_time") or ())]
     if not arms:
         return None
-    figure, axes = _new_figure(6.0, 3.8)
-    axes = axes[0, 0]
-    times = [np.mean([t for t in arm["fit_time"] if t is not None]) for arm in arms]
-    means = np.array([arm["mean"] for arm in arms])
-    errors = np.array([[arm["mean"] - arm["ci_low"], arm["ci_high"] - arm["mean"]] for arm in arms]).T
-    axes.errorbar(times, means, yerr=errors, fmt="none", ecolor="grey", capsize=2)
-    axes.scatter(times, means, c=_arm_colours(arms), s=30, zorder=3, edgecolors="black", linewidths=0.5)
-    for time, mean, arm in zip(times, means, arms):
-        axes.annotate(arm["label"], (time, mean), xytext=(4, 4), textcoords="offset points", fontsize=7)
+    figure, axes, positions = _arm_rows(arms, 7.5)
+    times = [np.array([t for t in arm["fit_time"] if t is not None]) for arm in arms]
+    axes.hlines(positions, [t.min() for t in times], [t.max() for t in times], color="grey", linewidth=1)
+    axes.scatter([t.mean() for t in times], positions, c=_arm_colours(arms), s=30, zorder=3, edgecolors="black",
+                 linewidths=0.5)
     axes.set_xscale("log")
-    axes.set_xlabel("fit time per split (s, log scale)")
-    axes.set_ylabel("accuracy (mean, 95% CI)")
-    axes.grid(alpha=0.3)
+    axes.set_xlabel("fit time per split or seed (s, log scale; dot: mean, line: range)")
+    axes.grid(axis="x", alpha=0.3)
     _kind_legend(axes, arms)
     return figure
 
@@ -415,8 +470,8 @@ def _figure_image_rows(rows):
                 ax.set_axis_off()
                 continue
             image, style = _scaled_image(images[column], scaling)
-            ax.imshow(image, **style)
-        row_axes[0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=7)
+            ax.imshow(image, interpolation="none", **style)
+        row_axes[0].set_ylabel(_wrap(label, 20), rotation=0, ha="right", va="center", fontsize=7)
     return figure
 
 
@@ -452,11 +507,8 @@ def _row_label(label, total):
 
 
 def _figure_filters(extras):
-    """Each fixed bank's kernels, then the learned kernels before and after training."""
-    banks = dict(extras.get("banks") or {})
-    for key, label in (("learned_before", "Learned, at init"), ("learned_after", "Learned, trained")):
-        if extras.get(key) is not None:
-            banks[label] = extras[key]
+    """Each fixed bank's kernels (the learned ones have a figure of their own)."""
+    banks = extras.get("banks") or {}
     if not banks:
         return None
     return _figure_image_rows(
@@ -489,7 +541,7 @@ def _figure_confusion(extras):
     size = min(1.2 + 0.35 * len(labels), 7.0)
     figure, axes = _new_figure(size + 0.8, size)
     axes = axes[0, 0]
-    image = axes.imshow(matrix, cmap="Blues")
+    image = axes.imshow(matrix, cmap="Blues", interpolation="none")
     figure.colorbar(image, ax=axes, shrink=0.8)
     if len(labels) <= _MAX_LABELLED_CLASSES:
         ticks = np.arange(len(labels))
@@ -504,6 +556,117 @@ def _figure_confusion(extras):
         for (row, column), count in np.ndenumerate(matrix):
             colour = "white" if count > threshold else "black"
             axes.text(column, row, f"{count:g}", ha="center", va="center", fontsize=6, color=colour)
+    return figure
+
+
+def _relative_change(before, after):
+    """``||after - before|| / ||before||`` (Frobenius norms over every kernel), or None when ``before`` is zero."""
+    before, after = np.asarray(before, dtype=float), np.asarray(after, dtype=float)
+    norm = np.linalg.norm(before)
+    return float(np.linalg.norm(after - before) / norm) if norm > 0 else None
+
+
+def _figure_learned_kernels(extras):
+    """The learned arm's first-layer kernels before and after training, and their difference.
+
+    All three rows share one symmetric colour scale (zero is white, or grey
+    for colour kernels), so a kernel that moved shows it: scaling each image
+    on its own made kernels that moved by a third look identical. Under each
+    difference: that kernel's relative change.
+    """
+    before, after = extras.get("learned_before"), extras.get("learned_after")
+    if before is None or after is None:
+        return None
+    before, after = np.asarray(before, dtype=float), np.asarray(after, dtype=float)
+    rows = [_kernel_images(before), _kernel_images(after), _kernel_images(after - before)]
+    bound = max(np.abs(image).max() for row in rows for image in row) or 1.0
+    n_columns = len(rows[0])
+    width, height = 0.6 * n_columns + 2.6, 3 * 0.75 + 0.9
+    margins = {"left": 1.3 / width, "right": 1 - 1.1 / width, "bottom": 0.35 / height, "top": 1 - 0.55 / height}
+    figure, axes = _new_figure(width, height, layout=None, nrows=3, ncols=n_columns,
+                               gridspec_kw={**margins, "wspace": 0.1, "hspace": 0.35})
+    colour = rows[0][0].ndim == 3
+    for row_axes, images, label in zip(axes, rows, ("before", "after", "after - before")):
+        for ax, image in zip(row_axes, images):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if colour:  # one scale for the three channels: grey is zero
+                drawn = ax.imshow(np.clip(0.5 + 0.5 * image / bound, 0, 1), interpolation="none")
+            else:
+                drawn = ax.imshow(image, cmap="RdBu_r", vmin=-bound, vmax=bound, interpolation="none")
+        row_axes[0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+    for ax, kernel_before, kernel_after in zip(axes[2], before, after):
+        change = _relative_change(kernel_before, kernel_after)
+        ax.set_xlabel("n/a" if change is None else f"{change:.0%}", fontsize=7)
+    if not colour:
+        bottom, top = margins["bottom"], margins["top"]
+        colorbar_axes = figure.add_axes((1 - 0.9 / width, bottom, 0.12 / width, top - bottom))
+        figure.colorbar(drawn, cax=colorbar_axes).ax.tick_params(labelsize=7)
+    change = _relative_change(before, after)
+    shown = "" if n_columns == len(before) else f", first {n_columns} of {len(before)} shown"
+    figure.suptitle(f"{extras.get('learned_arm') or 'Learned arm'}: ||after - before|| / ||before|| = "
+                    f"{'n/a' if change is None else f'{change:.1%}'} (all {len(before)} kernels{shown})", fontsize=9)
+    return figure
+
+
+def _figure_learning_curves(extras):
+    """Training and validation loss, and validation accuracy, per epoch of every arm trained in PyTorch."""
+    curves = {label: history for label, history in (extras.get("learning_curves") or {}).items() if history}
+    if not curves:
+        return None
+    figure, axes = _new_figure(9.0, 3.6, ncols=2)
+    loss_axes, accuracy_axes = axes[0]
+    for index, (label, history) in enumerate(curves.items()):
+        colour = f"C{index % 10}"
+        epochs = [entry["epoch"] for entry in history]
+        loss_axes.plot(epochs, [entry["train_loss"] for entry in history], color=colour, label=_wrap(label))
+        valid = [(entry["epoch"], entry["valid_loss"], entry["valid_accuracy"]) for entry in history
+                 if entry.get("valid_accuracy") is not None]
+        if valid:
+            epoch, loss, accuracy = map(list, zip(*valid))
+            loss_axes.plot(epoch, loss, color=colour, linestyle="--")
+            accuracy_axes.plot(epoch, accuracy, color=colour, marker=".", label=_wrap(label))
+            # Early stopping keeps the weights of the best validation epoch (the first, on ties).
+            best = int(np.argmax(accuracy))
+            accuracy_axes.scatter([epoch[best]], [accuracy[best]], s=60, facecolors="none", edgecolors=colour,
+                                  zorder=3)
+    loss_axes.set_xlabel("epoch")
+    loss_axes.set_ylabel("cross-entropy (solid: training, dashed: validation)", fontsize=8)
+    loss_axes.set_yscale("log")
+    accuracy_axes.set_xlabel("epoch")
+    accuracy_axes.set_ylabel("validation accuracy (circle: epoch kept)", fontsize=8)
+    for ax in (loss_axes, accuracy_axes):
+        ax.grid(alpha=0.3)
+    figure.legend(*loss_axes.get_legend_handles_labels(), loc="outside lower center", ncols=min(len(curves), 3),
+                  fontsize=8)
+    return figure
+
+
+def _figure_per_class(extras):
+    """Per-class accuracy (recall) of the reference and the best fixed arm, grouped bars by class."""
+    per_class = extras.get("per_class")
+    if not per_class or not per_class.get("accuracy"):
+        return None
+    labels = [str(label) for label in per_class["labels"]]
+    arms = per_class["accuracy"]
+    width = min(max(4.0, 1.5 + 0.45 * len(labels)), 12.0)
+    figure, axes = _new_figure(width, 3.6)
+    axes = axes[0, 0]
+    positions = np.arange(len(labels))
+    bar = 0.8 / len(arms)
+    for index, (label, accuracy) in enumerate(arms.items()):
+        axes.bar(positions - 0.4 + bar * (index + 0.5), accuracy, width=bar, color=f"C{index}", label=_wrap(label, 40))
+    if len(labels) <= _MAX_LABELLED_CLASSES:
+        long_names = max(len(label) for label in labels) > 3
+        axes.set_xticks(positions, labels, fontsize=7, rotation=45 if long_names else 0,
+                        ha="right" if long_names else "center")
+        axes.set_xlabel("class")
+    else:
+        axes.set_xlabel("class (index)")
+    axes.set_ylim(0, 1)
+    axes.set_ylabel("accuracy on the class's test images")
+    axes.grid(axis="y", alpha=0.3)
+    figure.legend(loc="outside lower center", ncols=len(arms), fontsize=8)
     return figure
 
 
@@ -566,6 +729,15 @@ def _html_versions(results):
     return _html_table(("Package / machine", "Version"), list((results.get("versions") or {}).items()))
 
 
+def _learned_caption(extras):
+    before, after = extras.get("learned_before"), extras.get("learned_after")
+    change = None if before is None or after is None else _relative_change(before, after)
+    moved = "" if change is None else f" The kernels moved by {change:.1%} of their initial norm."
+    return ("First-layer kernels at initialisation, after training, and the difference, all on one colour scale "
+            "symmetric about zero (grey input: channel mean; three channels: in colour, grey is zero); under each "
+            f"difference, that kernel's ||after - before|| / ||before||.{moved}")
+
+
 def _report_html(results, extras):
     """Render the whole report page as one self-contained HTML string."""
     sections = [
@@ -592,16 +764,29 @@ def _report_html(results, extras):
     sections += [
         _html_figure(
             "fig-time",
-            "Accuracy against fit time",
-            "Mean fit time of the whole pipeline per split.",
+            "Fit time per arm",
+            "Fit time of the whole pipeline per split or seed, arms in the order of the accuracy figure.",
             _figure_time(results),
         ),
         _html_figure(
             "fig-filters",
             "Filters",
-            "Kernels of each bank, each scaled on its own: red positive, blue negative "
+            "Kernels of each fixed bank, each scaled on its own: red positive, blue negative "
             "(grey input: channel mean; three channels: shown in colour).",
             _figure_filters(extras),
+        ),
+        _html_figure(
+            "fig-learned-kernels",
+            "Learned kernels before and after training",
+            _learned_caption(extras),
+            _figure_learned_kernels(extras),
+        ),
+        _html_figure(
+            "fig-curves",
+            "Training and validation curves",
+            "Every arm trained in PyTorch, on the first split or seed: loss per epoch on its training images and on "
+            "its held-out validation images, and validation accuracy; early stopping keeps the circled epoch.",
+            _figure_learning_curves(extras),
         ),
         _html_figure(
             "fig-feature-maps",
@@ -615,6 +800,13 @@ def _report_html(results, extras):
             "The fixed arm with the highest mean accuracy (the one verdict (b) uses), on the first split or seed. "
             "Rows: true class; columns: predicted class; cells: counts.",
             _figure_confusion(extras),
+        ),
+        _html_figure(
+            "fig-per-class",
+            "Per-class accuracy",
+            "Fraction of each class's test images classified right, on the first split or seed, by the reference "
+            "and the best fixed arm.",
+            _figure_per_class(extras),
         ),
         _html_section("verdicts", "Verdicts", _html_verdicts(results)),
         _html_section("skipped", "Skipped arms", _html_skipped(results)),

@@ -122,15 +122,19 @@ def _make_head(classifier, random_state):
     if classifier == "linear_svm":
         return LinearSVC(C=0.01, max_iter=5000)  # small C: converges on ~250 standardised features
     if classifier == "mlp":
-        # One hidden layer of 100 ReLU units: the two-layer FC head of a small CNN. Up to 600
-        # epochs: on digits every arm stops on its tolerance by ~300 (sharpen, the slowest).
-        return MLPClassifier(hidden_layer_sizes=(100,), max_iter=600, random_state=random_state)
+        # One hidden layer of 100 ReLU units: the two-layer FC head of a small CNN. It stops, as the
+        # learned arms do, on the accuracy of a held-out tenth of its training set (patience 10
+        # epochs); stopping on the training loss over-fits 4,096 features of 50,000 images.
+        return MLPClassifier(hidden_layer_sizes=(100,), max_iter=600, early_stopping=True,
+                             validation_fraction=0.1, random_state=random_state)
     raise ValueError(f"classifier must be one of {CLASSIFIERS}. Got {classifier!r}.")
 
 
 # The learned arms train the same layers end to end (Adam in PyTorch), keeping
 # the epoch with the best accuracy on a held-out tenth of their training set.
-# Budgeted so that the whole default study runs in about a minute on 2 CPU cores.
+# Two recipes, by the amount of training data. This one is for small sets (the
+# digits' CV folds, the transfer experiment's 20-300 images), budgeted so that
+# the whole default study runs in about a minute on 2 CPU cores.
 LEARNED = {
     "max_epochs": 30,  # passes over ~1300 training images, ~300 Adam steps
     "batch_size": 128,  # images per Adam step
@@ -141,6 +145,16 @@ LEARNED = {
     "n_iter_no_change": 5,
     "augment": False,  # no random crops or flips: the fixed arms see the images as given too
 }
+# The official split of a large dataset (tens of thousands of training images):
+# the recipe of benchmarks/learned_cifar10.py, which took the 2-layer network to
+# 75.1% on the CIFAR-10 JPEG copy. 10 epochs: 3,500 Adam steps on 45,000 images,
+# where that run was still improving slowly (about 15 min a 2-layer fit on one core).
+LEARNED_LARGE = {**LEARNED, "max_epochs": 10, "learning_rate": 2e-3, "lr_schedule": "cosine"}
+# Datasets whose learned arms see random shifts (4 pixels) and mirror images:
+# photographs keep their class under both; digits do not under mirroring. The
+# fixed arms see the images as given, so "learned" is compared with
+# "random_adam" (same network, optimiser and augmentation, kernels frozen) too.
+AUGMENTED = frozenset({"cifar10", "cifar10-jpeg"})
 DEVICES = ("cpu", "cuda", "auto")
 # Accuracy a plain PyTorch CNN of the reference's size reaches on the full
 # training set (issue 10: two conv layers, 15 epochs, about 75% on the
@@ -211,12 +225,64 @@ def _fixed_pipeline(bank, depth, classifier, random_state):
     return Pipeline([("conv", conv), ("scale", StandardScaler()), ("head", _make_head(classifier, random_state))])
 
 
-def _learned_model(learner_cls, bank, depth, classifier, random_state, device, train_kernels=True):
+def learned_recipe(design, dataset, overrides=None):
+    """The training settings of the study's learned arms.
+
+    Parameters
+    ----------
+    design : {"cv", "holdout"}
+        ``"cv"`` (small data, cross-validated) trains with ``LEARNED``;
+        ``"holdout"`` (the official split of a large dataset) with
+        ``LEARNED_LARGE``, the recipe of the learned CIFAR-10 baseline.
+    dataset : str
+        The datasets of ``AUGMENTED`` (photographs) add random shifts and
+        horizontal flips on an official split.
+    overrides : dict, default=None
+        :class:`~skconvfeat.LearnedConvClassifier` parameters replacing the
+        recipe's (``run_study``'s ``learned_params``).
+
+    Returns
+    -------
+    recipe : dict
+        Keyword arguments of :class:`~skconvfeat.LearnedConvClassifier`.
+
+    Examples
+    --------
+    >>> from skconvfeat.study import learned_recipe
+    >>> recipe = learned_recipe("holdout", "cifar10-jpeg")
+    >>> recipe["learning_rate"], recipe["lr_schedule"], recipe["augment"]
+    (0.002, 'cosine', True)
+    """
+    recipe = dict(LEARNED if design == "cv" else LEARNED_LARGE)
+    if design == "holdout" and dataset in AUGMENTED:
+        recipe["augment"] = True
+    return {**recipe, **(overrides or {})}
+
+
+# LearnedConvClassifier parameters the study sets per arm, so learned_params may not.
+_PER_ARM_PARAMS = frozenset({"conv", "head", "freeze_kernels", "random_state", "device"})
+
+
+def _check_learned_params(learned_params):
+    """``learned_params`` if every key is a LearnedConvClassifier training parameter the study leaves free."""
+    if not learned_params:
+        return learned_params
+    free = (set(LEARNED) | {"lr_schedule", "tol", "hidden_units", "verbose"}) - _PER_ARM_PARAMS
+    bad = sorted(set(learned_params) - free)
+    if bad:
+        raise ValueError(
+            f"The 'learned_params' parameter of run_study may set {sorted(free)}. Got {bad} instead "
+            f"(the study sets {sorted(_PER_ARM_PARAMS)} per arm)."
+        )
+    return learned_params
+
+
+def _learned_model(learner_cls, bank, depth, classifier, random_state, device, recipe, train_kernels=True):
     """LearnedConvClassifier training the description of ``bank`` at ``depth`` (frozen unless ``train_kernels``)."""
     head = "mlp" if classifier == "mlp" else "linear"
     conv = _description(bank, depth, random_state)
     return learner_cls(conv, head=head, freeze_kernels=not train_kernels, random_state=random_state, device=device,
-                       **LEARNED)
+                       **recipe)
 
 
 def _load_learner():
@@ -257,8 +323,11 @@ def _bank_label(bank):
     return BANK_LABELS.get(bank, f"{bank.capitalize()}, fixed")
 
 
-def _make_arms(banks, depths, classifier, learner_cls, learned, random_state, device):
-    """The arms of the main comparison, by depth: fixed banks first, then those trained in PyTorch."""
+def _make_arms(banks, depths, classifier, learner_cls, recipe, random_state, device):
+    """The arms of the main comparison, by depth: fixed banks first, then those trained in PyTorch.
+
+    ``recipe``: the learned arms' training settings, or None for no learned arms.
+    """
     arms = []
     for depth in depths:
         suffix = _suffix(depth)
@@ -266,13 +335,13 @@ def _make_arms(banks, depths, classifier, learner_cls, learned, random_state, de
             kind = "raw" if bank == "identity" else "fixed"
             model = _fixed_pipeline(bank, depth, classifier, random_state)
             arms.append(Arm(bank + suffix, _label(_bank_label(bank), depth), kind, bank, model, depth))
-        for name in (LEARNED_ARMS if depth == 1 else DEEP_LEARNED_ARMS) if learned else ():
+        for name in (LEARNED_ARMS if depth == 1 else DEEP_LEARNED_ARMS) if recipe is not None else ():
             init, train_kernels = LEARNED_ARMS[name]
             if train_kernels:
                 label, kind = f"Learned ({init} init)", "learned"
             else:
                 label, kind = f"{init.capitalize()}, fixed (Adam head)", "fixed"
-            model = _learned_model(learner_cls, init, depth, classifier, random_state, device, train_kernels)
+            model = _learned_model(learner_cls, init, depth, classifier, random_state, device, recipe, train_kernels)
             arms.append(Arm(name + suffix, _label(label, depth), kind, init, model, depth))
     return arms
 
@@ -451,10 +520,10 @@ def _baseline(results, reference):
 # -- transfer -----------------------------------------------------------------
 
 
-def _fit_source(learner_cls, images, target, source_classes, depth, classifier, seed, train_size, device):
+def _fit_source(learner_cls, images, target, source_classes, depth, classifier, seed, train_size, device, recipe):
     """Learn every layer's kernels on the source classes (at most ``train_size`` images); return them and the time."""
     idx = _subsample(np.flatnonzero(np.isin(target, source_classes)), target, train_size, seed)
-    model = _learned_model(learner_cls, "random", depth, classifier, seed, device)
+    model = _learned_model(learner_cls, "random", depth, classifier, seed, device, recipe)
     start = time.perf_counter()
     _fit_quietly(model, images[idx], target[idx])
     return {"filters": model.filters_, "fit_time": time.perf_counter() - start}
@@ -468,10 +537,13 @@ TRANSFER_LABELS = {
 
 
 def _transfer_arms(learner_cls, source_filters, depth, classifier, seed, device):
-    """The three target-task arms of one seed; ``transfer`` uses the source kernels of every layer."""
+    """The three target-task arms of one seed; ``transfer`` uses the source kernels of every layer.
+
+    Their 20-300 training images train with the small-data recipe (``LEARNED``).
+    """
     estimators = {
         "transfer": ("transfer", _fixed_pipeline(source_filters, depth, classifier, seed)),
-        "scratch": ("learned", _learned_model(learner_cls, "random", depth, classifier, seed, device)),
+        "scratch": ("learned", _learned_model(learner_cls, "random", depth, classifier, seed, device, LEARNED)),
         "random": ("fixed", _fixed_pipeline("random", depth, classifier, seed)),
     }
     return {
@@ -499,16 +571,18 @@ def _transfer_curve(scores, n_test):
 
 
 def _transfer_study(learner_cls, images, target, depth, classifier, random_state, train_size, device, n_jobs,
-                    progress):
+                    progress, recipe):
     """Kernels learned on the first half of the classes, fixed, on the second half, in the network of ``depth``.
 
-    The source model sees at most ``train_size`` images, like every model of the main comparison.
+    The source model sees at most ``train_size`` images, like every model of
+    the main comparison, and trains with the main comparison's ``recipe``.
     """
     source_classes, target_classes, folds, sizes = _transfer_plan(target, random_state)
     seeds = range(random_state, random_state + TRANSFER_SEEDS)
     sources = _run_parallel(
         [(("source", s),
-          (_fit_source, (learner_cls, images, target, source_classes, depth, classifier, s, train_size, device), {}))
+          (_fit_source, (learner_cls, images, target, source_classes, depth, classifier, s, train_size, device,
+                         recipe), {}))
          for s in seeds],
         n_jobs,
         progress,
@@ -674,26 +748,53 @@ def _verdicts(results, evaluation, alpha):
 # -- extras -------------------------------------------------------------------
 
 
-def _extras(arms, first_runs, best, images, target, test):
-    """Kernels and feature maps of the one-layer arms, and the confusion matrix of ``best`` on the first split."""
+def _extras(arms, first_runs, best, reference, images, target, test):
+    """Arrays for the report's figures, from the first split or seed.
+
+    Kernels and feature maps of the one-layer fixed arms; the first learned
+    arm's first-layer kernels before and after training; every PyTorch arm's
+    per-epoch history; the confusion matrix of ``best`` and the per-class
+    accuracy of ``reference`` and ``best`` (summarised arm dicts).
+    """
     fixed = [arm for arm in arms if isinstance(arm.estimator, Pipeline) and arm.depth == 1]
     sample = images[test[0]]
     extras = {
         "banks": {arm.label: first_runs[arm.name]["model"][0].filters_ for arm in fixed},
+        "learned_arm": None,
         "learned_before": None,
         "learned_after": None,
+        # The fixed arms trained in PyTorch ("random_adam") too: their curves show the head alone learning.
+        "learning_curves": {arm.label: list(first_runs[arm.name]["model"].history_)
+                            for arm in arms if hasattr(first_runs[arm.name]["model"], "history_")},
         "sample_image": sample,
         "feature_maps": {arm.label: _feature_maps(first_runs[arm.name]["model"][0], sample) for arm in fixed},
         "confusion": None,
+        "per_class": None,
     }
-    if "learned" in first_runs:
-        extras["learned_before"] = first_runs["learned"]["model"].initial_filters_[0]
-        extras["learned_after"] = first_runs["learned"]["model"].filters_[0]
+    learned = next((arm for arm in arms if arm.kind == "learned"), None)  # depth 1 first: the smallest kernels
+    if learned is not None:
+        model = first_runs[learned.name]["model"]
+        extras["learned_arm"] = learned.label
+        extras["learned_before"] = model.initial_filters_[0]
+        extras["learned_after"] = model.filters_[0]
     if best is not None:
         labels = np.unique(target)
         matrix = confusion_matrix(target[test], first_runs[best["name"]]["pred"], labels=labels)
         extras["confusion"] = {"arm": best["label"], "labels": labels.tolist(), "matrix": matrix}
+        shown = [reference] if reference["name"] == best["name"] else [reference, best]
+        tested = np.unique(target[test])  # a class without test images has no accuracy
+        extras["per_class"] = {
+            "labels": tested.tolist(),
+            "accuracy": {arm["label"]: _per_class_accuracy(target[test], first_runs[arm["name"]]["pred"], tested)
+                         for arm in shown},
+        }
     return extras
+
+
+def _per_class_accuracy(true, pred, labels):
+    """Recall of each class in ``labels``: the fraction of its test images predicted right."""
+    matrix = confusion_matrix(true, pred, labels=labels)
+    return np.diag(matrix) / matrix.sum(axis=1)
 
 
 def _feature_maps(conv, image):
@@ -737,15 +838,19 @@ def _versions():
     return versions
 
 
-def _learned_training(device):
+def _learned_training(recipe, device):
     """How the learned arms were trained, stated in every result (augmentation in words)."""
-    augmentation = "random crop and horizontal flip" if LEARNED["augment"] else "none"
+    augment = recipe["augment"]
+    if isinstance(augment, dict):
+        augmentation = ", ".join(f"{key} {value}" for key, value in augment.items()) or "none"
+    else:
+        augmentation = "random crop (shifts up to 1/8 of the image) and horizontal flip" if augment else "none"
     stop_rule = (
-        f"best validation accuracy on {LEARNED['validation_fraction']:.0%} of the training images, "
-        f"patience {LEARNED['n_iter_no_change']} epochs"
-        if LEARNED["early_stopping"] else f"{LEARNED['max_epochs']} epochs"
+        f"best validation accuracy on {recipe['validation_fraction']:.0%} of the training images, "
+        f"patience {recipe['n_iter_no_change']} epochs, at most {recipe['max_epochs']}"
+        if recipe["early_stopping"] else f"{recipe['max_epochs']} epochs"
     )
-    return {**LEARNED, "device": device, "augmentation": augmentation, "stop_rule": stop_rule}
+    return {**recipe, "device": device, "augmentation": augmentation, "stop_rule": stop_rule}
 
 
 def _check_device(device, learner_cls):
@@ -759,6 +864,20 @@ def _check_device(device, learner_cls):
             "The 'device' parameter of run_study is 'cuda' but PyTorch sees no CUDA device "
             "(torch.cuda.is_available() is False). Use device='cpu' or 'auto'."
         )
+
+
+def _standardise_channels(images, n_train):
+    """Every channel to zero mean and unit variance, with the statistics of the ``n_train`` training images.
+
+    As torchvision's ``Normalize`` before a CNN: the learned arms' recipe (``LEARNED_LARGE``)
+    was tuned on such inputs; the fixed arms standardise their features anyway. In place.
+    """
+    train = images[:n_train]
+    mean = train.mean(axis=(0, 1, 2), dtype=np.float64)
+    std = train.std(axis=(0, 1, 2), dtype=np.float64)
+    images -= mean.astype(images.dtype)
+    images /= np.where(std > 0, std, 1).astype(images.dtype)  # a constant channel stays zero
+    return images
 
 
 def _with_test_set(images, target, test_images, test_target):
@@ -815,6 +934,7 @@ def _skipped(learned, transfer, unavailable, n_classes, depths):
         "n_jobs": [Integral, None],
         "progress": [callable, None],
         "return_extras": ["boolean"],
+        "learned_params": [dict, None],
     },
     prefer_skip_nested_validation=True,
 )
@@ -841,6 +961,7 @@ def run_study(
     n_jobs=None,
     progress=None,
     return_extras=False,
+    learned_params=None,
 ):
     """Compare fixed, raw-pixel and learned kernels on the same images.
 
@@ -905,6 +1026,12 @@ def run_study(
         Called as ``progress(done, total, label)`` after each fitted model.
     return_extras : bool, default=False
         Also return the ``extras`` arrays (kernels, feature maps, confusion).
+    learned_params : dict, default=None
+        :class:`~skconvfeat.LearnedConvClassifier` parameters overriding the
+        learned arms' recipe: ``LEARNED`` for design ``"cv"``,
+        ``LEARNED_LARGE`` (with augmentation for the datasets of
+        ``AUGMENTED``) for ``"holdout"``; see :func:`learned_recipe`. The
+        recipe used is in ``results["learned_training"]``.
 
     Returns
     -------
@@ -945,12 +1072,15 @@ def run_study(
         n_train_pool = len(target)
     else:
         images, target, n_train_pool = _with_test_set(images, target, test_images, test_target)
+        images = _standardise_channels(images, n_train_pool)
         design, seeds = "holdout", [random_state + i for i in range(n_seeds)]
         splits = _holdout_splits(target, n_train_pool, n_seeds, random_state, train_size)
         params = {"n_seeds": n_seeds}
     evaluation = _Evaluation(design, splits, target, margin, random_state=random_state, **params)
     # CV: the same models on every split; holdout: one seed per repeat, or they would all agree.
-    arm_sets = [_make_arms(banks, depths, classifier, learner_cls, run_learned, seed, device) for seed in seeds]
+    recipe = learned_recipe(design, dataset, _check_learned_params(learned_params))
+    arm_sets = [_make_arms(banks, depths, classifier, learner_cls, recipe if run_learned else None, seed, device)
+                for seed in seeds]
     arms = arm_sets[0]
     if not arms:
         raise ValueError(
@@ -988,7 +1118,7 @@ def run_study(
         "image_shape": list(images.shape[1:]),
         "classifier": classifier,
         "evaluation": evaluation.describe(),
-        "learned_training": _learned_training(device),
+        "learned_training": _learned_training(recipe, device),
         "margin": margin,
         "alpha": alpha,
         "arms": arm_results,
@@ -997,7 +1127,7 @@ def run_study(
         "comparisons": _comparisons(arm_results, reference, evaluation, alpha),
         "transfer": (
             _transfer_study(learner_cls, train_images, train_target, depths[-1], classifier, random_state,
-                            train_size, device, n_jobs, report)
+                            train_size, device, n_jobs, report, recipe)
             if run_transfer else None
         ),
         "skipped_arms": skipped,
@@ -1008,4 +1138,5 @@ def run_study(
     results["versions"] = _versions()
     if not return_extras:
         return results
-    return results, _extras(arms, first, best, images, target, splits[0][1])
+    reference_arm = next(a for a in arm_results if a["name"] == reference)
+    return results, _extras(arms, first, best, reference_arm, images, target, splits[0][1])
