@@ -27,6 +27,19 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 _GRAM_BLOCK = 2048
 
 
+def _solved_on_use(name):
+    """Getter and setter of an attribute stored as ``name`` that is solved, if stale, when read."""
+
+    def get(self):
+        self._solve_pending()
+        return getattr(self, name)
+
+    def set(self, value):
+        setattr(self, name, value)
+
+    return get, set
+
+
 class GramRidgeClassifier(LinearClassifierMixin, BaseEstimator):
     """Ridge classifier solved from a chunked Gram matrix, its penalty chosen on held-out rows.
 
@@ -119,23 +132,8 @@ class GramRidgeClassifier(LinearClassifierMixin, BaseEstimator):
 
     # coef_ and intercept_ are solved lazily after partial_fit: a solve costs n_features**3 / 3, far
     # more than a chunk's update at 28,800 features, so it runs once when the model is next used.
-    @property
-    def coef_(self):
-        self._solve_pending()
-        return self._coef
-
-    @coef_.setter
-    def coef_(self, value):
-        self._coef = value
-
-    @property
-    def intercept_(self):
-        self._solve_pending()
-        return self._intercept
-
-    @intercept_.setter
-    def intercept_(self, value):
-        self._intercept = value
+    coef_ = property(*_solved_on_use("_coef"))
+    intercept_ = property(*_solved_on_use("_intercept"))
 
     def __sklearn_is_fitted__(self):
         return hasattr(self, "classes_")
