@@ -70,6 +70,8 @@ def stream(head, transformer, images, y, chunk, flips, clock, what):
         for flip in flips:
             rows = slice(start, start + chunk)
             head.partial_fit(features(transformer, images[rows], flip), y[rows], classes=np.unique(y))
+        if start and start % (10 * chunk) == 0:  # a pace to extrapolate from on a long run
+            clock.say(f"{what}: {start + chunk} of {len(images)} images added")
     clock.say(f"{what}: {len(images)} images x {len(flips)} added")
 
 
