@@ -2,22 +2,42 @@
 
 Fixed features are wide (thousands of columns) and under-fitted by a linear head, so the head that
 pays is the cheapest one that fits them exactly: ridge regression on +-1 targets, solved in closed
-form from the Gram matrix ``X^T X``. The Gram matrix is accumulated a chunk of rows at a time, for
-the training rows and the held-out rows separately, so choosing the penalty and refitting on all the
-rows costs one pass over ``X`` and one Cholesky factorisation per candidate penalty.
+form from the Gram matrix ``X^T X``. The Gram matrix is accumulated a chunk of rows at a time, first
+over the training rows, then (after the penalty is chosen on the held-out rows) over the held-out
+rows, so choosing the penalty and refitting on all the rows costs one pass over ``X``, one
+``n_features``-square float64 matrix and one Cholesky factorisation per candidate penalty. The same
+sums, fed by ``partial_fit``, stream features that never fit in memory at once.
 """
 
 import math
 import numbers
 
 import numpy as np
-import scipy.linalg
+import scipy.linalg.lapack
 from sklearn.base import BaseEstimator, _fit_context
 from sklearn.linear_model._base import LinearClassifierMixin
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
-from sklearn.utils.validation import validate_data
+from sklearn.utils.multiclass import unique_labels
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+# Columns of the Gram matrix updated per product: the float32 block is n_features x 2048 (236 MB at
+# 28,800 features), small next to the Gram matrix, large enough for the GEMM to run at full rate.
+_GRAM_BLOCK = 2048
+
+
+def _solved_on_use(name):
+    """Getter and setter of an attribute stored as ``name`` that is solved, if stale, when read."""
+
+    def get(self):
+        self._solve_pending()
+        return getattr(self, name)
+
+    def set(self, value):
+        setattr(self, name, value)
+
+    return get, set
 
 
 class GramRidgeClassifier(LinearClassifierMixin, BaseEstimator):
@@ -26,11 +46,14 @@ class GramRidgeClassifier(LinearClassifierMixin, BaseEstimator):
     Fits the same model as :class:`sklearn.linear_model.RidgeClassifier` (targets ``+-1``, one
     column per class, an unpenalised intercept) for each candidate penalty in ``alphas``, scores
     each on a random ``validation_fraction`` of the rows, and refits on all rows with the best.
-    Memory beyond ``X``: three ``n_features x n_features`` float64 matrices (the Gram matrices of
-    the training and held-out rows, and the one factorised): ``24 * n_features**2`` bytes, 0.9 GiB
-    at 6,400 features, 4.6 GiB at 14,400; and one chunk of ``batch_size`` rows. Beyond about 20,000 features the
-    Gram matrix stops fitting comfortably: use a streaming head such as
-    :class:`sklearn.linear_model.SGDClassifier` with ``partial_fit`` (see ``docs/heads.md``).
+    With ``standardize=True`` it is ``make_pipeline(StandardScaler(), RidgeClassifier())`` without
+    the scaled copy of ``X``: the scaling is folded into the penalty (see ``standardize``).
+
+    Memory beyond ``X``: one ``n_features x n_features`` float64 matrix (``8 * n_features**2``
+    bytes: 1.7 GB at 14,400 features, 6.6 GB at 28,800), factorised in place, one chunk of
+    ``batch_size`` rows and an ``n_features x 2048`` block of the chunk's product. For features
+    too many *rows* to hold, stream chunks through :meth:`partial_fit`, choose the penalty with
+    :meth:`select_alpha` on held-out rows, then :meth:`partial_fit` those too.
 
     Parameters
     ----------
@@ -41,14 +64,21 @@ class GramRidgeClassifier(LinearClassifierMixin, BaseEstimator):
         training part means the same when refitting on all rows. For standardised features
         ``Xc^T Xc / n_rows`` has a unit diagonal, which sets the scale of the defaults.
 
+    standardize : bool, default=False
+        Fit as if each feature were first scaled to zero mean and unit variance (``StandardScaler``
+        on the rows fitted so far, features of zero variance left unscaled). Ridge on ``X / s``
+        is ridge on ``X`` with the penalty of feature ``j`` multiplied by ``s_j**2``, so nothing
+        is scaled: ``coef_`` applies to the unscaled ``X``.
+
     validation_fraction : float in (0, 1), default=0.1
-        Fraction of the rows held out to choose the penalty (unused with a single alpha).
+        Fraction of the rows that :meth:`fit` holds out to choose the penalty (unused with a single
+        alpha, and by :meth:`partial_fit`, whose held-out rows the caller chooses).
 
     batch_size : int, default=2048
-        Rows per chunk when accumulating the Gram matrices.
+        Rows per chunk when :meth:`fit` accumulates the Gram matrix.
 
     random_state : int, RandomState instance or None, default=None
-        Seed of the held-out split.
+        Seed of the held-out split of :meth:`fit`.
 
     Attributes
     ----------
@@ -59,6 +89,7 @@ class GramRidgeClassifier(LinearClassifierMixin, BaseEstimator):
         Held-out accuracy of each candidate (NaN with a single alpha).
 
     coef_ : ndarray of shape (1, n_features) or (n_classes, n_features)
+        After :meth:`partial_fit`, solved from all the rows seen on first use.
     intercept_ : ndarray of shape (1,) or (n_classes,)
     classes_ : ndarray of shape (n_classes,)
     n_features_in_ : int
@@ -71,21 +102,41 @@ class GramRidgeClassifier(LinearClassifierMixin, BaseEstimator):
     >>> clf = GramRidgeClassifier(random_state=0).fit(X[:1500], y[:1500])
     >>> float(clf.alpha_) in clf.alphas, clf.score(X[1500:], y[1500:]) > 0.85
     (True, True)
+
+    Streaming (each chunk could be features computed from a chunk of images):
+
+    >>> clf = GramRidgeClassifier(alphas=(1e-3, 1e-2), standardize=True)
+    >>> for rows in (slice(0, 700), slice(700, 1400)):
+    ...     clf = clf.partial_fit(X[rows], y[rows], classes=range(10))
+    >>> clf = clf.select_alpha(X[1400:1600], y[1400:1600])  # penalty chosen on rows not yet fitted
+    >>> clf = clf.partial_fit(X[1400:1600], y[1400:1600])  # then refit on all of them
+    >>> clf.score(X[1600:], y[1600:]) > 0.85
+    True
     """
 
     _parameter_constraints: dict = {
         "alphas": ["array-like"],
+        "standardize": ["boolean"],
         "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither")],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
         "random_state": ["random_state"],
     }
 
-    def __init__(self, alphas=(1e-4, 1e-3, 1e-2, 1e-1, 1.0), *, validation_fraction=0.1, batch_size=2048,
-                 random_state=None):
+    def __init__(self, alphas=(1e-4, 1e-3, 1e-2, 1e-1, 1.0), *, standardize=False, validation_fraction=0.1,
+                 batch_size=2048, random_state=None):
         self.alphas = alphas
+        self.standardize = standardize
         self.validation_fraction = validation_fraction
         self.batch_size = batch_size
         self.random_state = random_state
+
+    # coef_ and intercept_ are solved lazily after partial_fit: a solve costs n_features**3 / 3, far
+    # more than a chunk's update at 28,800 features, so it runs once when the model is next used.
+    coef_ = property(*_solved_on_use("_coef"))
+    intercept_ = property(*_solved_on_use("_intercept"))
+
+    def __sklearn_is_fitted__(self):
+        return hasattr(self, "classes_")
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
@@ -102,34 +153,128 @@ class GramRidgeClassifier(LinearClassifierMixin, BaseEstimator):
         """
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], y_numeric=False)
         alphas = _check_alphas(self.alphas)
-        binarizer = LabelBinarizer(pos_label=1, neg_label=-1)
-        Y = binarizer.fit_transform(y).astype(np.float64)
-        self.classes_ = binarizer.classes_
-        if len(self.classes_) < 2:
-            raise ValueError(
-                f"GramRidgeClassifier needs samples of at least 2 classes; got 1 class ({self.classes_[0]!r})."
-            )
+        self._start(np.unique(y), X.shape[1])
+        Y = self._targets(y)
         held_out = self._held_out_mask(len(X), len(alphas))
-        stats = {part: _GramStats(X.shape[1], Y.shape[1]) for part in (False, True)}
-        for start in range(0, len(X), self.batch_size):
-            rows = slice(start, start + self.batch_size)
-            for part, stat in stats.items():
-                mask = held_out[rows] == part
-                if mask.any():
-                    stat.add(X[rows][mask], Y[rows][mask])
-        train, held = stats[False], stats[True]
+        self._add(X, Y, ~held_out)
         if held_out.any():
-            X_held, Y_held = X[held_out], Y[held_out]
-            self.validation_scores_ = np.array([_accuracy(train.solve(alpha), X_held, Y_held) for alpha in alphas])
-            self.alpha_ = float(alphas[int(np.argmax(self.validation_scores_))])
+            self._select(alphas, X[held_out], Y[held_out])
         else:
             self.validation_scores_ = np.full(len(alphas), np.nan)
             self.alpha_ = float(alphas[0])
-        train.merge(held)
-        del stats, held  # the held-out sums now live in train: free them before the last solve
-        coef, intercept = train.solve(self.alpha_)
-        self.coef_, self.intercept_ = coef.T.astype(X.dtype), intercept.astype(X.dtype)
+        self._add(X, Y, held_out)
+        self._solve_pending()
+        del self._sums  # 8 * n_features**2 bytes: fit is not incremental, so do not keep them
         return self
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y, classes=None):
+        """Add rows to the Gram sums; the model is solved from all rows seen when next used.
+
+        Rows are added, never forgotten: hold out the rows that choose the penalty
+        (:meth:`select_alpha`) from the calls before it, and add them after it to refit on all.
+        Holds the ``8 * n_features**2``-byte sums while the estimator lives. :meth:`fit` does not
+        keep them, so a ``partial_fit`` after ``fit`` starts a new model from its own rows.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+        classes : array-like of shape (n_classes,), default=None
+            Every class of the whole stream; required on the first call (unless after :meth:`fit`,
+            whose classes it keeps), ignored later.
+
+        Returns
+        -------
+        self : GramRidgeClassifier
+        """
+        first_call = not hasattr(self, "_sums")
+        if first_call:
+            classes = getattr(self, "classes_", None) if classes is None else classes
+            if classes is None:
+                raise ValueError("GramRidgeClassifier.partial_fit needs 'classes' (every class of the stream) "
+                                 "on its first call. Got None instead.")
+        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], y_numeric=False, reset=first_call)
+        if first_call:
+            alphas = _check_alphas(self.alphas)
+            self._start(unique_labels(classes), X.shape[1])
+            if len(alphas) == 1:
+                self.alpha_, self.validation_scores_ = float(alphas[0]), np.full(1, np.nan)
+        unknown = np.setdiff1d(y, self.classes_)
+        if unknown.size:
+            raise ValueError(f"The labels {unknown.tolist()} passed to GramRidgeClassifier.partial_fit are not "
+                             f"among the 'classes' of its first call, {self.classes_.tolist()}.")
+        self._add(X, self._targets(y), np.ones(len(X), dtype=bool))
+        return self
+
+    def select_alpha(self, X, y):
+        """Choose ``alpha_`` among ``alphas`` by accuracy on held-out rows not yet passed to :meth:`partial_fit`.
+
+        Each candidate is solved on the rows added so far and scored on ``X``; ``X`` itself is not
+        added (call :meth:`partial_fit` on it afterwards to refit on every row).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+
+        Returns
+        -------
+        self : GramRidgeClassifier
+        """
+        check_is_fitted(self)
+        if not hasattr(self, "_sums"):
+            raise ValueError("GramRidgeClassifier.select_alpha chooses among the rows added by partial_fit; "
+                             "this model was fitted by fit, which chose alpha_ already.")
+        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], y_numeric=False, reset=False)
+        self._select(_check_alphas(self.alphas), X, self._targets(y))
+        self._stale = True
+        return self
+
+    def _start(self, classes, n_features):
+        if len(classes) < 2:
+            raise ValueError(
+                f"GramRidgeClassifier needs samples of at least 2 classes; got 1 class ({classes[0]!r})."
+            )
+        self.classes_ = classes
+        self._binarizer = LabelBinarizer(pos_label=1, neg_label=-1).fit(classes)
+        self._sums = _GramSums(n_features, 1 if len(classes) == 2 else len(classes))
+        for name in ("alpha_", "validation_scores_", "_coef", "_intercept"):
+            self.__dict__.pop(name, None)
+
+    def _targets(self, y):
+        return self._binarizer.transform(y).astype(np.float64)
+
+    def _add(self, X, Y, mask):
+        """Add the rows of ``X`` under ``mask`` to the sums, ``batch_size`` rows at a time."""
+        for start in range(0, len(X), self.batch_size):
+            rows = slice(start, start + self.batch_size)
+            if mask[rows].all():
+                self._sums.add(X[rows], Y[rows])
+            elif mask[rows].any():
+                self._sums.add(X[rows][mask[rows]], Y[rows][mask[rows]])
+        self._stale = True
+
+    def _select(self, alphas, X_held, Y_held):
+        self.validation_scores_ = np.array(
+            [_accuracy(self._sums.solve(alpha, self.standardize), X_held, Y_held) for alpha in alphas]
+        )
+        self.alpha_ = float(alphas[int(np.argmax(self.validation_scores_))])
+
+    def _solve_pending(self):
+        if not getattr(self, "_stale", False):
+            if not hasattr(self, "_coef"):
+                raise AttributeError("GramRidgeClassifier has no coef_ before it is fitted.")
+            return
+        if not hasattr(self, "alpha_"):
+            raise ValueError(
+                f"GramRidgeClassifier has {len(self.alphas)} candidate alphas and none chosen: call "
+                "select_alpha(X_held_out, y_held_out) between the partial_fit calls, or pass a single alpha."
+            )
+        coef, intercept = self._sums.solve(self.alpha_, self.standardize)
+        dtype = self._sums.dtype
+        self._coef, self._intercept = coef.T.astype(dtype), intercept.astype(dtype)
+        self._stale = False
 
     def _held_out_mask(self, n_samples, n_alphas):
         if n_alphas == 1:
@@ -147,16 +292,20 @@ class GramRidgeClassifier(LinearClassifierMixin, BaseEstimator):
         return mask
 
 
-class _GramStats:
+class _GramSums:
     """Sums of rows, of targets, and of their cross products, around a fixed shift.
 
     The shift (the first chunk's column means) keeps ``X^T X - n * mean mean^T`` from cancelling
-    when features have large means; the Gram product of each chunk runs in ``X``'s precision and is
-    added in float64.
+    when features have large means. Each chunk's product runs in the chunk's precision (float32
+    GEMM for float32 features: sums of ``batch_size`` products, accurate to ~1e-6 relative) and is
+    added into float64. ``X^T X`` is kept in the upper triangle only; the lower triangle is
+    the scratch space in which each solve builds and factorises the penalised matrix, so one
+    ``n_features``-square array is all the memory the solves need.
     """
 
-    def __init__(self, n_features, n_targets, shift=None):
-        self.shift = shift
+    def __init__(self, n_features, n_targets):
+        self.shift = None
+        self.dtype = None
         self.n = 0
         self.sum_x = np.zeros(n_features)
         self.sum_y = np.zeros(n_targets)
@@ -165,46 +314,59 @@ class _GramStats:
 
     def add(self, X, Y):
         if self.shift is None:
-            self.shift = X.mean(axis=0)
+            self.shift, self.dtype = X.mean(axis=0, dtype=np.float64), X.dtype
         Xs = X - self.shift.astype(X.dtype)
         self.n += len(X)
         self.sum_x += Xs.sum(axis=0, dtype=np.float64)
         self.sum_y += Y.sum(axis=0)
-        self.xtx += Xs.T @ Xs
-        self.xty += Xs.T.astype(np.float64) @ Y
+        for start in range(0, Xs.shape[1], _GRAM_BLOCK):  # upper triangle, a block of columns at a time
+            stop = start + _GRAM_BLOCK
+            self.xtx[:stop, start:stop] += Xs[:, :stop].T @ Xs[:, start:stop]
+        self.xty += Xs.T @ Y.astype(X.dtype)
 
-    def merge(self, other):
-        """Add ``other``'s rows to these sums, in place (no second Gram-sized array)."""
-        if other.n == 0:
-            return
-        # Re-express the other's sums around this shift: x - a = (x - b) + (b - a).
-        d = other.shift - self.shift
-        self.xtx += other.xtx
-        _add_outer(self.xtx, other.sum_x, d)
-        _add_outer(self.xtx, d, other.sum_x)
-        _add_outer(self.xtx, other.n * d, d)
-        self.xty += other.xty + np.outer(d, other.sum_y)
-        self.sum_x += other.sum_x + other.n * d
-        self.sum_y += other.sum_y
-        self.n += other.n
+    def solve(self, alpha, standardize):
+        """Ridge coefficients ``(n_features, n_targets)`` and intercept on the centred sums.
 
-    def solve(self, alpha):
-        """Ridge coefficients ``(n_features, n_targets)`` and intercept on the centred sums."""
+        Centres ``X^T X`` into the lower triangle, adds the penalty on the diagonal, and
+        factorises it there in place; the upper triangle and the diagonal are left as they were.
+        """
         mean_x, mean_y = self.sum_x / self.n, self.sum_y / self.n
-        gram = self.xtx.copy()
-        _add_outer(gram, -self.n * mean_x, mean_x)
-        gram[np.diag_indices_from(gram)] += alpha * self.n
-        rhs = self.xty - self.n * np.outer(mean_x, mean_y)
-        # gram is symmetric: its transpose is the Fortran-ordered view LAPACK factorises in place.
-        coef = scipy.linalg.solve(gram.T, rhs, assume_a="pos", overwrite_a=True)
+        gram = self.xtx
+        diagonal = gram.diagonal().copy()
+        variance = diagonal / self.n - mean_x**2
+        # StandardScaler's rule: features of (nearly) zero variance are not scaled.
+        scale = np.where(variance > 10 * np.finfo(np.float64).eps * (1 + mean_x**2), variance, 1.0) if standardize else 1.0
+        _centre_into_lower(gram, self.n * mean_x, mean_x)
+        try:
+            np.fill_diagonal(gram, diagonal - self.n * mean_x**2 + alpha * self.n * scale)
+            rhs = self.xty - self.n * np.outer(mean_x, mean_y)
+            # gram.T is the Fortran-ordered view whose upper triangle is gram's lower: LAPACK
+            # factorises it in place (overwrite_a) and leaves the other triangle alone (clean=0).
+            factor, info = scipy.linalg.lapack.dpotrf(gram.T, lower=0, clean=0, overwrite_a=1)
+            if info != 0:
+                raise ValueError(
+                    f"GramRidgeClassifier: the penalised Gram matrix is not positive definite at alpha={alpha} "
+                    f"(LAPACK dpotrf info={info}); pass larger alphas."
+                )
+            coef, info = scipy.linalg.lapack.dpotrs(factor, rhs, lower=0)
+        finally:
+            np.fill_diagonal(gram, diagonal)
         intercept = mean_y - (mean_x + self.shift) @ coef
         return coef, intercept
 
 
-def _add_outer(matrix, u, v, rows=1024):
-    """``matrix += outer(u, v)`` a block of rows at a time: no temporary as large as ``matrix``."""
+def _centre_into_lower(gram, u, v, rows=128):
+    """Lower triangle of ``gram`` := (upper triangle)^T - outer(u, v), a block of rows at a time.
+
+    The one temporary is ``rows x n_features``: 29 MB at 28,800 features, under 0.5% of a Gram copy.
+    """
     for start in range(0, len(u), rows):
-        matrix[start : start + rows] += np.outer(u[start : start + rows], v)
+        stop = min(start + rows, len(u))
+        gram[start:stop, :start] = gram[:start, start:stop].T
+        gram[start:stop, :start] -= np.outer(u[start:stop], v[:start])
+        block = gram[start:stop, start:stop]
+        lower = np.tril_indices(stop - start, -1)
+        block[lower] = block.T[lower] - np.outer(u[start:stop], v[start:stop])[lower]
 
 
 def _accuracy(solution, X, Y):

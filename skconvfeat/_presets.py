@@ -21,8 +21,9 @@ _COATES = {
 PRESETS = {
     # CIFAR-10 (32x32x3, pixels 0-255): 800 centroids of 6x6x3 patches -> 14,400 features.
     "coates-cifar10": {**_COATES, "bank_params": {"n_filters": 800}, "kernel_size": 6, "n_patches": 400_000},
-    # MNIST (28x28, pixels 0-255): 5x5 patches -> 14,400 features.
-    "coates-mnist": {**_COATES, "bank_params": {"n_filters": 800}, "kernel_size": 5, "n_patches": 400_000},
+    # MNIST (28x28, pixels 0-255): 9x9 patches -> 14,400 features. On 10,000 training images scored
+    # on 10,000 others (400 filters): 9x9 99.03%, 7x7 98.95%, 5x5 98.69%; eps_zca 0.1 lost 0.27 points.
+    "coates-mnist": {**_COATES, "bank_params": {"n_filters": 800}, "kernel_size": 9, "n_patches": 400_000},
     # scikit-learn's digits as load_digits gives them (8x8, values 0-16): 3x3 patches, and eps_norm
     # rescaled from Coates' 10 for 0-255 pixels to the same fraction of the 0-16 range. Chosen by
     # 3-fold CV on the first 1,000 digits: eps_zca 0.1 99.8%, 1.0 99.4%; quadrants 99.1%.

@@ -1,9 +1,13 @@
 """GramRidgeClassifier against scikit-learn's RidgeClassifier, its penalty choice, and its contract."""
 
+import tracemalloc
+
 import numpy as np
 import pytest
 from sklearn.datasets import make_classification
 from sklearn.linear_model import RidgeClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skconvfeat import GramRidgeClassifier
@@ -81,6 +85,125 @@ def test_one_class_is_refused():
         GramRidgeClassifier().fit([[0.0, 1.0], [1.0, 0.0]], [3, 3])
 
 
-@parametrize_with_checks([GramRidgeClassifier(random_state=0), GramRidgeClassifier(alphas=[1e-3])])
+def _chunks(X, y, size):
+    return [(X[i : i + size], y[i : i + size]) for i in range(0, len(X), size)]
+
+
+def _scaled_ridge(alpha):
+    """The independent reference of standardize=True: scikit-learn's scaler, then its ridge."""
+    return make_pipeline(StandardScaler(), RidgeClassifier(alpha=alpha, solver="cholesky"))
+
+
+@pytest.mark.parametrize("n_classes", [2, 4])
+def test_partial_fit_chunks_match_ridge_classifier(n_classes):
+    X, y = _data(n_classes)
+    ours = GramRidgeClassifier(alphas=[0.05])
+    for X_chunk, y_chunk in _chunks(X, y, 70):
+        ours.partial_fit(X_chunk, y_chunk, classes=np.unique(y))
+    ref = RidgeClassifier(alpha=0.05 * len(X), solver="cholesky").fit(X, y)
+    np.testing.assert_allclose(ours.coef_, np.atleast_2d(ref.coef_), rtol=1e-7, atol=1e-10)
+    np.testing.assert_allclose(ours.intercept_, np.ravel(ref.intercept_), rtol=1e-7, atol=1e-10)
+    np.testing.assert_array_equal(ours.predict(X), ref.predict(X))
+
+
+def test_partial_fit_solves_again_after_more_rows():
+    X, y = _data()
+    ours = GramRidgeClassifier(alphas=[0.05]).partial_fit(X[:150], y[:150], classes=np.unique(y))
+    first = ours.coef_.copy()  # solved from 150 rows; the sums must come out of the solve intact
+    ours.partial_fit(X[150:], y[150:])
+    ref = RidgeClassifier(alpha=0.05 * len(X), solver="cholesky").fit(X, y)
+    np.testing.assert_allclose(ours.coef_, ref.coef_, rtol=1e-7, atol=1e-10)
+    assert not np.allclose(first, ours.coef_)
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_standardize_matches_standard_scaler_then_ridge(streamed):
+    X, y = _data()
+    X = X * np.logspace(-3, 3, X.shape[1]) + 50.0  # scales over six decades: scaling changes the penalty
+    ours = GramRidgeClassifier(alphas=[0.05], standardize=True, batch_size=40)
+    if streamed:
+        for X_chunk, y_chunk in _chunks(X, y, 90):
+            ours.partial_fit(X_chunk, y_chunk, classes=np.unique(y))
+    else:
+        ours.fit(X, y)
+    ref = _scaled_ridge(0.05 * len(X)).fit(X, y)
+    np.testing.assert_allclose(ours.decision_function(X), ref.decision_function(X), rtol=1e-6, atol=1e-8)
+    unscaled = RidgeClassifier(alpha=0.05 * len(X), solver="cholesky").fit(X, y)
+    assert not np.allclose(ours.decision_function(X), unscaled.decision_function(X), rtol=1e-2)
+
+
+def test_float32_accumulation_is_accurate_enough():
+    # Float32 chunk products summed into float64: the solution must agree with float64 throughout
+    # far more closely than any decision the classifier makes depends on.
+    X, y = _data(n_samples=2000, n_features=60, shift=30.0)
+    ours = GramRidgeClassifier(alphas=[1e-3], standardize=True, batch_size=500).fit(X.astype(np.float32), y)
+    ref = _scaled_ridge(1e-3 * len(X)).fit(X, y)
+    np.testing.assert_allclose(ours.decision_function(X.astype(np.float32)), ref.decision_function(X),
+                               rtol=1e-3, atol=1e-4)
+    assert ours.coef_.dtype == np.float32
+
+
+def test_select_alpha_on_held_out_rows_then_refit_on_all():
+    X, y = _data(n_samples=400, n_features=200)  # few rows per feature: the penalty matters
+    alphas = [1e-6, 0.3, 100.0]
+    train, held = slice(0, 300), slice(300, 400)
+    ours = GramRidgeClassifier(alphas=alphas, standardize=True)
+    for X_chunk, y_chunk in _chunks(X[train], y[train], 64):
+        ours.partial_fit(X_chunk, y_chunk, classes=np.unique(y))
+    ours.select_alpha(X[held], y[held])
+    expected = [_scaled_ridge(a * 300).fit(X[train], y[train]).score(X[held], y[held]) for a in alphas]
+    np.testing.assert_allclose(ours.validation_scores_, expected)
+    assert ours.alpha_ == alphas[int(np.argmax(expected))] and len(set(expected)) > 1
+    ours.partial_fit(X[held], y[held])
+    ref = _scaled_ridge(ours.alpha_ * len(X)).fit(X, y)
+    np.testing.assert_allclose(ours.decision_function(X), ref.decision_function(X), rtol=1e-6, atol=1e-8)
+
+
+def test_memory_is_one_gram_matrix():
+    # The solve factorises in place: fit's peak beyond X is one n_features-square float64 matrix
+    # plus the documented temporaries (a float32 n_features x min(n_features, 2048) block of the
+    # chunk's product, the shifted chunk), not the three Gram-sized arrays of a copy-and-solve design.
+    X, y = _data(n_samples=1000, n_features=800)
+    X = X.astype(np.float32)
+    gram_bytes = 8 * X.shape[1] ** 2
+    bound = gram_bytes + 4 * X.shape[1] * min(X.shape[1], 2048) + 2 * 4 * 200 * X.shape[1] + 2**20
+    tracemalloc.start()
+    try:
+        head = GramRidgeClassifier(alphas=[1e-2, 1e-1], batch_size=200, random_state=0).fit(X, y)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.reset_peak()
+        streamed = GramRidgeClassifier(alphas=[1e-2]).partial_fit(X, y, classes=np.unique(y))
+        tracemalloc.reset_peak()
+        before = tracemalloc.get_traced_memory()[0]
+        streamed.coef_  # the lazy solve alone
+        solve_peak = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+    assert gram_bytes < peak < bound < 2.5 * gram_bytes
+    assert solve_peak < 0.25 * gram_bytes  # a copy of the Gram matrix would be 1.0
+    assert head.score(X, y) > 0.5
+
+
+def test_partial_fit_errors_name_the_problem():
+    X, y = _data()
+    with pytest.raises(ValueError, match="needs 'classes'.*first call. Got None"):
+        GramRidgeClassifier().partial_fit(X, y)
+    head = GramRidgeClassifier(alphas=[1e-2, 1e-1]).partial_fit(X, y, classes=np.unique(y))
+    with pytest.raises(ValueError, match="labels \\[7\\] passed to GramRidgeClassifier.partial_fit are not among"):
+        head.partial_fit(X[:3], [0, 1, 7])
+    with pytest.raises(ValueError, match="2 candidate alphas and none chosen: call select_alpha"):
+        head.predict(X)
+    fitted = GramRidgeClassifier(alphas=[1e-2, 1e-1], random_state=0).fit(X, y)
+    with pytest.raises(ValueError, match="fitted by fit, which chose alpha_ already"):
+        fitted.select_alpha(X, y)
+    # After fit, partial_fit starts a new model from its own rows, with fit's classes.
+    restarted = GramRidgeClassifier(alphas=[0.05]).fit(X, y).partial_fit(X[:100], y[:100])
+    ref = RidgeClassifier(alpha=0.05 * 100, solver="cholesky").fit(X[:100], y[:100])
+    np.testing.assert_allclose(restarted.coef_, ref.coef_, rtol=1e-7, atol=1e-10)
+
+
+@parametrize_with_checks(
+    [GramRidgeClassifier(random_state=0), GramRidgeClassifier(alphas=[1e-3]), GramRidgeClassifier(standardize=True)]
+)
 def test_sklearn_contract(estimator, check):
     check(estimator)
