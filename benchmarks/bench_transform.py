@@ -171,6 +171,9 @@ DICT_FILTERS = 1600
 DICT_KERNEL = 6
 DICT_ENCODINGS = ("soft_threshold", "two_sided_soft_threshold", "triangle")
 CIFAR_TRAIN = 60000
+# Images per torch call in the dictionary case: a 729 x 1,600 map is 4.7 MB an image, and the
+# encodings hold several such maps at once, so batches of 256 peaked at 6.4 GB (32 or 8 were as fast).
+DICT_TORCH_BATCH = 32
 TOTAL_CHUNK = 10000  # images per transform call of --total: 512 MB of features
 
 
@@ -227,8 +230,8 @@ def torch_dictionary(images, conv):
     def run():
         out = []
         with torch.no_grad():
-            for b in range(0, len(images), TORCH_BATCH // 4):  # 256 images: 729 x 1,600 maps are large
-                x = torch.from_numpy(images[b : b + TORCH_BATCH // 4]).permute(0, 3, 1, 2).float()
+            for b in range(0, len(images), DICT_TORCH_BATCH):
+                x = torch.from_numpy(images[b : b + DICT_TORCH_BATCH]).permute(0, 3, 1, 2).float()
                 out.append(layer(x).numpy())
         return np.concatenate(out)
 
