@@ -3,8 +3,9 @@
     python benchmarks/bench_transform.py            # CPU: ours vs torch conv2d+relu+pool on the CPU
     python benchmarks/bench_transform.py --gpu      # GPU rows instead (needs CuPy and CUDA)
     python benchmarks/bench_transform.py --net      # CPU: a two-layer FixedConvNet vs the same torch network
-    python benchmarks/bench_transform.py --dictionary [--total]
-        # CIFAR-10-sized data-derived bank: ours vs torch vs the bare matmul (and all 60,000 images)
+    python benchmarks/bench_transform.py --dictionary [--total | --breakdown]
+        # CIFAR-10-sized data-derived bank: ours vs torch vs the bare matmul (and all 60,000 images),
+        # or where the layer's time goes per position
 
 Same work on both sides: float32, a bank of 32 random 5x5 kernels, 'valid'
 padding, ReLU, 2x2 average pooling, features flattened to a NumPy array.
@@ -171,6 +172,10 @@ DICT_FILTERS = 1600
 DICT_KERNEL = 6
 DICT_ENCODINGS = ("soft_threshold", "two_sided_soft_threshold", "triangle")
 CIFAR_TRAIN = 60000
+# Images per torch call in the dictionary case: a 729 x 1,600 map is 4.7 MB an image, and the
+# encodings hold several such maps at once, so batches of 256 peaked at 6.4 GB (32 or 8 were as fast).
+DICT_TORCH_BATCH = 32
+TOTAL_CHUNK = 10000  # images per transform call of --total: 512 MB of features
 
 
 def dictionary_layer(images):
@@ -226,8 +231,8 @@ def torch_dictionary(images, conv):
     def run():
         out = []
         with torch.no_grad():
-            for b in range(0, len(images), TORCH_BATCH // 4):  # 256 images: 729 x 1,600 maps are large
-                x = torch.from_numpy(images[b : b + TORCH_BATCH // 4]).permute(0, 3, 1, 2).float()
+            for b in range(0, len(images), DICT_TORCH_BATCH):
+                x = torch.from_numpy(images[b : b + DICT_TORCH_BATCH]).permute(0, 3, 1, 2).float()
                 out.append(layer(x).numpy())
         return np.concatenate(out)
 
@@ -267,10 +272,50 @@ def dictionary_rows(n_images, repeats, total):
     if total:
         full = make_images((CIFAR_TRAIN, 32, 32, 3), seed=1)
         conv.set_params(nonlinearity=DICT_ENCODINGS[1])
-        start = time.perf_counter()
-        features = conv.transform(full)
+        # In chunks whose features are dropped: all 60,000 rows at once are 3 GB of float32,
+        # more memory than a benchmark may take on a shared machine.
+        start, n_features = time.perf_counter(), 0
+        for chunk in np.array_split(full, -(-CIFAR_TRAIN // TOTAL_CHUNK)):
+            n_features = conv.transform(chunk).shape[1]
         print(f"all {CIFAR_TRAIN:,} images, {DICT_ENCODINGS[1]}: {time.perf_counter() - start:.1f} s "
-              f"-> {features.shape} {features.dtype}")
+              f"-> {n_features} float32 features each (in chunks of {TOTAL_CHUNK:,} images)")
+
+
+def dictionary_breakdown():
+    """Where the folded layer's time goes, per position: one thread, one 9-map-row tile, best of 150 calls.
+
+    Calls this short mostly dodge the preemptions of a busy machine, unlike whole transforms.
+    """
+    from threadpoolctl import threadpool_limits
+
+    from skconvfeat import _layer
+
+    rng = np.random.default_rng(0)
+    x = make_images((1, 32, 32, 3)).astype(np.float32)
+    filters = rng.standard_normal((DICT_FILTERS, 3, DICT_KERNEL, DICT_KERNEL))
+    prep = dictionary_layer(make_images((200, 32, 32, 3))).preprocessing_
+    windows = np.lib.stride_tricks.sliding_window_view(x, (DICT_KERNEL,) * 2, axis=(1, 2)).transpose(0, 1, 2, 4, 5, 3)
+    tile = windows[:, :9]  # 9 of 27 map rows, as CPU_TILE_BYTES gives at 1,600 filters
+    n_rows = 9 * tile.shape[2]
+    out = np.empty((n_rows, DICT_FILTERS), np.float32)
+
+    def per_position(func):
+        return best_time(func, 150, 0) / n_rows * 1e6
+
+    print(f"# per position, us: one thread, a {n_rows}-row tile, best of 150 calls")
+    print(f"{'encoding':26} {'GEMM':>6} {'patch rows':>10} {'encode+pool':>11}  GEMM share")
+    with threadpool_limits(1):
+        for encoding in DICT_ENCODINGS:
+            spec = _layer.LayerSpec("valid", encoding, "avg", None, None, (2, 2), "sum", alpha=0.25)
+            folded = _layer.prepare_weights(filters, spec, np.float32, np, prep)
+            rows, g = _layer._responses(tile, folded, np, out)
+            acc = np.zeros((1, 2, 2, spec.n_maps(DICT_FILTERS, 3)), np.float32)
+            side = np.zeros((1, 2, 2, 1 if encoding == "triangle" else folded.matrix.shape[0]), np.float32)
+            t_gemm = per_position(lambda: np.matmul(rows, folded.matrix, out=out))
+            t_rows = per_position(lambda: _layer._responses(tile, folded, np, out)) - t_gemm
+            # Repeated in place on the same maps: the encodings' passes cost the same on any values.
+            t_encode = per_position(lambda: _layer._encode_pool_linear(rows, g, acc, side, 0, (27, 27), spec, np, (1, 9, 27, DICT_FILTERS)))
+            print(f"{encoding:26} {t_gemm:6.2f} {t_rows:10.2f} {t_encode:11.2f}  {t_gemm / (t_gemm + t_rows + t_encode):9.0%}")
 
 
 def main():
@@ -283,6 +328,7 @@ def main():
     parser.add_argument("--dictionary", action="store_true", help="CIFAR-10-sized 1,600-filter k-means case")
     parser.add_argument("--images", type=int, default=1000, help="images per timed run of the dictionary case")
     parser.add_argument("--total", action="store_true", help="also time all 60,000 images once (dictionary case)")
+    parser.add_argument("--breakdown", action="store_true", help="dictionary case: per-position time of each stage")
     args = parser.parse_args()
 
     import torch
@@ -291,7 +337,9 @@ def main():
         torch.set_num_threads(args.threads)
     print(f"# {platform.node()} {platform.processor() or platform.machine()}, torch {torch.__version__} "
           f"({torch.get_num_threads()} threads), {time.strftime('%Y-%m-%d')}")
-    if args.dictionary:
+    if args.dictionary and args.breakdown:
+        dictionary_breakdown()
+    elif args.dictionary:
         dictionary_rows(args.images, args.repeats, args.total)
     elif args.gpu:
         gpu_rows((args.workloads or "mnist,cifar10").split(","), args.repeats)
