@@ -40,7 +40,9 @@ extensions = [
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 root_doc = "index"
-exclude_patterns = ["_build", "README.md", "**.ipynb_checkpoints"]
+# studies/ holds the full-data runs' output files (results.json, summary.md) that results.md cites:
+# data, not pages of the site.
+exclude_patterns = ["_build", "README.md", "**.ipynb_checkpoints", "studies"]
 templates_path = ["_templates"]
 
 # -- API reference -------------------------------------------------------------
