@@ -9,6 +9,7 @@ GALLERY_ORDER = [
     "plot_choosing_a_bank.py",
     "plot_data_derived_bank.py",
     "plot_grid_search.py",
+    "plot_dask.py",
     "plot_fixed_vs_learned.py",
     "plot_transfer_study.py",
 ]
