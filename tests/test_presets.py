@@ -7,7 +7,12 @@ from sklearn.base import clone
 from skconvfeat import PRESETS, FixedConvTransformer, make_preset
 
 # preset: the image shape it is meant for, and its scale of pixel values.
-SHAPES = {"coates-cifar10": ((32, 32, 3), 255), "coates-mnist": ((28, 28), 255), "coates-digits": ((8, 8), 16)}
+SHAPES = {
+    "coates-cifar10": ((32, 32, 3), 255),
+    "coates-cifar10-1600": ((32, 32, 3), 255),
+    "coates-mnist": ((28, 28), 255),
+    "coates-digits": ((8, 8), 16),
+}
 
 
 def test_every_preset_is_described_here():
