@@ -259,15 +259,18 @@ def learned_recipe(design, dataset, overrides=None):
     return {**recipe, **(overrides or {})}
 
 
-# LearnedConvClassifier parameters the study sets per arm, so learned_params may not.
-_PER_ARM_PARAMS = frozenset({"conv", "head", "freeze_kernels", "random_state", "device"})
+# LearnedConvClassifier parameters the study sets per arm, so learned_params may not
+# (warm_start too: every arm is a fresh model).
+_PER_ARM_PARAMS = frozenset({"conv", "head", "freeze_kernels", "random_state", "device", "warm_start"})
 
 
 def _check_learned_params(learned_params):
     """``learned_params`` if every key is a LearnedConvClassifier training parameter the study leaves free."""
     if not learned_params:
         return learned_params
-    free = (set(LEARNED) | {"lr_schedule", "tol", "hidden_units", "verbose"}) - _PER_ARM_PARAMS
+    from ..learned import LearnedConvClassifier  # no torch at import: the estimator's own parameter list
+
+    free = set(LearnedConvClassifier._get_param_names()) - _PER_ARM_PARAMS
     bad = sorted(set(learned_params) - free)
     if bad:
         raise ValueError(
