@@ -670,7 +670,7 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
             return
         with np.errstate(over="ignore", invalid="ignore"):
             folded = _layer.prepare_weights(filters, spec, np.dtype(self.dtype), np, preprocessing)
-        if not all(np.isfinite(m).all() for m in (folded.matrix, folded.to_z) if m is not None):
+        if not np.isfinite(folded.matrix).all():
             raise ValueError(
                 f"The kernels of bank={self.bank!r} folded with the patch preprocessing are not finite "
                 f"in dtype={self.dtype!r} (eps_zca={self.eps_zca!r}, eps_norm={self.eps_norm!r}, "

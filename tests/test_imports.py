@@ -1,13 +1,13 @@
-"""``import skconvfeat`` stays light: neither PyTorch nor the study application comes with it."""
+"""``import skconvfeat`` stays light: neither PyTorch, numba nor the study application comes with it."""
 
 import subprocess
 import sys
 
 
-def test_import_skconvfeat_loads_neither_torch_nor_the_study():
+def test_import_skconvfeat_loads_neither_torch_numba_nor_the_study():
     code = (
         "import sys, skconvfeat\n"
-        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in {'torch', 'matplotlib'}"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in {'torch', 'matplotlib', 'numba', 'llvmlite'}"
         " or m.startswith('skconvfeat.study'))\n"
         "print(heavy)"
     )

@@ -17,6 +17,16 @@ RGB = np.random.default_rng(0).integers(0, 256, size=(12, 10, 9, 3), dtype=np.ui
 ENCODINGS = ["triangle", "soft_threshold", "two_sided_soft_threshold", "relu", "two_sided_relu", "none"]
 
 
+@pytest.fixture(params=["compiled", "numpy"])
+def layer_path(request, monkeypatch):
+    """The folded layer two ways on the CPU: numba's compiled passes and the NumPy calls (as without numba)."""
+    if request.param == "numpy":
+        monkeypatch.setattr(cpu, "compiled_kernels", lambda: None)
+    elif cpu.compiled_kernels() is None:
+        pytest.skip("numba is not installed (the 'fast' extra): only the NumPy path runs here")
+    return request.param
+
+
 def _reference(conv, images):
     spec = conv._layer_spec()
     prep = conv.preprocessing_
@@ -47,7 +57,7 @@ def _reference(conv, images):
         )
     ),
 )
-def test_kmeans_layer_matches_reference(nonlinearity, pool, padding):
+def test_kmeans_layer_matches_reference(nonlinearity, pool, padding, layer_path):
     conv = FixedConvTransformer(
         bank="kmeans",
         bank_params={"n_filters": 6},
@@ -76,7 +86,7 @@ def test_kmeans_layer_matches_reference(nonlinearity, pool, padding):
     ],
 )
 @pytest.mark.parametrize("nonlinearity", ["triangle", "two_sided_soft_threshold", "abs"])
-def test_any_bank_and_preprocessing_matches_reference(bank, patch_norm, whiten, n_channels, nonlinearity):
+def test_any_bank_and_preprocessing_matches_reference(bank, patch_norm, whiten, n_channels, nonlinearity, layer_path):
     images = np.random.default_rng(1).random((6, 9, 8, n_channels)) * 255
     params = {"n_filters": 5} if bank in ("random", "pca", "patches") else {"n_orientations": 2}
     conv = FixedConvTransformer(
@@ -94,7 +104,7 @@ def test_any_bank_and_preprocessing_matches_reference(bank, patch_norm, whiten, 
     assert_allclose(conv.transform(images), _reference(conv, images), rtol=1e-9, atol=1e-9)
 
 
-def test_float32_tiles_and_threads_agree_with_float64(monkeypatch):
+def test_float32_tiles_and_threads_agree_with_float64(monkeypatch, layer_path):
     conv = FixedConvTransformer(bank="kmeans", bank_params={"n_filters": 8}, kernel_size=3, nonlinearity="triangle", pool_grid=3, random_state=0)
     f32 = conv.fit_transform(RGB)
     assert f32.dtype == np.float32
@@ -103,6 +113,48 @@ def test_float32_tiles_and_threads_agree_with_float64(monkeypatch):
     # Tiles of a few map rows (pooling accumulates across them) give the same features.
     monkeypatch.setattr(cpu, "CPU_TILE_BYTES", 400)
     assert_allclose(conv.transform(RGB), f64, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("nonlinearity", [*ENCODINGS, "abs", "square"])
+@pytest.mark.parametrize("pool", [dict(pool_grid=2), dict(pool_grid=(3, 2), pooling="max"), dict(pool_grid=(4, 3))])
+def test_compiled_passes_match_numpy_passes_in_float32(monkeypatch, nonlinearity, pool):
+    """Multi-image batches, tiles that split images, overlapping regions: both CPU paths, to float32 rounding."""
+    if cpu.compiled_kernels() is None:
+        pytest.skip("numba is not installed (the 'fast' extra)")
+    images = np.random.default_rng(3).integers(0, 256, size=(7, 11, 13, 3), dtype=np.uint8)
+    conv = FixedConvTransformer(
+        bank="kmeans", bank_params={"n_filters": 9}, kernel_size=3, nonlinearity=nonlinearity, alpha=0.2, batch_size=3,
+        n_patches=500, random_state=0, **pool,
+    ).fit(images)
+    monkeypatch.setattr(cpu, "CPU_TILE_BYTES", 3000)  # ~7 positions a tile: tiles end mid-row and mid-image
+    compiled = conv.transform(images)
+    monkeypatch.setattr(cpu, "compiled_kernels", lambda: None)
+    numpy_passes = conv.transform(images)
+    assert compiled.dtype == np.float32 and np.all(np.isfinite(compiled))
+    assert_allclose(compiled, numpy_passes, rtol=2e-5, atol=1e-5 * np.abs(numpy_passes).max())
+
+
+def test_position_regions_list_every_region_a_position_pools_into():
+    from skconvfeat._layer import grid_bounds, position_regions
+
+    map_hw, grid = (5, 7), (3, 4)  # 5 rows in 3 regions and 7 columns in 4: adjacent regions overlap
+    members = position_regions(2, map_hw, grid)
+    rows, cols = grid_bounds(5, 3), grid_bounds(7, 4)
+    for p, listed in enumerate(members):
+        image, y, x = p // 35, (p % 35) // 7, p % 7
+        expected = {image * 12 + i * 4 + j for i, (a, b) in enumerate(rows) for j, (c, d) in enumerate(cols) if a <= y < b and c <= x < d}
+        assert set(listed[listed >= 0].tolist()) == expected
+    assert not members.flags.writeable  # cached: nobody may change it
+
+
+def test_without_numba_the_numpy_passes_run(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "numba" else real(name, *a))
+    assert cpu.compiled_kernels() is None
+    conv = FixedConvTransformer(bank="kmeans", bank_params={"n_filters": 4}, kernel_size=3, pool_grid=2, dtype="float64", random_state=0).fit(RGB)
+    assert_allclose(conv.transform(RGB), _reference(conv, RGB), rtol=1e-9, atol=1e-9)
 
 
 def test_whitening_matches_reference():
@@ -222,7 +274,7 @@ def test_fake_gpu_runs_the_folded_layer(monkeypatch):
     assert_allclose(gpu.transform(RGB), expected, rtol=1e-5, atol=1e-6)
 
 
-def test_4000_filters_on_cifar_sized_images_in_bounded_memory():
+def test_4000_filters_on_cifar_sized_images_in_bounded_memory(layer_path):
     """K=4,000 on 32x32x3: scratch stays a few tiles per thread, never one image's 729 x K maps per image."""
     images = np.random.default_rng(7).integers(0, 256, size=(24, 32, 32, 3), dtype=np.uint8)
     conv = FixedConvTransformer(

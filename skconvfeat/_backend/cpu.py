@@ -7,8 +7,9 @@ pooled features ever reach main memory.
 """
 
 import functools
-import itertools
+import importlib.util
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -26,9 +27,6 @@ CPU_WORKING_SET_BYTES = 4 << 20
 # case (busy 2-core machine, 2026-11-23): 1 MiB tiles (135 GEMM rows) reached
 # 57-65% of the bare GEMM's rate, 2 MiB 73-79%, 4 MiB 71-72%.
 CPU_TILE_BYTES = 2 << 20
-# Up to this many runs of batches per thread, so a slow thread does not hold
-# the others up at the end (fewer when there are fewer batches).
-_TASKS_PER_THREAD = 4
 
 
 @functools.cache
@@ -39,6 +37,20 @@ def _thread_pool(n_threads):
 
 # A forked child inherits the cache but not the threads: start afresh there.
 os.register_at_fork(after_in_child=_thread_pool.cache_clear)
+
+
+def compiled_kernels():
+    """:mod:`.cpu_fused`, the folded layer's compiled passes, or None without numba (the NumPy passes run).
+
+    Importing it costs ~0.3 s, paid on the first transform that takes the
+    folded path, never at import; compiling costs seconds once per machine
+    (numba caches the machine code on disk).
+    """
+    if importlib.util.find_spec("numba") is None:
+        return None
+    from . import cpu_fused
+
+    return cpu_fused
 
 
 def run_cpu(images, filters, spec, dtype, batch_size, n_threads=None, preprocessing=None):
@@ -52,24 +64,31 @@ def run_cpu(images, filters, spec, dtype, batch_size, n_threads=None, preprocess
     n_threads = n_threads or cpu_threads()
     kernel_hw = filters.shape[2:]
     weights = _layer.prepare_weights(filters, spec, dtype, np, preprocessing)
+    kernels = compiled_kernels() if isinstance(weights, _layer.FoldedBank) else None
     n = images.shape[0]
     n_out = _layer.n_features_out(images.shape[1:], kernel_hw, spec, filters.shape[0])
     out = np.empty((n, n_out), dtype=dtype)
 
-    def work(start, stop):
-        for b in range(start, stop, batch_size):
-            e = min(b + batch_size, stop)
-            x = images[b:e].astype(dtype, copy=False)
-            out[b:e] = _layer.layer(x, weights, kernel_hw, spec, np, tile_bytes=CPU_TILE_BYTES)
+    starts = iter(range(0, n, batch_size))
+    lock = threading.Lock()
 
-    n_tasks = max(min(n_threads, n), min(n_threads * _TASKS_PER_THREAD, -(-n // batch_size)))
-    bounds = np.linspace(0, n, n_tasks + 1).astype(int)
-    ranges = [(s, e) for s, e in itertools.pairwise(bounds) if e > s]
+    def next_batch():
+        with lock:  # a shared iterator: each thread takes the next batch when it is free
+            return next(starts, None)
+
+    def work():
+        while (b := next_batch()) is not None:
+            e = min(b + batch_size, n)
+            x = images[b:e].astype(dtype, copy=False)
+            out[b:e] = _layer.layer(x, weights, kernel_hw, spec, np, CPU_TILE_BYTES, kernels)
+
+    n_threads = min(n_threads, -(-n // batch_size))
     # Our threads replace BLAS's: one BLAS thread each avoids oversubscription.
     with single_threaded_blas():
-        if n_threads == 1 or len(ranges) == 1:
-            for s, e in ranges:
-                work(s, e)
+        if n_threads == 1:
+            work()
         else:
-            list(_thread_pool(n_threads).map(lambda r: work(*r), ranges))
+            # Batch by batch, so no thread idles at the end while another still holds
+            # a long run of batches (fixed runs of n/8 images cost ~10% of the wall time).
+            list(_thread_pool(n_threads).map(lambda _: work(), range(n_threads)))
     return out
