@@ -239,8 +239,25 @@ def torch_dictionary(images, conv):
     return run
 
 
+def numpy_passes(run):
+    """``run`` with the CPU layer's NumPy passes, as on a machine without numba."""
+    from skconvfeat._backend import cpu
+
+    def without_numba():
+        compiled, cpu.compiled_kernels = cpu.compiled_kernels, lambda: None
+        try:
+            return run()
+        finally:
+            cpu.compiled_kernels = compiled
+
+    return without_numba
+
+
 def dictionary_rows(n_images, repeats, total):
-    """Ours, torch and the bare GEMM timed in interleaved rounds (best of each), so load drifts hit all three."""
+    """Ours (compiled and NumPy passes), torch and the bare GEMM timed in interleaved rounds (best of each),
+    so load drifts hit all four."""
+    from skconvfeat._backend import cpu
+
     images = make_images((n_images, 32, 32, 3))
     conv = dictionary_layer(images)
     patch = DICT_KERNEL * DICT_KERNEL * 3
@@ -252,8 +269,10 @@ def dictionary_rows(n_images, repeats, total):
     c = np.empty((a.shape[0], DICT_FILTERS), dtype=np.float32)
     print(f"# {n_images} images 32x32x3, {DICT_FILTERS} k-means filters {DICT_KERNEL}x{DICT_KERNEL}x3, whitened, "
           f"stride 1, quadrant pooling; bare GEMM ({positions}*16 x {patch}) @ ({patch} x {DICT_FILTERS})")
-    print(f"{'encoding':26} {'ours img/s':>10} {'torch img/s':>11} {'ours/torch':>10} {'bare GEMM img/s':>15} "
-          f"{'ours/GEMM':>9}  rel.diff")
+    print(f"# ours: {'numba-compiled passes' if cpu.compiled_kernels() else 'NumPy passes (numba is not installed)'}; "
+          "'NumPy passes': ours without numba")
+    print(f"{'encoding':26} {'ours img/s':>10} {'NumPy passes':>12} {'torch img/s':>11} {'ours/torch':>10} "
+          f"{'bare GEMM img/s':>15} {'ours/GEMM':>9}  rel.diff")
     for encoding in DICT_ENCODINGS:
         conv.set_params(nonlinearity=encoding)
         run_ours, run_torch = (lambda: conv.transform(images)), torch_dictionary(images, conv)
@@ -261,13 +280,14 @@ def dictionary_rows(n_images, repeats, total):
         diff = np.abs(ours - theirs).max() / np.abs(theirs).max()
         # The bare GEMM runs on as many positions as the images have, so each round times the same work.
         gemm_calls = -(-n_images // 16)
-        times = {"ours": [], "torch": [], "gemm": []}
+        times = {"ours": [], "numpy": [], "torch": [], "gemm": []}
         for _ in range(repeats):
             times["ours"].append(best_time(run_ours, 1, 0) / n_images)
+            times["numpy"].append(best_time(numpy_passes(run_ours), 1, 0) / n_images)
             times["torch"].append(best_time(run_torch, 1, 0) / n_images)
             times["gemm"].append(best_time(lambda: [np.matmul(a, b, out=c) for _ in range(gemm_calls)], 1, 0) / (16 * gemm_calls))
-        t_ours, t_torch, t_gemm = (min(times[k]) for k in ("ours", "torch", "gemm"))
-        print(f"{encoding:26} {1 / t_ours:10.0f} {1 / t_torch:11.0f} {t_torch / t_ours:9.2f}x {1 / t_gemm:15.0f} "
+        t_ours, t_numpy, t_torch, t_gemm = (min(times[k]) for k in ("ours", "numpy", "torch", "gemm"))
+        print(f"{encoding:26} {1 / t_ours:10.0f} {1 / t_numpy:12.0f} {1 / t_torch:11.0f} {t_torch / t_ours:9.2f}x {1 / t_gemm:15.0f} "
               f"{t_gemm / t_ours:8.0%}  {diff:.1e}   ({flops_per_image / t_ours / 1e9:.0f} vs {flops_per_image / t_gemm / 1e9:.0f} GFLOP/s)")
     if total:
         full = make_images((CIFAR_TRAIN, 32, 32, 3), seed=1)
@@ -282,40 +302,43 @@ def dictionary_rows(n_images, repeats, total):
 
 
 def dictionary_breakdown():
-    """Where the folded layer's time goes, per position: one thread, one 9-map-row tile, best of 150 calls.
+    """Where the folded layer's time goes, per position: one thread, one image, best of 150 calls.
 
+    Both CPU paths: NumPy's passes and numba's compiled ones (``fast`` extra).
+    The GEMM is timed on one tile (``CPU_TILE_BYTES``); patch rows and whole
+    layers on the image; encoding and pooling are the rest of the layer.
     Calls this short mostly dodge the preemptions of a busy machine, unlike whole transforms.
     """
     from threadpoolctl import threadpool_limits
 
     from skconvfeat import _layer
+    from skconvfeat._backend import cpu
 
+    kernels = cpu.compiled_kernels()
     rng = np.random.default_rng(0)
     x = make_images((1, 32, 32, 3)).astype(np.float32)
     filters = rng.standard_normal((DICT_FILTERS, 3, DICT_KERNEL, DICT_KERNEL))
     prep = dictionary_layer(make_images((200, 32, 32, 3))).preprocessing_
-    windows = np.lib.stride_tricks.sliding_window_view(x, (DICT_KERNEL,) * 2, axis=(1, 2)).transpose(0, 1, 2, 4, 5, 3)
-    tile = windows[:, :9]  # 9 of 27 map rows, as CPU_TILE_BYTES gives at 1,600 filters
-    n_rows = 9 * tile.shape[2]
-    out = np.empty((n_rows, DICT_FILTERS), np.float32)
 
-    def per_position(func):
-        return best_time(func, 150, 0) / n_rows * 1e6
+    def per_position(func, positions):
+        return best_time(func, 150, 0) / positions * 1e6
 
-    print(f"# per position, us: one thread, a {n_rows}-row tile, best of 150 calls")
-    print(f"{'encoding':26} {'GEMM':>6} {'patch rows':>10} {'encode+pool':>11}  GEMM share")
+    paths = {"NumPy": None, "compiled": kernels} if kernels is not None else {"NumPy": None}
+    print(f"# per position, us: one thread, one 32x32x3 image, best of 150 calls; numba {'yes' if kernels else 'NOT installed'}")
+    print(f"{'encoding':26} {'path':9} {'GEMM':>6} {'patch rows':>10} {'encode+pool':>11}  GEMM share")
     with threadpool_limits(1):
         for encoding in DICT_ENCODINGS:
             spec = _layer.LayerSpec("valid", encoding, "avg", None, None, (2, 2), "sum", alpha=0.25)
             folded = _layer.prepare_weights(filters, spec, np.float32, np, prep)
-            rows, g = _layer._responses(tile, folded, np, out)
-            acc = np.zeros((1, 2, 2, spec.n_maps(DICT_FILTERS, 3)), np.float32)
-            side = np.zeros((1, 2, 2, 1 if encoding == "triangle" else folded.matrix.shape[0]), np.float32)
-            t_gemm = per_position(lambda: np.matmul(rows, folded.matrix, out=out))
-            t_rows = per_position(lambda: _layer._responses(tile, folded, np, out)) - t_gemm
-            # Repeated in place on the same maps: the encodings' passes cost the same on any values.
-            t_encode = per_position(lambda: _layer._encode_pool_linear(rows, g, acc, side, 0, (27, 27), spec, np, (1, 9, 27, DICT_FILTERS)))
-            print(f"{encoding:26} {t_gemm:6.2f} {t_rows:10.2f} {t_encode:11.2f}  {t_gemm / (t_gemm + t_rows + t_encode):9.0%}")
+            rows = _layer._patch_rows(x, folded, np)
+            tile = rows[: _layer._tile_positions(folded, 4, cpu.CPU_TILE_BYTES)]
+            out = np.empty((tile.shape[0], folded.matrix.shape[1]), np.float32)
+            t_gemm = per_position(lambda: np.matmul(tile, folded.matrix, out=out), tile.shape[0])
+            for name, k in paths.items():
+                t_rows = per_position(lambda: _layer._patch_rows(x, folded, np, k), rows.shape[0])
+                t_layer = per_position(lambda: _layer.folded_layer(x, folded, spec, np, cpu.CPU_TILE_BYTES, k), rows.shape[0])
+                t_encode = t_layer - t_rows - t_gemm
+                print(f"{encoding:26} {name:9} {t_gemm:6.2f} {t_rows:10.2f} {t_encode:11.2f}  {t_gemm / t_layer:9.0%}")
 
 
 def main():
