@@ -204,11 +204,15 @@ def layer(x, weights, kernel_hw, spec, xp, tile_bytes=None, kernels=None):
 class FoldedBank:
     """Kernels with the preprocessing and the encoding's affine terms folded in.
 
-    ``matrix`` ``(D + 1, K (+ D))`` multiplies the rows ``[q, 1]`` (``q``: the
-    ``D`` patch values in im2col order ``kh, kw, C``); its first ``K``
-    columns give the response of each filter, minus ``alpha`` for soft
-    thresholds; for the triangle they give ``d_k.d_k - 2 d_k.z`` and the
-    last ``D`` columns the whitened patch ``z`` (:func:`_squared_distances`).
+    ``matrix`` multiplies the rows ``[q, 1]`` (``q``: the ``D`` patch values
+    in im2col order ``kh, kw, C``); its ``K`` columns give the response of
+    each filter, minus ``alpha`` for soft thresholds. For the triangle, rows
+    are ``[q, 1, s]`` and ``matrix`` is ``(D + 2, K + D)``: the first ``K``
+    columns give ``d_k.d_k - 2 d_k.z + s`` and the last ``D`` the whitened
+    patch ``z``. The NumPy path sets ``s = |z|^2`` once per batch and
+    multiplies by the first ``K`` columns (squared distances straight from the
+    product); the compiled one sets ``s = 0`` and adds ``|z|^2`` from the ``z``
+    columns of the same product, in the pass that reads the row anyway.
     """
 
     matrix: object
@@ -242,12 +246,14 @@ def _fold(filters, spec, dtype, xp, preprocessing):
     folded = kernels @ whitening  # rows W d (W is symmetric)
     offset = kernels @ shift  # d.W mu
     if spec.nonlinearity == "triangle":
-        # |z - d|^2 = |z|^2 - 2 d.z + |d|^2, with z = W q - W mu from the last D columns.
+        # |z - d|^2 = |z|^2 - 2 d.z + |d|^2, with z = W q - W mu from the last D columns;
+        # |z|^2 enters from the rows' last value through the last row (see FoldedBank).
         linear = np.vstack([-2 * folded, whitening])
         constant = np.concatenate([2 * offset + np.einsum("ij,ij->i", kernels, kernels), -shift])
+        extra = np.concatenate([np.ones(n_filters), np.zeros(dim)])[None]
     else:
-        linear, constant = folded, -offset - threshold(spec)
-    matrix = np.vstack([_im2col_rows(linear, n_channels, kh, kw), constant[None]])
+        linear, constant, extra = folded, -offset - threshold(spec), np.zeros((0, n_filters))
+    matrix = np.vstack([_im2col_rows(linear, n_channels, kh, kw), constant[None], extra])
     patch_norm = bool(getattr(preprocessing, "patch_norm", False))
     eps_norm = float(getattr(preprocessing, "eps_norm", 0.0))
     return FoldedBank(
@@ -305,11 +311,12 @@ def folded_layer(x, folded, spec, xp, tile_bytes=None, kernels=None):
     x = _pad(x, (kh, kw), spec.padding, xp)
     n_images, n_channels = x.shape[0], x.shape[3]
     map_hw = (x.shape[1] - kh + 1, x.shape[2] - kw + 1)
-    rows = _patch_rows(x, folded, xp, kernels).reshape(n_images, map_hw[0], map_hw[1], -1)
+    fused = kernels is not None and spec.pool_grid is not None
+    # The two paths' rows differ for the triangle (see FoldedBank): each makes its own.
+    rows = _patch_rows(x, folded, xp, kernels if fused else None).reshape(n_images, map_hw[0], map_hw[1], -1)
     n_maps = spec.n_maps(folded.n_filters, n_channels)
     pooled_hw = spec.pooled_shape(map_hw)
     acc = _pool_init(spec, (n_images, *pooled_hw, n_maps), x.dtype, xp)
-    fused = kernels is not None and spec.pool_grid is not None
     linear = not fused and _pools_linearly(spec)
     if linear:
         # Pooled sums the shortcut needs: patch rows (thresholds) or mean distances (triangle).
@@ -326,15 +333,13 @@ def folded_layer(x, folded, spec, xp, tile_bytes=None, kernels=None):
         tile_images, tile_rows = _tile_shape(n_images, map_hw, spec, folded, x.dtype.itemsize, tile_bytes)
         # Every tile's maps go to one buffer made once per call: a fresh MiB-sized array
         # per tile costs its page faults each time (~0.4 us a position, 15% of the GEMM).
-        buffer = xp.empty((tile_images * tile_rows * map_hw[1], folded.matrix.shape[1]), dtype=x.dtype)
+        buffer = xp.empty((tile_images * tile_rows * map_hw[1], folded.n_filters), dtype=x.dtype)
         for b0 in range(0, n_images, tile_images):
             b1 = min(b0 + tile_images, n_images)
             for y0 in range(0, map_hw[0], tile_rows):
                 y1 = min(y0 + tile_rows, map_hw[0])
                 tile = rows[b0:b1, y0:y1].reshape(-1, rows.shape[-1])  # whole images or one image's band: a view
-                g = xp.matmul(tile, folded.matrix, out=buffer[: tile.shape[0]])
-                if spec.nonlinearity == "triangle":
-                    g = _squared_distances(g, folded.n_filters, xp)
+                g = xp.matmul(tile, folded.matrix[:, : folded.n_filters], out=buffer[: tile.shape[0]])
                 shape = (b1 - b0, y1 - y0, map_hw[1], folded.n_filters)
                 if linear:
                     _encode_pool_linear(g, acc[b0:b1], side[b0:b1], y0, map_hw, spec, xp, shape)
@@ -347,14 +352,6 @@ def folded_layer(x, folded, spec, xp, tile_bytes=None, kernels=None):
     if spec.pool_grid is not None and spec.pooling == "avg":
         acc *= _region_inverse_sizes(map_hw, spec.pool_grid, x.dtype, xp)
     return acc.transpose(0, 3, 1, 2).reshape(n_images, -1)
-
-
-def _squared_distances(g, n_filters, xp):
-    """The triangle's product ``[d.d - 2 d.z | z]`` -> squared distances ``|z - d|^2`` (a view, in place)."""
-    z = g[:, n_filters:]
-    distances = g[:, :n_filters]
-    distances += xp.einsum("ij,ij->i", z, z)[:, None]
-    return distances
 
 
 def _pools_linearly(spec):
@@ -420,7 +417,7 @@ def _distances(g, xp):
 
 
 def _patch_rows(x, folded, xp, kernels=None):
-    """The rows ``[q, 1]`` of every position of a padded batch ``(B, H, W, C)``: ``(B*H'*W', D+1)``.
+    """The rows ``[q, 1(, s)]`` (see :class:`FoldedBank`) of every position of a padded batch ``(B, H, W, C)``.
 
     Made for the whole batch at once: a dozen NumPy calls a batch rather than
     a tile, or one compiled pass (``kernels.patch_rows``).
@@ -428,8 +425,18 @@ def _patch_rows(x, folded, xp, kernels=None):
     n_rows = x.shape[0] * (x.shape[1] - folded.kernel_hw[0] + 1) * (x.shape[2] - folded.kernel_hw[1] + 1)
     rows = xp.empty((n_rows, folded.matrix.shape[0]), dtype=folded.matrix.dtype)
     if kernels is not None:
-        kernels.patch_rows(x, folded, rows)
+        kernels.patch_rows(x, folded, rows)  # s = 0 for the triangle (see FoldedBank)
         return rows
+    dim = folded.matrix.shape[1] - folded.n_filters  # D: the triangle's z columns
+    _numpy_patch_rows(x, folded, xp, rows[:, : dim + 1] if dim else rows)
+    if dim:
+        z = rows[:, : dim + 1] @ folded.matrix[: dim + 1, folded.n_filters :]
+        rows[:, dim + 1] = xp.einsum("ij,ij->i", z, z)
+    return rows
+
+
+def _numpy_patch_rows(x, folded, xp, rows):
+    """:func:`_patch_rows`' ``[q, 1]`` in NumPy calls (CuPy's too), into ``rows`` ``(B*H'*W', D+1)``."""
     kh, kw = folded.kernel_hw
     # (B, H', W', kh, kw, C) view: im2col order.
     windows = xp.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(1, 2)).transpose(0, 1, 2, 4, 5, 3)

@@ -44,10 +44,11 @@ _FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
 
 def patch_rows(x, folded, rows):
-    """Write ``[q, 1]`` of every position of the padded batch ``x`` ``(B, H, W, C)`` into ``rows`` ``(B*H'*W', >= D+1)``.
+    """Write ``[q, 1, 0...]`` of every position of the padded batch ``x`` ``(B, H, W, C)`` into ``rows`` ``(B*H'*W', >= D+1)``.
 
     ``q`` is the im2col patch (order ``kh, kw, C``), normalised as in
-    :func:`skconvfeat._layer._patch_rows` when ``folded.patch_norm``.
+    :func:`skconvfeat._layer._patch_rows` when ``folded.patch_norm``; the
+    triangle's ``s`` is 0 (:class:`skconvfeat._layer.FoldedBank`).
     """
     n_images, height, width, channels = x.shape
     flat = np.ascontiguousarray(x).reshape(n_images, height, width * channels)
@@ -83,6 +84,7 @@ def _patch_rows(flat, kh, row_length, channels, patch_norm, one, eps, inverse_di
                     for i in range(dim):
                         row[i] *= scale
                 row[dim] = one
+                row[dim + 1 :] = one - one
                 p += 1
 
 
