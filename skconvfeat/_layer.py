@@ -193,9 +193,9 @@ def layer(x, weights, kernel_hw, spec, xp, tile_bytes=None, kernels=None):
 # folded into the kernels: with z = W (q - mu), a kernel d responds
 # d.z = (W d).q - d.(W mu), so the product [q, 1] @ [[W d], [-d.W mu]] gives the
 # responses directly; thresholds add to the constant row, and the triangle's
-# squared distances |z|^2 - 2 d.z + |d|^2 take |z|^2 from D extra columns that
-# give z itself (6.75% more product at D=108, K=1,600, and no second product
-# or pass over the patch rows). Rows of positions are
+# squared distances |z|^2 - 2 d.z + |d|^2 get |z|^2 from a last row (NumPy
+# path) or from D extra columns that give z itself (compiled path, in the pass
+# that reads each row anyway; see FoldedBank). Rows of positions are
 # processed in tiles of a few MiB: GEMM, encoding and pooling run on the hot
 # tile and only pooled features leave it.
 
@@ -303,7 +303,7 @@ def folded_layer(x, folded, spec, xp, tile_bytes=None, kernels=None):
     and a few passes over its maps, so two threads seldom wait on each other
     for the interpreter between NumPy calls. A backend's compiled ``kernels``
     (:mod:`skconvfeat._backend.cpu_fused`) replace those calls by single
-    passes: ``patch_rows(x, folded, rows)`` writes ``[q, 1]``, and with grid
+    passes: ``patch_rows(x, folded, rows)`` writes ``[q, 1, 0...]``, and with grid
     pooling ``encode_pool_tiles(rows, matrix, tile, members, acc, spec)``
     runs every tile's product, encoding and pooling in one call.
     """
@@ -529,16 +529,15 @@ def _band_regions(y0, y1, map_hw, grid, dtype, xp):
 
     The matrix is ``((last - first) * gw, (y1 - y0) * W')``: row ``(i, j)``
     marks the band's positions inside region ``(first + i, j)`` (regions may
-    overlap, as adaptive pooling's do).
+    overlap, as adaptive pooling's do), read off :func:`position_regions`.
     """
-    row_bounds = grid_bounds(map_hw[0], grid[0])
-    hit = [i for i, (a, b) in enumerate(row_bounds) if a < y1 and b > y0]
-    marks = np.zeros((len(hit), grid[1], y1 - y0, map_hw[1]))
-    for n, i in enumerate(hit):
-        a, b = row_bounds[i]
-        for j, (c, d) in enumerate(grid_bounds(map_hw[1], grid[1])):
-            marks[n, j, max(a, y0) - y0 : min(b, y1) - y0, c:d] = 1
-    return hit[0], hit[-1] + 1, xp.asarray(marks.reshape(len(hit) * grid[1], -1), dtype=dtype)
+    members = position_regions(1, map_hw, grid)[y0 * map_hw[1] : y1 * map_hw[1]]
+    first, last = members[members >= 0].min() // grid[1], members.max() // grid[1] + 1
+    marks = np.zeros(((last - first) * grid[1], len(members)))
+    for slot in range(members.shape[1]):
+        inside = members[:, slot] >= 0
+        marks[members[inside, slot] - first * grid[1], np.flatnonzero(inside)] = 1
+    return int(first), int(last), xp.asarray(marks, dtype=dtype)
 
 
 @functools.lru_cache(maxsize=64)
