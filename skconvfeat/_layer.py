@@ -545,7 +545,8 @@ def position_regions(n_images, map_hw, grid):
     """Grid regions of every map position of a batch: ``(n_images * H' * W', m)`` int32, -1 padded.
 
     Position ``p`` pools into rows ``members[p]`` of the batch's pooled maps
-    laid out ``(n_images * gh * gw, maps)``. A position lies in up to ``m``
+    laid out ``(n_images * gh * gw, maps)``: at least one, as adaptive regions
+    cover the map (``grid_bounds``). A position lies in up to ``m``
     regions where adaptive regions overlap (``m`` is 1 when the grid divides
     the map). Host NumPy, read-only: it is cached.
     """

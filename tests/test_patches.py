@@ -144,6 +144,7 @@ def test_position_regions_list_every_region_a_position_pools_into():
         image, y, x = p // 35, (p % 35) // 7, p % 7
         expected = {image * 12 + i * 4 + j for i, (a, b) in enumerate(rows) for j, (c, d) in enumerate(cols) if a <= y < b and c <= x < d}
         assert set(listed[listed >= 0].tolist()) == expected
+    assert np.all(members[:, 0] >= 0)  # every position pools somewhere: the compiled triangle relies on it
     assert not members.flags.writeable  # cached: nobody may change it
 
 

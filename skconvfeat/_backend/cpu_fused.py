@@ -116,30 +116,28 @@ def _encode_pool_tiles(rows, matrix, tile, buffer, members, code, n_filters, alp
 
 @numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)
 def _encode_pool(g, members, code, n_filters, alpha, inverse_k, use_max, acc):  # pragma: no cover - compiled
-    """Encode each row of ``g`` (overwritten) and pool it into its ``acc`` rows: see :func:`encode_pool_tiles`.
+    """Encode each row of ``g`` and pool it into its ``acc`` rows: see :func:`encode_pool_tiles`.
 
     For the triangle a row of ``g`` is ``[d.d - 2 d.z | z]`` (``FoldedBank``).
     """
-    n_rows = g.shape[0]
+    if code == 3 and not use_max:
+        _triangle_avg_pool(g, members, n_filters, inverse_k, acc)
+        return
     zero = alpha - alpha  # typed constants, for the same reason as alpha's
     shift = -(alpha + alpha)
-    # Average pooling of the dictionary encodings adds each encoded value straight
+    # Average pooling of the thresholds adds each encoded value straight
     # into the pooled sums; the other cases encode a row into this scratch first.
-    direct = not use_max and (code == 1 or code == 2 or code == 3)
+    direct = not use_max and (code == 1 or code == 2)
     encoded = np.empty(acc.shape[1], dtype=acc.dtype)
+    # The triangle's distances: a scratch apart from g. Written over g, the loop
+    # fails LLVM's run-time overlap check and runs scalar (3x slower, measured).
+    dist = np.empty(n_filters if code == 3 else 0, dtype=acc.dtype)
     mean = zero
-    for p in range(n_rows):
+    for p in range(g.shape[0]):
         row = g[p]
         if code == 3:
-            z_norm = zero
-            for k in range(n_filters, row.shape[0]):
-                z_norm += row[k] * row[k]
-            total = zero
-            for k in range(n_filters):
-                # abs: rounding leaves tiny negative squared distances near a centroid.
-                row[k] = np.sqrt(abs(row[k] + z_norm))
-                total += row[k]
-            mean = total * inverse_k
+            mean = _distances(row, n_filters, inverse_k, dist)
+            row = dist
         if not direct:
             _encode_row(row, code, zero, shift, mean, encoded)
         for t in range(members.shape[1]):
@@ -147,10 +145,7 @@ def _encode_pool(g, members, code, n_filters, alpha, inverse_k, use_max, acc):  
             if region < 0:
                 break
             out = acc[region]
-            if direct and code == 3:
-                for k in range(n_filters):
-                    out[k] += max(mean - row[k], zero)
-            elif direct:
+            if direct:
                 for k in range(n_filters):
                     out[k] += max(row[k], zero)
                 if code == 2:
@@ -164,6 +159,66 @@ def _encode_pool(g, members, code, n_filters, alpha, inverse_k, use_max, acc):  
             else:
                 for k in range(encoded.shape[0]):
                     out[k] += encoded[k]
+
+
+@numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)
+def _triangle_avg_pool(g, members, n_filters, inverse_k, acc):  # pragma: no cover - compiled
+    """The triangle with average pooling, software-pipelined: one loop takes row p's square roots and pools row p-1.
+
+    The square roots keep one execution port busy while the others wait, and
+    pooling needs only loads, subtractions, maxima and stores: in one loop
+    each hides the other. Measured on a 243 x 1,708 tile of the 1,600-filter
+    CIFAR-10 case (one thread): 0.43 us a position against 0.53 us for two
+    loops in turn. Relies on every position lying in at least one region
+    (:func:`skconvfeat._layer.position_regions`).
+    """
+    zero = inverse_k - inverse_k
+    dist = np.empty((2, n_filters), dtype=acc.dtype)  # rows p and p-1, alternately
+    mean = _distances(g[0], n_filters, inverse_k, dist[0])  # of row p-1
+    for p in range(1, g.shape[0]):
+        current, previous = dist[p % 2], dist[1 - p % 2]
+        row, out = g[p], acc[members[p - 1, 0]]
+        z_norm, total = _squared_norm(row, n_filters), zero
+        for k in range(n_filters):
+            d = np.sqrt(abs(row[k] + z_norm))  # abs: as in _distances
+            current[k] = d
+            total += d
+            out[k] += max(mean - previous[k], zero)
+        _triangle_pool(previous, mean, members[p - 1, 1:], acc)  # where adaptive regions overlap
+        mean = total * inverse_k
+    _triangle_pool(dist[(g.shape[0] - 1) % 2], mean, members[g.shape[0] - 1], acc)
+
+
+@numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)
+def _triangle_pool(dist, mean, regions, acc):  # pragma: no cover - compiled
+    """Add the triangle encoding ``max(mean - dist, 0)`` of one position to its ``regions`` of ``acc`` (-1 padded)."""
+    zero = mean - mean
+    for region in regions:
+        if region < 0:
+            break
+        out = acc[region]
+        for k in range(dist.shape[0]):
+            out[k] += max(mean - dist[k], zero)
+
+
+@numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)
+def _squared_norm(row, start):  # pragma: no cover - compiled
+    """``|row[start:]|^2`` (indexing rather than a slice: numba vectorises this loop, not one over a slice)."""
+    total = row.dtype.type(0)
+    for k in range(start, row.shape[0]):
+        total += row[k] * row[k]
+    return total
+
+
+@numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)
+def _distances(row, n_filters, inverse_k, dist):  # pragma: no cover - compiled
+    """Distances to the centroids of a triangle row ``[d.d - 2 d.z | z]`` into ``dist``; returns their mean."""
+    z_norm, total = _squared_norm(row, n_filters), inverse_k - inverse_k
+    for k in range(n_filters):
+        # abs: rounding leaves tiny negative squared distances near a centroid.
+        dist[k] = np.sqrt(abs(row[k] + z_norm))
+        total += dist[k]
+    return total * inverse_k
 
 
 @numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)
