@@ -9,12 +9,12 @@ GEMM (threshold, absolute value, square roots, row means, pooling), and one
 interpreter round trip per pass: with two threads each waits for the other
 between calls. Here each response is read once, while it is still in L1,
 and one call releases the interpreter lock for a whole batch of tiles. Measured on
-the 1,600-filter CIFAR-10 case (one thread, 243-row tiles): 0.3 / 0.4 /
-0.5 us a position after the GEMM for the soft threshold / two-sided /
+the 1,600-filter CIFAR-10 case (one thread, ~250-row tiles): 0.2-0.3 / 0.4 /
+0.4 us a position after the GEMM for the soft threshold / two-sided /
 triangle, against 0.6 / 1.0 / 1.3 us for the NumPy passes.
 
 The patch rows took a dozen NumPy calls a batch (0.35-0.5 us a position,
-13% of the GEMM); here they are one pass.
+13% of the GEMM); here they are one pass (0.1 us).
 
 This module imports numba; :func:`skconvfeat._backend.cpu.compiled_kernels`
 imports it only when numba is installed (the ``fast`` extra). Without numba
