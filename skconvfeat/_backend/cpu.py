@@ -25,7 +25,9 @@ CPU_WORKING_SET_BYTES = 4 << 20
 # Scratch of one tile on the folded path (patch rows plus maps of a band of
 # positions), about the 2 MiB L2. Measured one thread on the 1,600-filter CIFAR
 # case (busy 2-core machine, 2026-11-23): 1 MiB tiles (135 GEMM rows) reached
-# 57-65% of the bare GEMM's rate, 2 MiB 73-79%, 4 MiB 71-72%.
+# 57-65% of the bare GEMM's rate, 2 MiB 73-79%, 4 MiB 71-72%. With the compiled
+# passes, two threads on the quiet machine: 6 MiB tiles (a whole image a product)
+# came within -2% to +6% of 2 MiB, run to run, for three times the memory: kept.
 CPU_TILE_BYTES = 2 << 20
 
 
