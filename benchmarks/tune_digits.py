@@ -48,9 +48,14 @@ CANDIDATES = [
 ]
 
 
-def model(n_train, n_filters, **params):
-    conv = make_preset("coates-digits", random_state=0, bank_params={"n_filters": n_filters}, **params)
-    return make_pipeline(conv, StandardScaler(), RidgeClassifierCV(alphas=[a * n_train for a in PENALTIES]))
+def transformer(n_filters, **params):
+    """The coates-digits preset with a candidate's settings."""
+    return make_preset("coates-digits", random_state=0, bank_params={"n_filters": n_filters}, **params)
+
+
+def model(n_train, **params):
+    head = RidgeClassifierCV(alphas=[a * n_train for a in PENALTIES])
+    return make_pipeline(transformer(**params), StandardScaler(), head)
 
 
 def rank_candidates(X, y):
@@ -62,7 +67,7 @@ def rank_candidates(X, y):
         params = {"n_filters": n_filters, "nonlinearity": nonlinearity, "pool_grid": pool_grid}
         start = time.perf_counter()
         scores = cross_val_score(model(n_train, **params), X, y, cv=cv)
-        n_features = model(n_train, **params)[0].fit(X[:50]).n_features_out_
+        n_features = transformer(**params).fit(X[:50]).n_features_out_
         rows.append((scores.mean(), -n_features, params))
         print(f"  {params}  {scores.mean():.4f}  ({time.perf_counter() - start:.0f} s)", flush=True)
     return sorted(rows, key=lambda r: (r[0], r[1]), reverse=True)
@@ -70,17 +75,16 @@ def rank_candidates(X, y):
 
 def nested():
     """bench_accuracy's digits score with the candidate chosen inside each fold's training digits."""
-    from bench_accuracy import OURS, head, load  # a sibling script: the same folds and head
+    from bench_accuracy import head, load  # a sibling script: the same folds and head
 
     images, labels, folds = load("digits", None)
     scores = []
     for i, (train, test) in enumerate(folds):
         print(f"fold {i}: choosing on its {len(train)} training digits", flush=True)
         _, _, params = rank_candidates(images[train], labels[train])[0]
-        n_filters, rest = params["n_filters"], {k: v for k, v in params.items() if k != "n_filters"}
-        conv = make_preset(OURS["digits"], random_state=0, bank_params={"n_filters": n_filters}, **rest)
-        conv.fit(images[train])  # unsupervised: no labels
-        scores.append(head().fit(conv.transform(images[train]), labels[train]).score(conv.transform(images[test]), labels[test]))
+        conv = transformer(**params).fit(images[train])  # unsupervised: no labels
+        fitted = head().fit(conv.transform(images[train]), labels[train])
+        scores.append(fitted.score(conv.transform(images[test]), labels[test]))
         print(f"fold {i}: chose {params} -> {scores[-1]:.4f} on its {len(test)} held-out digits", flush=True)
     print(f"\nnested 5-fold CV, {len(images):,} digits: {np.mean(scores):.2%} (folds: {', '.join(f'{s:.4f}' for s in scores)})")
 
