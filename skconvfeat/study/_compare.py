@@ -19,12 +19,15 @@ from pathlib import Path
 from . import _format as fmt
 from ._report import (
     _CSS,
-    _KNOWN_VERDICTS,
     SCHEMA_VERSION,
     _figure_accuracy,
+    _html_caveats,
     _html_figure,
+    _html_page,
+    _html_section,
     _html_table,
     _html_verdicts,
+    _verdict_class,
     _markdown_table,
     _write_text,
     check_out_dir,
@@ -157,13 +160,21 @@ def _title(name, results):
 # --------------------------------------------------------------------------- rows
 
 
+def _pivot(studies, entries):
+    """Rows ``(key, cell of each study)`` from the ``(key, cell)`` pairs ``entries(results)`` gives.
+
+    Keys in the order they first appear; ``_MISSING`` where a study has no such key.
+    """
+    table = {}
+    for name, results in studies.items():
+        for key, cell in entries(results):
+            table.setdefault(key, {})[name] = cell
+    return [(key, *(cells.get(name, _MISSING) for name in studies)) for key, cells in table.items()]
+
+
 def _verdict_rows(studies):
     """One row per claim (in the order they first appear), one verdict per study."""
-    claims = {}
-    for name, results in studies.items():
-        for verdict in results["verdicts"]:
-            claims.setdefault(verdict["claim"], {})[name] = verdict["verdict"]
-    return [(claim, *(by_study.get(name, _MISSING) for name in studies)) for claim, by_study in claims.items()]
+    return _pivot(studies, lambda results: ((v["claim"], v["verdict"]) for v in results["verdicts"]))
 
 
 def _baseline_cell(results):
@@ -195,11 +206,7 @@ def _overview_rows(studies):
 
 def _accuracy_rows(studies):
     """One row per arm label (in the order they first appear), its accuracy in every study."""
-    labels = {}
-    for name, results in studies.items():
-        for arm in results["arms"]:
-            labels.setdefault(arm["label"], {})[name] = fmt.accuracy_cell(arm)
-    return [(label, *(by_study.get(name, _MISSING) for name in studies)) for label, by_study in labels.items()]
+    return _pivot(studies, lambda results: ((arm["label"], fmt.accuracy_cell(arm)) for arm in results["arms"]))
 
 
 _OVERVIEW_HEADER = ("Study", "Design", "Reference (95% CI)", "Best fixed arm (95% CI)", "Learned baseline check")
@@ -239,37 +246,30 @@ def _verdict_table(header, rows):
     head = "".join(f"<th>{html.escape(cell)}</th>" for cell in header)
     body = []
     for claim, *verdicts in rows:
-        # A verdict becomes a class name only when it is one we style (as in the study's report).
-        cells = "".join(f'<td class="{v if v in _KNOWN_VERDICTS else ""}">{html.escape(v)}</td>' for v in verdicts)
+        cells = "".join(f'<td class="{_verdict_class(v)}">{html.escape(v)}</td>' for v in verdicts)
         body.append(f"<tr><td>{html.escape(claim)}</td>{cells}</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
 def _study_column(index, name, results):
     """One study's column: caveats, what was run, accuracy figure and verdict sentences."""
-    caveats = "".join(f'<p class="refuted">{html.escape(line)}</p>' for line in fmt.caveats(results))
     figure = _html_figure(
         f"fig-accuracy-{index}", "Accuracy per arm",
         f"Mean accuracy with its 95% interval ({results['evaluation']['interval']}); dots: single splits or seeds.",
         _figure_accuracy(results, width=_COLUMN_INCHES),
     )
-    return (f'<section id="study-{index}"><h2>{html.escape(_title(name, results))}</h2>{caveats}'
-            f"<p>{html.escape(fmt.study_line(results))}</p>{figure}<h3>Verdicts</h3>{_html_verdicts(results)}"
-            "</section>")
+    body = (f"{_html_caveats(results)}<p>{html.escape(fmt.study_line(results))}</p>{figure}"
+            f"<h3>Verdicts</h3>{_html_verdicts(results)}")
+    return _html_section(f"study-{index}", _title(name, results), body)
 
 
 def _comparison_html(studies):
     verdict_header, accuracy_header = _headers(studies)
-    title = f"skconvfeat: {len(studies)} studies compared"
     columns = "".join(_study_column(i, name, results) for i, (name, results) in enumerate(studies.items()))
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>{html.escape(title)}</title><style>{_CSS}{_COMPARISON_CSS}</style></head><body>"
-        f"<h1>{html.escape(title)}</h1>"
-        f'<section id="overview"><h2>Overview</h2>{_html_table(_OVERVIEW_HEADER, _overview_rows(studies))}</section>'
-        f'<section id="verdicts"><h2>Verdicts</h2>{_verdict_table(verdict_header, _verdict_rows(studies))}</section>'
-        f'<section id="accuracy"><h2>Accuracy per arm (95% CI)</h2>'
-        f"{_html_table(accuracy_header, _accuracy_rows(studies))}</section>"
-        f'<div class="studies">{columns}</div>'
-        "</body></html>\n"
+    body = (
+        _html_section("overview", "Overview", _html_table(_OVERVIEW_HEADER, _overview_rows(studies)))
+        + _html_section("verdicts", "Verdicts", _verdict_table(verdict_header, _verdict_rows(studies)))
+        + _html_section("accuracy", "Accuracy per arm (95% CI)", _html_table(accuracy_header, _accuracy_rows(studies)))
+        + f'<div class="studies">{columns}</div>'
     )
+    return _html_page(f"skconvfeat: {len(studies)} studies compared", body, css=_CSS + _COMPARISON_CSS)

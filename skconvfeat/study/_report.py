@@ -47,6 +47,8 @@ _DPI = 100
 # Arm labels wrap onto lines of at most this many characters beside a figure's
 # rows, and every row is tall enough for its lines: labels never overlap.
 _LABEL_WIDTH = 26
+# Width of the per-arm figures (accuracy, time) on a study's own page.
+_PAGE_INCHES = 7.5
 # One colour per arm kind, shared by every per-arm figure so they read together.
 _KIND_COLOURS = {"fixed": "C0", "learned": "C3", "raw": "C7", "transfer": "C2"}
 # Rows of kernels or feature maps beyond this many images get too small to see.
@@ -317,8 +319,8 @@ def _summary_markdown(results):
 def _new_figure(width, height, layout="constrained", **subplots):
     """Return a matplotlib figure and its axes, without touching pyplot.
 
-    A bare :class:`matplotlib.figure.Figure` renders through the Agg canvas
-    when saved to PNG, so no display is needed and the backend of the
+    A bare :class:`matplotlib.figure.Figure` renders through the canvas of
+    the format it is saved in (SVG here), so no display is needed and the backend of the
     caller's session (a notebook, a GUI) is left as it was -- unlike
     ``matplotlib.use("Agg")``. Nothing is registered with pyplot either, so
     the figures are freed with their last reference. ``subplots`` go to
@@ -388,7 +390,7 @@ def _arm_rows(arms, width):
     return figure, axes, positions
 
 
-def _figure_accuracy(results, width=7.5):
+def _figure_accuracy(results, width=_PAGE_INCHES):
     """Accuracy of every arm: mean with its 95% CI, and the per-split scores; ``width`` in inches."""
     arms = results["arms"]
     figure, axes, positions = _arm_rows(arms, width)
@@ -429,7 +431,7 @@ def _figure_time(results):
     arms = [arm for arm in results["arms"] if any(t is not None for t in arm.get("fit_time") or ())]
     if not arms:
         return None
-    figure, axes, positions = _arm_rows(arms, 7.5)
+    figure, axes, positions = _arm_rows(arms, _PAGE_INCHES)
     times = [np.array([t for t in arm["fit_time"] if t is not None]) for arm in arms]
     axes.hlines(positions, [t.min() for t in times], [t.max() for t in times], color="grey", linewidth=1)
     axes.scatter([t.mean() for t in times], positions, c=_arm_colours(arms), s=30, zorder=3, edgecolors="black",
@@ -697,7 +699,7 @@ def _html_section(section_id, title, body):
 
 
 def _html_figure(section_id, title, caption, figure):
-    """A section holding ``figure`` as an embedded PNG, or a note when there is none."""
+    """A section holding ``figure`` as an embedded SVG image, or a note when there is none."""
     if figure is None:
         body = "<p>Not available for this study.</p>"
     else:
@@ -708,14 +710,18 @@ def _html_figure(section_id, title, caption, figure):
     return _html_section(section_id, title, body)
 
 
+def _verdict_class(word):
+    """The CSS class of a verdict word: the word itself when it is one we style, else none."""
+    return word if word in _KNOWN_VERDICTS else ""
+
+
 def _html_verdicts(results):
     items = []
     for verdict in results.get("verdicts", []):
-        # The verdict word becomes a class name only when it is one we style.
-        css = verdict["verdict"] if verdict["verdict"] in _KNOWN_VERDICTS else ""
         items.append(
             f"<li><strong>{html.escape(verdict['claim'])}</strong>: "
-            f'<span class="{css}">{html.escape(verdict["verdict"])}</span>. {html.escape(verdict["sentence"])}</li>'
+            f'<span class="{_verdict_class(verdict["verdict"])}">{html.escape(verdict["verdict"])}</span>. '
+            f'{html.escape(verdict["sentence"])}</li>'
         )
     return f"<ul>{''.join(items)}</ul>" if items else "<p>No verdicts.</p>"
 
@@ -812,13 +818,19 @@ def _report_html(results, extras):
         _html_section("skipped", "Skipped arms", _html_skipped(results)),
         _html_section("versions", "Versions", _html_versions(results)),
     ]
-    title = f"skconvfeat study: {results.get('dataset')}"
+    body = _html_caveats(results) + f"<p>{html.escape(fmt.study_line(results))}</p>" + "".join(sections)
+    return _html_page(f"skconvfeat study: {results.get('dataset')}", body)
+
+
+def _html_page(title, body, css=_CSS):
+    """A whole HTML page: ``title`` as its title and heading, then ``body``."""
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
-        f"<h1>{html.escape(title)}</h1>"
-        + "".join(f'<p class="refuted">{html.escape(line)}</p>' for line in fmt.caveats(results))
-        + f"<p>{html.escape(fmt.study_line(results))}</p>"
-        + "".join(sections)
-        + "</body></html>\n"
+        f"<title>{html.escape(title)}</title><style>{css}</style></head><body>"
+        f"<h1>{html.escape(title)}</h1>{body}</body></html>\n"
     )
+
+
+def _html_caveats(results):
+    """A study's caveats, each a paragraph styled as a refuted verdict."""
+    return "".join(f'<p class="refuted">{html.escape(line)}</p>' for line in fmt.caveats(results))

@@ -784,12 +784,11 @@ def _extras(arms, first_runs, best, reference, images, target, test):
         labels = np.unique(target)
         matrix = confusion_matrix(target[test], first_runs[best["name"]]["pred"], labels=labels)
         extras["confusion"] = {"arm": best["label"], "labels": labels.tolist(), "matrix": matrix}
-        shown = [reference] if reference["name"] == best["name"] else [reference, best]
         tested = np.unique(target[test])  # a class without test images has no accuracy
         extras["per_class"] = {
             "labels": tested.tolist(),
             "accuracy": {arm["label"]: _per_class_accuracy(target[test], first_runs[arm["name"]]["pred"], tested)
-                         for arm in shown},
+                         for arm in (reference, best)},  # one entry when they are the same arm
         }
     return extras
 
