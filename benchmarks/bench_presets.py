@@ -66,10 +66,11 @@ def features(transformer, images, flip=False):
 
 
 def stream(head, transformer, images, y, chunk, flips, clock, what):
+    classes = np.unique(y)  # read by the first partial_fit only
     for start in range(0, len(images), chunk):
+        rows = slice(start, start + chunk)
         for flip in flips:
-            rows = slice(start, start + chunk)
-            head.partial_fit(features(transformer, images[rows], flip), y[rows], classes=np.unique(y))
+            head.partial_fit(features(transformer, images[rows], flip), y[rows], classes=classes)
         if start and start % (10 * chunk) == 0:  # a pace to extrapolate from on a long run
             clock.say(f"{what}: {start + chunk} of {len(images)} images added")
     clock.say(f"{what}: {len(images)} images x {len(flips)} added")

@@ -28,16 +28,13 @@ _GRAM_BLOCK = 2048
 
 
 def _solved_on_use(name):
-    """Getter and setter of an attribute stored as ``name`` that is solved, if stale, when read."""
+    """Getter of an attribute stored as ``name`` that is solved, if stale, when read."""
 
     def get(self):
         self._solve_pending()
         return getattr(self, name)
 
-    def set(self, value):
-        setattr(self, name, value)
-
-    return get, set
+    return get
 
 
 class GramRidgeClassifier(LinearClassifierMixin, BaseEstimator):
@@ -132,8 +129,8 @@ class GramRidgeClassifier(LinearClassifierMixin, BaseEstimator):
 
     # coef_ and intercept_ are solved lazily after partial_fit: a solve costs n_features**3 / 3, far
     # more than a chunk's update at 28,800 features, so it runs once when the model is next used.
-    coef_ = property(*_solved_on_use("_coef"))
-    intercept_ = property(*_solved_on_use("_intercept"))
+    coef_ = property(_solved_on_use("_coef"))
+    intercept_ = property(_solved_on_use("_intercept"))
 
     def __sklearn_is_fitted__(self):
         return hasattr(self, "classes_")
@@ -153,15 +150,12 @@ class GramRidgeClassifier(LinearClassifierMixin, BaseEstimator):
         """
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], y_numeric=False)
         alphas = _check_alphas(self.alphas)
-        self._start(np.unique(y), X.shape[1])
+        self._start(np.unique(y), X.shape[1], alphas)
         Y = self._targets(y)
         held_out = self._held_out_mask(len(X), len(alphas))
         self._add(X, Y, ~held_out)
         if held_out.any():
             self._select(alphas, X[held_out], Y[held_out])
-        else:
-            self.validation_scores_ = np.full(len(alphas), np.nan)
-            self.alpha_ = float(alphas[0])
         self._add(X, Y, held_out)
         self._solve_pending()
         del self._sums  # 8 * n_features**2 bytes: fit is not incremental, so do not keep them
@@ -196,15 +190,12 @@ class GramRidgeClassifier(LinearClassifierMixin, BaseEstimator):
                                  "on its first call. Got None instead.")
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], y_numeric=False, reset=first_call)
         if first_call:
-            alphas = _check_alphas(self.alphas)
-            self._start(unique_labels(classes), X.shape[1])
-            if len(alphas) == 1:
-                self.alpha_, self.validation_scores_ = float(alphas[0]), np.full(1, np.nan)
+            self._start(unique_labels(classes), X.shape[1], _check_alphas(self.alphas))
         unknown = np.setdiff1d(y, self.classes_)
         if unknown.size:
             raise ValueError(f"The labels {unknown.tolist()} passed to GramRidgeClassifier.partial_fit are not "
                              f"among the 'classes' of its first call, {self.classes_.tolist()}.")
-        self._add(X, self._targets(y), np.ones(len(X), dtype=bool))
+        self._add(X, self._targets(y))
         return self
 
     def select_alpha(self, X, y):
@@ -231,7 +222,7 @@ class GramRidgeClassifier(LinearClassifierMixin, BaseEstimator):
         self._stale = True
         return self
 
-    def _start(self, classes, n_features):
+    def _start(self, classes, n_features, alphas):
         if len(classes) < 2:
             raise ValueError(
                 f"GramRidgeClassifier needs samples of at least 2 classes; got 1 class ({classes[0]!r})."
@@ -241,23 +232,26 @@ class GramRidgeClassifier(LinearClassifierMixin, BaseEstimator):
         self._sums = _GramSums(n_features, 1 if len(classes) == 2 else len(classes))
         for name in ("alpha_", "validation_scores_", "_coef", "_intercept"):
             self.__dict__.pop(name, None)
+        if len(alphas) == 1:  # nothing to choose: no rows are held out
+            self.alpha_, self.validation_scores_ = float(alphas[0]), np.full(1, np.nan)
 
     def _targets(self, y):
         return self._binarizer.transform(y).astype(np.float64)
 
-    def _add(self, X, Y, mask):
-        """Add the rows of ``X`` under ``mask`` to the sums, ``batch_size`` rows at a time."""
+    def _add(self, X, Y, mask=None):
+        """Add the rows of ``X`` (those under ``mask``, if given) to the sums, ``batch_size`` rows at a time."""
         for start in range(0, len(X), self.batch_size):
             rows = slice(start, start + self.batch_size)
-            if mask[rows].all():
+            keep = None if mask is None else mask[rows]
+            if keep is None or keep.all():
                 self._sums.add(X[rows], Y[rows])
-            elif mask[rows].any():
-                self._sums.add(X[rows][mask[rows]], Y[rows][mask[rows]])
+            elif keep.any():
+                self._sums.add(X[rows][keep], Y[rows][keep])
         self._stale = True
 
     def _select(self, alphas, X_held, Y_held):
         self.validation_scores_ = np.array(
-            [_accuracy(self._sums.solve(alpha, self.standardize), X_held, Y_held) for alpha in alphas]
+            [_accuracy(self._sums.solve(alpha, self.standardize), X_held, Y_held, self.batch_size) for alpha in alphas]
         )
         self.alpha_ = float(alphas[int(np.argmax(self.validation_scores_))])
 
@@ -334,7 +328,7 @@ class _GramSums:
         gram = self.xtx
         diagonal = gram.diagonal().copy()
         variance = diagonal / self.n - mean_x**2
-        # StandardScaler's rule: features of (nearly) zero variance are not scaled.
+        # As StandardScaler does, features of (nearly) zero variance (within float64 rounding) are not scaled.
         scale = np.where(variance > 10 * np.finfo(np.float64).eps * (1 + mean_x**2), variance, 1.0) if standardize else 1.0
         _centre_into_lower(gram, self.n * mean_x, mean_x)
         try:
@@ -369,9 +363,11 @@ def _centre_into_lower(gram, u, v, rows=128):
         block[lower] = block.T[lower] - np.outer(u[start:stop], v[start:stop])[lower]
 
 
-def _accuracy(solution, X, Y):
+def _accuracy(solution, X, Y, batch_size):
     coef, intercept = solution
-    scores = X @ coef + intercept
+    # A block of rows at a time: float32 rows times the float64 coef are cast to float64
+    # first, a copy of the block rather than of every held-out row (1.15 GB on CIFAR-10's 5,000).
+    scores = np.concatenate([X[i : i + batch_size] @ coef for i in range(0, len(X), batch_size)]) + intercept
     if Y.shape[1] == 1:
         return float(np.mean((scores[:, 0] > 0) == (Y[:, 0] > 0)))
     return float(np.mean(scores.argmax(axis=1) == Y.argmax(axis=1)))
