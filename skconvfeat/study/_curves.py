@@ -524,14 +524,25 @@ def best_fixed_on_validation(summary, depth, size):
     return max(candidates, key=lambda name: summary[name]["sizes"][size]["validation_accuracy"], default=None)
 
 
-def summarise_curves(plan, records, protocol, margin, wall):
-    """Per arm and size: accuracy with its interval; per size: the comparisons and verdicts."""
+def _records_by_arm(records):
     by_arm = {}
     for r in records:
         by_arm.setdefault(r["arm"], {}).setdefault(r["size"], []).append(r)
-    summary = {arm.name: {"label": arm.label, "kind": arm.kind, "depth": arm.depth,
-                          "sizes": {s: _arm_size_summary(by_arm[arm.name][s]) for s in plan.sizes
-                                    if s in by_arm.get(arm.name, {})}} for arm in plan.arms}
+    return by_arm
+
+
+def summarise_arms(arms, sizes, records):
+    """Per arm (a ``CurveArm``) and size: accuracy with its interval, settings, convergence, fit time."""
+    by_arm = _records_by_arm(records)
+    return {arm.name: {"label": arm.label, "kind": arm.kind, "depth": arm.depth,
+                       "sizes": {s: _arm_size_summary(by_arm[arm.name][s]) for s in sizes
+                                 if s in by_arm.get(arm.name, {})}} for arm in arms}
+
+
+def summarise_curves(plan, records, protocol, margin, wall):
+    """Per arm and size: accuracy with its interval; per size: the comparisons and verdicts."""
+    by_arm = _records_by_arm(records)
+    summary = summarise_arms(plan.arms, plan.sizes, records)
     depths = sorted({arm.depth for arm in plan.arms if arm.kind == "learned"})
     comparisons = []
     for size in plan.sizes:
