@@ -170,14 +170,15 @@ class GramRidgeClassifier(LinearClassifierMixin, BaseEstimator):
         self : GramRidgeClassifier
         """
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], y_numeric=False)
-        alphas = _check_alphas(self.alphas)
-        self._start(np.unique(y), X.shape[1], alphas)
-        Y, weights = self._targets(y), self._weights(y, sample_weight, "fit")
+        alphas, classes = _check_alphas(self.alphas), np.unique(y)
+        weights = self._weights(y, sample_weight, classes, "fit")
         if weights is not None and not weights.sum() > 0:
             raise ValueError("The sample weights passed to GramRidgeClassifier.fit are all zero; give some rows weight.")
         if weights is not None and len(np.unique(y[weights > 0])) < 2:
             raise ValueError("GramRidgeClassifier needs samples of at least 2 classes with non-zero weight; got "
                              f"1 class ({np.unique(y[weights > 0])[0]!r}).")
+        self._start(classes, X.shape[1], alphas)
+        Y = self._targets(y)
         held_out = self._held_out_mask(len(X), len(alphas))
         self._add(X, Y, weights, ~held_out)
         if held_out.any():
@@ -217,13 +218,15 @@ class GramRidgeClassifier(LinearClassifierMixin, BaseEstimator):
                 raise ValueError("GramRidgeClassifier.partial_fit needs 'classes' (every class of the stream) "
                                  "on its first call. Got None instead.")
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], y_numeric=False, reset=first_call)
-        if first_call:
-            self._start(unique_labels(classes), X.shape[1], _check_alphas(self.alphas))
-        unknown = np.setdiff1d(y, self.classes_)
+        classes = unique_labels(classes) if first_call else self.classes_
+        unknown = np.setdiff1d(y, classes)
         if unknown.size:
             raise ValueError(f"The labels {unknown.tolist()} passed to GramRidgeClassifier.partial_fit are not "
-                             f"among the 'classes' of its first call, {self.classes_.tolist()}.")
-        self._add(X, self._targets(y), self._weights(y, sample_weight, "partial_fit"))
+                             f"among the 'classes' of its first call, {classes.tolist()}.")
+        weights = self._weights(y, sample_weight, classes, "partial_fit")
+        if first_call:
+            self._start(classes, X.shape[1], _check_alphas(self.alphas))
+        self._add(X, self._targets(y), weights)
         return self
 
     def select_alpha(self, X, y, sample_weight=None):
@@ -248,7 +251,7 @@ class GramRidgeClassifier(LinearClassifierMixin, BaseEstimator):
             raise ValueError("GramRidgeClassifier.select_alpha chooses among the rows added by partial_fit; "
                              "this model was fitted by fit, which chose alpha_ already.")
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], y_numeric=False, reset=False)
-        self._select(_check_alphas(self.alphas), X, self._targets(y), self._weights(y, sample_weight, "select_alpha"))
+        self._select(_check_alphas(self.alphas), X, self._targets(y), self._weights(y, sample_weight, self.classes_, "select_alpha"))
         self._published = None
         return self
 
@@ -268,7 +271,7 @@ class GramRidgeClassifier(LinearClassifierMixin, BaseEstimator):
     def _targets(self, y):
         return self._binarizer.transform(y).astype(np.float64)
 
-    def _weights(self, y, sample_weight, method):
+    def _weights(self, y, sample_weight, classes, method):
         """Each row's ``sample_weight`` times its class's weight, or None when every row weighs 1."""
         if sample_weight is None and self.class_weight is None:
             return None
@@ -281,8 +284,8 @@ class GramRidgeClassifier(LinearClassifierMixin, BaseEstimator):
                 "(class_weight='balanced'): pass a dict computed over the whole stream, e.g. by "
                 "sklearn.utils.class_weight.compute_class_weight."
             )
-        per_class = compute_class_weight(self.class_weight, classes=self.classes_, y=y)
-        return weights * per_class[np.searchsorted(self.classes_, y)]
+        per_class = compute_class_weight(self.class_weight, classes=classes, y=y)
+        return weights * per_class[np.searchsorted(classes, y)]
 
     def _add(self, X, Y, weights, mask=None):
         """Add the rows of ``X`` (those under ``mask``, if given) to the sums, ``batch_size`` rows at a time."""

@@ -302,8 +302,12 @@ def test_weight_errors_name_the_problem():
         GramRidgeClassifier().fit(X, y, sample_weight=np.ones(5))
     with pytest.raises(ValueError, match="must be 300 finite non-negative"):
         GramRidgeClassifier().fit(X, y, sample_weight=-np.ones(300))
+    balanced = GramRidgeClassifier(class_weight="balanced")
     with pytest.raises(ValueError, match="partial_fit sees one chunk.*class_weight='balanced'"):
-        GramRidgeClassifier(class_weight="balanced").partial_fit(X, y, classes=np.unique(y))
+        balanced.partial_fit(X, y, classes=np.unique(y))
+    with pytest.raises(ValueError, match="partial_fit must be 300 finite non-negative"):
+        balanced.set_params(class_weight=None).partial_fit(X, y, classes=np.unique(y), sample_weight=[1.0])
+    assert not hasattr(balanced, "classes_")  # refused before it started a model
     with pytest.raises(ValueError, match="The 'class_weight' parameter of GramRidgeClassifier must be"):
         GramRidgeClassifier(class_weight="balance").fit(X, y)
     with pytest.raises(ValueError, match="at least 2 classes with non-zero weight; got 1 class"):
