@@ -27,6 +27,7 @@ import sys
 
 import numpy as np
 
+from .. import __version__
 from .._banks import list_banks
 from .._hints import did_you_mean
 from . import _format as fmt
@@ -77,6 +78,7 @@ def build_parser():
                "(skconvfeat report --help).",
         allow_abbrev=False,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--banks", default=",".join(DEFAULT_BANKS),
                         help=f"comma-separated fixed banks from {', '.join(list_banks())} (default: %(default)s)")
     parser.add_argument("--layers", default="1", metavar="DEPTHS",
