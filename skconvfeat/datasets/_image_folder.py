@@ -15,6 +15,8 @@ from ._archive import (
     DEFAULT_MAX_MEMBERS,
     DEFAULT_MAX_TOTAL_BYTES,
     Limits,
+    UniqueNames,
+    canonical_name,
     is_archive,
     iter_archive_files,
 )
@@ -39,7 +41,10 @@ def load_image_folder(path, *, subset=None, image_size=None, grayscale=False,
     between splits). An optional first level holds splits such as ``train/``
     and ``test/``. Hidden files and folders and non-image files are ignored.
     Archives are read in memory, never extracted; members with ``..`` or
-    absolute paths, links and special files are refused.
+    absolute paths, links and special files are refused. Names are read in
+    Unicode NFC: a class folder spelled in NFC in one split and in NFD (as
+    macOS writes it) in another is one class; a file listed twice (a name
+    repeated in an archive, or spelled both ways) raises an error.
 
     In a folder, symbolic links are followed, to files and to folders alike (a
     class folder may be a link to data kept elsewhere). A link that is broken,
@@ -212,9 +217,18 @@ def _raise(error):
 
 
 def _parse_layout(files, path):
-    """Return sorted ``[(split or None, class, name, bytes)]``; check the layout."""
+    """Return sorted ``[(split or None, class, name, bytes)]``; check the layout.
+
+    Names are taken in their :func:`canonical_name` spelling, so that a class
+    folder spelled in NFC and in NFD is one class; a file reached under both
+    spellings is refused.
+    """
     if not files:
         raise ValueError(f"No PNG or JPEG image found in {path}.")
+    unique = UniqueNames(path)
+    for name, _ in files:
+        unique.add(name)
+    files = [(canonical_name(name), blob) for name, blob in files]
     by_depth = {}
     for name, blob in files:
         by_depth.setdefault(len(PurePosixPath(name).parts), []).append((name, blob))

@@ -1,0 +1,102 @@
+"""Hostile files against the loaders' caps: peak resident memory stays under ``max_total_bytes``.
+
+Each case builds a small file that declares (or decompresses to) far more than
+the cap, loads it in a fresh interpreter with ``max_total_bytes=10 MB``, and
+reads the process's peak resident memory (``ru_maxrss``) before and after:
+the load must fail with the library's error and add less than the cap.
+"""
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import textwrap
+
+import numpy as np
+import pytest
+from test_datasets import Calls, make_cifar, py2_pickle
+
+resource = pytest.importorskip("resource")  # ru_maxrss: Unix only
+
+CAP = 10 * 2**20
+HOSTILE = 256 * 2**20  # what the hostile files declare: 25x the cap
+MiB = 2**20
+
+
+def _script(call):
+    return textwrap.dedent(f"""
+        import json, resource, sys
+        import numpy, scipy.io, PIL.Image
+        import skconvfeat.datasets as ds
+        from skconvfeat.datasets._archive import iter_archive_files
+        from skconvfeat.datasets._svhn import read_svhn_mat
+        path = sys.argv[1]
+        def peak():
+            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kB on Linux
+        before, error = peak(), None
+        try:
+            {call}
+        except Exception as exc:
+            error = type(exc).__name__ + ": " + str(exc)
+        print(json.dumps([error, peak() - before]))
+    """)
+
+
+def run_peak(call, path):
+    """Run ``call`` (Python source using ``path``) in a fresh interpreter.
+
+    Returns (the error as "Class: message", or None; peak RSS growth in bytes during the call).
+    """
+    result = subprocess.run(
+        [sys.executable, "-c", _script(call), str(path)],
+        capture_output=True, text=True, timeout=120, check=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    error, growth = json.loads(result.stdout.splitlines()[-1])
+    return error, growth
+
+
+def zeros_gz(nbytes):
+    """gzip members decompressing to ``nbytes`` zero bytes, in a few kB (concatenated members)."""
+    one = gzip.compress(bytes(MiB), compresslevel=9)
+    return one * (nbytes // MiB) + gzip.compress(bytes(nbytes % MiB))
+
+
+def hostile_header_tar(path, kind):
+    """A .tar.gz whose first member has a ``kind`` header of HOSTILE bytes before a real file."""
+    header = tarfile.TarInfo("././@LongLink" if kind == "longname" else "././@PaxHeader")
+    header.type = tarfile.GNUTYPE_LONGNAME if kind == "longname" else tarfile.XHDTYPE
+    header.size = HOSTILE
+    real = tarfile.TarInfo("cat/x.png")
+    real.size = 0
+    end = bytes(2 * 512)
+    # GzipFile reads concatenated gzip members as one stream.
+    path.write_bytes(gzip.compress(header.tobuf(format=tarfile.USTAR_FORMAT))
+                     + zeros_gz(HOSTILE) + gzip.compress(real.tobuf() + end))
+    assert path.stat().st_size < MiB
+    return path
+
+
+@pytest.mark.parametrize("kind", ["longname", "pax"])
+def test_tar_header_bytes_are_bounded(kind, tmp_path):
+    path = hostile_header_tar(tmp_path / "hostile.tar.gz", kind)
+    error, growth = run_peak(f"list(iter_archive_files(path, max_total_bytes={CAP}))", path)
+    assert error is not None and error.startswith("LimitExceededError")
+    assert "hostile.tar.gz" in error and "header" in error
+    assert growth < CAP, f"peak grew by {growth / MiB:.0f} MiB"
+
+
+def test_cifar_array_beyond_the_file_is_never_allocated(tmp_path):
+    n = HOSTILE // 3072
+    batch = {"data": Calls(np.ndarray, (n, 3072), "u1"), "labels": [0] * n}
+    make_cifar(tmp_path, np.random.default_rng(0),
+               replace={"cifar-10-batches-py/test_batch": py2_pickle(batch)})
+    path = tmp_path / "cifar10" / "cifar-10-python.tar.gz"
+    assert path.stat().st_size < MiB
+    error, growth = run_peak(
+        f"ds.fetch_cifar10(data_home=path.rsplit('/', 2)[0], subset='test', "
+        f"max_total_bytes={CAP})", path)
+    assert error is not None and error.startswith("CorruptFileError") and "test_batch" in error
+    assert growth < CAP, f"peak grew by {growth / MiB:.0f} MiB"
