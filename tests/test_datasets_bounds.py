@@ -284,10 +284,11 @@ def test_decoded_pixels_count_the_output_size(tmp_path):
     root = write_folder(tmp_path / "images", {
         f"a/{i}.png": png(np.full((10, 10), i, np.uint8)) for i in range(3)})
     assert sum(f.stat().st_size for f in root.rglob("*.png")) < 300
-    # 3 grey images of 10x10: 300 bytes as grey, 900 as RGB.
-    assert ds.load_image_folder(root, grayscale=True, max_total_bytes=300).images.shape == (3, 10, 10)
-    with pytest.raises(LimitExceededError, match="max_total_bytes=300"):
-        ds.load_image_folder(root, max_total_bytes=300)
+    # 3 grey images of 10x10: the files (< 300 bytes), an output of 300 bytes as
+    # grey and 900 as RGB, and decoding one (200 bytes as grey, 800 as RGB).
+    assert ds.load_image_folder(root, grayscale=True, max_total_bytes=1000).images.shape == (3, 10, 10)
+    with pytest.raises(LimitExceededError, match="max_total_bytes=1000"):
+        ds.load_image_folder(root, max_total_bytes=1000)
 
 
 # --- image folders: symbolic links ------------------------------------------------------

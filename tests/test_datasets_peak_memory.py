@@ -7,6 +7,7 @@ the load must fail with the library's error and add less than the cap.
 """
 
 import gzip
+import io
 import json
 import os
 import subprocess
@@ -16,6 +17,7 @@ import textwrap
 
 import numpy as np
 import pytest
+from PIL import Image
 from test_datasets import Calls, make_cifar, py2_pickle
 
 resource = pytest.importorskip("resource")  # ru_maxrss: Unix only
@@ -44,6 +46,9 @@ def _script(call):
     """)
 
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
 def run_peak(call, path):
     """Run ``call`` (Python source using ``path``) in a fresh interpreter.
 
@@ -52,7 +57,7 @@ def run_peak(call, path):
     result = subprocess.run(
         [sys.executable, "-c", _script(call), str(path)],
         capture_output=True, text=True, timeout=120, check=True,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": REPO},
     )
     error, growth = json.loads(result.stdout.splitlines()[-1])
     return error, growth
@@ -100,3 +105,32 @@ def test_cifar_array_beyond_the_file_is_never_allocated(tmp_path):
         f"max_total_bytes={CAP})", path)
     assert error is not None and error.startswith("CorruptFileError") and "test_batch" in error
     assert growth < CAP, f"peak grew by {growth / MiB:.0f} MiB"
+
+
+def png_16_bit_folder(root, side):
+    """Two black side x side 16-bit grey PNGs (a few kB each), in classes a and b."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((side, side), np.uint16)).save(buffer, "PNG")
+    for name in "ab":
+        (root / name).mkdir(parents=True)
+        (root / name / "x.png").write_bytes(buffer.getvalue())
+    return root
+
+
+@pytest.mark.parametrize("grayscale, refused_mb, fits_mb", [(True, 40, 80), (False, 60, 190)])
+def test_16_bit_pixels_are_counted_as_decoded(grayscale, refused_mb, fits_mb, tmp_path):
+    # 2 x 3000^2 pixels of 2 bytes: caps that counted 2 bytes per pixel and the
+    # output (36 + 18 MB as grey, 54 + 54 as RGB) let them through, to a peak of
+    # 200 MiB; the decoding steps after the first one were not counted.
+    root = png_16_bit_folder(tmp_path / "images", 3000)
+    load = f"ds.load_image_folder(path, grayscale={grayscale}, max_total_bytes={{}})"
+    cap = refused_mb * 10**6
+    error, growth = run_peak(load.format(cap), root)
+    assert error is not None and error.startswith("LimitExceededError"), error
+    assert "a/x.png" in error and f"max_total_bytes={cap}" in error
+    assert growth < cap, f"peak grew by {growth / MiB:.0f} MiB"
+    # Under a cap that fits the bound, loading works and keeps the promise.
+    cap = fits_mb * 10**6
+    error, growth = run_peak(load.format(cap), root)
+    assert error is None
+    assert growth < cap, f"peak grew by {growth / MiB:.0f} MiB, cap {cap / MiB:.0f} MiB"
