@@ -10,10 +10,12 @@ import gzip
 import io
 import json
 import os
+import struct
 import subprocess
 import sys
 import tarfile
 import textwrap
+import zlib
 
 import numpy as np
 import pytest
@@ -88,9 +90,9 @@ def hostile_header_tar(path, kind):
 def test_tar_header_bytes_are_bounded(kind, tmp_path):
     path = hostile_header_tar(tmp_path / "hostile.tar.gz", kind)
     error, growth = run_peak(f"list(iter_archive_files(path, max_total_bytes={CAP}))", path)
+    assert growth < CAP, f"peak grew by {growth / MiB:.0f} MiB"
     assert error is not None and error.startswith("LimitExceededError")
     assert "hostile.tar.gz" in error and "header" in error
-    assert growth < CAP, f"peak grew by {growth / MiB:.0f} MiB"
 
 
 def test_cifar_array_beyond_the_file_is_never_allocated(tmp_path):
@@ -103,8 +105,8 @@ def test_cifar_array_beyond_the_file_is_never_allocated(tmp_path):
     error, growth = run_peak(
         f"ds.fetch_cifar10(data_home=path.rsplit('/', 2)[0], subset='test', "
         f"max_total_bytes={CAP})", path)
-    assert error is not None and error.startswith("CorruptFileError") and "test_batch" in error
     assert growth < CAP, f"peak grew by {growth / MiB:.0f} MiB"
+    assert error is not None and error.startswith("CorruptFileError") and "test_batch" in error
 
 
 def png_16_bit_folder(root, side):
@@ -126,11 +128,50 @@ def test_16_bit_pixels_are_counted_as_decoded(grayscale, refused_mb, fits_mb, tm
     load = f"ds.load_image_folder(path, grayscale={grayscale}, max_total_bytes={{}})"
     cap = refused_mb * 10**6
     error, growth = run_peak(load.format(cap), root)
+    assert growth < cap, f"peak grew by {growth / MiB:.0f} MiB"
     assert error is not None and error.startswith("LimitExceededError"), error
     assert "a/x.png" in error and f"max_total_bytes={cap}" in error
-    assert growth < cap, f"peak grew by {growth / MiB:.0f} MiB"
     # Under a cap that fits the bound, loading works and keeps the promise.
     cap = fits_mb * 10**6
     error, growth = run_peak(load.format(cap), root)
-    assert error is None
     assert growth < cap, f"peak grew by {growth / MiB:.0f} MiB, cap {cap / MiB:.0f} MiB"
+    assert error is None
+
+
+def mat_element(element, data, small=False):
+    """One MAT 5 data element: tag then data, padded (small: packed in the tag)."""
+    if small:
+        return struct.pack("<HH", element, len(data)) + data.ljust(4, b"\0")
+    return struct.pack("<II", element, len(data)) + data + bytes(-len(data) % 8)
+
+
+def mat_matrix(name, matlab_class, shape, element, data):
+    """The content of a miMATRIX element (after its tag)."""
+    return (mat_element(6, struct.pack("<II", matlab_class, 0))
+            + mat_element(5, struct.pack(f"<{len(shape)}i", *shape))
+            + mat_element(1, name.encode(), small=True) + mat_element(element, data))
+
+
+def hostile_svhn(path):
+    """X's header says 32x32x3x1 uint8 (3 kB); its compressed data element holds HOSTILE bytes."""
+    inner = mat_matrix("X", 9, (32, 32, 3, 1), 2, b"")[:-8]  # all but the data tag
+    inner += struct.pack("<II", 2, HOSTILE)
+    compressor = zlib.compressobj(9)
+    body = compressor.compress(struct.pack("<II", 14, len(inner) + HOSTILE) + inner)
+    body += b"".join(compressor.compress(bytes(MiB)) for _ in range(HOSTILE // MiB))
+    body += compressor.flush()
+    y = mat_matrix("y", 6, (1, 1), 9, struct.pack("<d", 1.0))
+    header = b"MATLAB 5.0 MAT-file".ljust(116) + bytes(8) + struct.pack("<H", 0x0100) + b"IM"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(header + struct.pack("<II", 15, len(body)) + body
+                     + struct.pack("<II", 14, len(y)) + y)
+    assert path.stat().st_size < MiB
+    return path
+
+
+def test_svhn_data_element_beyond_its_dimensions_is_never_read(tmp_path):
+    path = hostile_svhn(tmp_path / "svhn" / "test_32x32.mat")
+    error, growth = run_peak(f"read_svhn_mat(path, max_total_bytes={CAP})", path)
+    assert growth < CAP, f"peak grew by {growth / MiB:.0f} MiB"
+    assert error is not None and error.startswith("CorruptFileError"), error
+    assert "test_32x32.mat" in error and "'X'" in error
