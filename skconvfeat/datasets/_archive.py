@@ -36,7 +36,6 @@ DEFAULT_MAX_TOTAL_BYTES = 4 * 2**30
 MAX_HEADER_BYTES = 64 * 2**10
 #: The most PAX global header keys kept for a tar (``git archive`` writes one).
 MAX_GLOBAL_HEADERS = 64
-_TAR_BLOCK = 512
 
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".zip")
 
@@ -196,8 +195,9 @@ class _HeaderBoundedReader:
 
     ``tarfile`` reads a long-name or PAX header in one ``read(size)`` of the
     size the previous header declares; the check comes before that read, so a
-    hostile size is never allocated. Reads inside :meth:`data` are member data,
-    bounded by the caller from ``member.size``.
+    hostile size is never allocated. Reads by :meth:`read_member` are member
+    data, bounded by the caller from ``member.size``; the caller resets
+    ``header_bytes`` once a member is out.
     """
 
     def __init__(self, fileobj, path):
@@ -224,7 +224,7 @@ class _HeaderBoundedReader:
         return self.fileobj.tell()
 
     def read_member(self, archive, member):
-        """The data of ``member``; the next member's headers get a fresh budget."""
+        """The data of ``member``, read as data, not headers."""
         self.reading_data = True
         try:
             return archive.extractfile(member).read()
