@@ -371,3 +371,13 @@ def test_svhn_element_sizes_are_checked_before_scipy_reads_them(damage, why, tmp
     path.write_bytes(header + mat_element(14, x))
     with pytest.raises(CorruptFileError, match=f"test_32x32.mat.*{why}"):
         ds.fetch_svhn(data_home=tmp_path, subset="test")
+
+
+def test_svhn_mat_7_3_is_refused_as_not_mat_5(tmp_path):
+    path = tmp_path / "svhn" / "test_32x32.mat"
+    path.parent.mkdir()
+    # MATLAB 7.3 files keep the 128-byte text header, with version 0x0200, then HDF5.
+    path.write_bytes(b"MATLAB 7.3 MAT-file".ljust(116) + bytes(8) + struct.pack("<H", 0x0200)
+                     + b"IM" + b"\x89HDF\r\n\x1a\n" + bytes(500))
+    with pytest.raises(CorruptFileError, match="test_32x32.mat.*not a MAT 5 file.*7.3"):
+        ds.fetch_svhn(data_home=tmp_path, subset="test")

@@ -90,6 +90,8 @@ def _bytes_to_load(path):
         if len(header) < _HEADER_BYTES or indicator not in (b"IM", b"MI"):
             raise corrupt_file(path, "not a MAT 5 file (no MAT 5 header)")
         order = "<" if indicator == b"IM" else ">"
+        if struct.unpack(order + "H", header[124:126])[0] != 0x0100:
+            raise corrupt_file(path, "not a MAT 5 file (MATLAB 7.3 files are HDF5)")
         file_size = file.seek(0, 2)
         position, nbytes = _HEADER_BYTES, 0
         while position < file_size:
@@ -98,12 +100,10 @@ def _bytes_to_load(path):
             position = file.tell() + size
             if position > file_size:
                 raise corrupt_file(path, f"an element of {size} bytes runs past the end")
+            # The next element starts right after this one, as scipy reads it.
+            stream = _Inflated(file, size, path) if element == _MI_COMPRESSED else file
             if element == _MI_COMPRESSED:
-                stream = _Inflated(file, size, path)
                 element = _read_tag(stream, order, path)[0]
-            else:
-                stream = file
-                position += -size % 8  # uncompressed elements are padded to 8 bytes
             if element != _MI_MATRIX:
                 raise corrupt_file(path, f"a top-level element of type {element}, not a matrix")
             nbytes += _matrix_bytes(stream, order, path)
