@@ -34,7 +34,8 @@ from sklearn.utils.validation import (
     check_is_fitted,
 )
 
-from .._layer import NONLINEARITIES, auto_batch_size, bytes_per_image
+from .._input import shape_images
+from .._layer import NONLINEARITIES, auto_batch_size
 from .._net import FixedConvNet
 from .._transformer import FixedConvTransformer
 
@@ -548,7 +549,7 @@ class LearnedConvClassifier(ClassifierMixin, BaseEstimator):
         X = check_array(X, allow_nd=True, dtype="numeric", ensure_all_finite=True, input_name="X", estimator=self)
         if X.ndim == 2:
             _check_n_features(self, X, reset=False)
-        return _layers(self.conv_)[0]._validate_images(X, reset=False)
+        return shape_images(X, _layers(self.conv_)[0], reset=False)
 
     # -- training ---------------------------------------------------------
 
@@ -613,7 +614,7 @@ class LearnedConvClassifier(ClassifierMixin, BaseEstimator):
         output = getattr(self.conv_, "output", "last")
         grid = getattr(self.conv_, "output_grid", None)
         grid = None if grid is None else _pair(grid)
-        specs = [layer._layer_spec() for layer in layers]
+        specs = [layer.layer_.spec for layer in layers]
         return _network.build_network(specs, output, grid, self._state, self._head_sizes(), dtype, device)
 
     def _torch_device(self, torch, fitting):
@@ -637,22 +638,11 @@ class LearnedConvClassifier(ClassifierMixin, BaseEstimator):
 
     def _macs(self, n_images):
         """Convolution multiply-adds of the network on ``n_images`` images."""
-        total = 0
-        for layer in _layers(self.conv_):
-            spec, (n_filters, kc, kh, kw) = layer._layer_spec(), layer.filters_.shape
-            h, w, c = layer.image_shape_
-            map_h, map_w = spec.conv_shape((h, w), (kh, kw))
-            n_out = n_filters * (c if spec.channel_mode == "separate" else 1)
-            total += map_h * map_w * n_out * kh * kw * kc
-        return n_images * total
+        return n_images * sum(layer.layer_.macs_per_image() for layer in _layers(self.conv_))
 
     def _chunk_size(self):
         # float64 scratch per image, counted as for FixedConvTransformer's batches.
-        per_image = sum(
-            bytes_per_image(layer.image_shape_, layer.filters_.shape[2:], layer._layer_spec(),
-                            layer.filters_.shape[0], itemsize=8)
-            for layer in _layers(self.conv_)
-        )
+        per_image = sum(layer.layer_.bytes_per_image(itemsize=8) for layer in _layers(self.conv_))
         return auto_batch_size(per_image, _PREDICT_CHUNK_BYTES)
 
 
