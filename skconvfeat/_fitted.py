@@ -12,6 +12,8 @@ changed since ``fit``.
 build the bank) with the checks that must pass before any heavy work.
 """
 
+import contextlib
+import copy
 import dataclasses
 import math
 import numbers
@@ -105,6 +107,25 @@ class FittedLayer:
     def unpooled(self):
         """The same fitted layer without pooling: its features are the maps, ``(n_maps, h', w')`` an image."""
         return dataclasses.replace(self, spec=self.spec.unpooled())
+
+
+@contextlib.contextmanager
+def restore_on_failure(estimator, deep=()):
+    """Within the block, a fit that fails or is interrupted leaves ``estimator`` exactly as it was.
+
+    Fitting writes attributes as it goes (scikit-learn's ``validate_data``
+    records ``n_features_in_``); on any exception, ``KeyboardInterrupt``
+    included, the previous attributes come back. Attributes are replaced, not
+    changed in place, except those named in ``deep`` (copied first).
+    """
+    previous = dict(vars(estimator))
+    previous.update({name: copy.deepcopy(previous[name]) for name in deep if name in previous})
+    try:
+        yield
+    except BaseException:
+        vars(estimator).clear()
+        vars(estimator).update(previous)
+        raise
 
 
 def pair_param(value, name, owner="FixedConvTransformer"):

@@ -18,7 +18,16 @@ from sklearn.utils.validation import _check_feature_names_in, check_is_fitted
 
 from . import _backend, _device, _input, _layer
 from ._banks import pack_user_banks, unpack_user_banks
-from ._fitted import PAIR_OR_INT, FittedLayer, check_cast, check_finite, fit_layer, layer_spec, samples_patches
+from ._fitted import (
+    PAIR_OR_INT,
+    FittedLayer,
+    check_cast,
+    check_finite,
+    fit_layer,
+    layer_spec,
+    restore_on_failure,
+    samples_patches,
+)
 
 _PARAMETER_CONSTRAINTS = {
     "bank": [str, "array-like"],
@@ -332,17 +341,10 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
             The fitted transformer.
         """
         _device.resolve_device(self.device)
-        # Shaping records n_features_in_ as it goes: a failed fit leaves the previous one whole.
-        previous = dict(vars(self))
-        try:
+        with restore_on_failure(self):  # shaping records n_features_in_ as it goes
             X = _input.convert(X, "FixedConvTransformer")
             sample = self._dask_fit_sample(X) if _input.is_dask_array(X) else X
-            layer = fit_layer(_input.shape_images(sample, self, reset=True), self.get_params(deep=False))
-        except BaseException:
-            vars(self).clear()
-            vars(self).update(previous)
-            raise
-        self.layer_ = layer
+            self.layer_ = fit_layer(_input.shape_images(sample, self, reset=True), self.get_params(deep=False))
         return self
 
     def transform(self, X):

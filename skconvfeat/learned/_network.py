@@ -78,6 +78,20 @@ def _activate(maps, nonlinearity):
     return _RULES[rule.rule](maps)
 
 
+def kernel_key(i):
+    """The ``state_dict`` name of layer ``i``'s kernels: ``ConvNetwork.layers[i].kernels``."""
+    return f"layers.{i}.kernels"
+
+
+def head_keys(i):
+    """The ``state_dict`` names of the weight and bias of the head's affine layer ``i``: ``ConvNetwork.head[i]``."""
+    return f"head.{i}.weight", f"head.{i}.bias"
+
+
+# The frozen standardisation's buffers.
+STANDARDISATION = ("mean", "scale")
+
+
 class ConvNetwork(nn.Module):
     """Layers, the emitted (grid-averaged) features, a frozen standardisation and the head.
 
@@ -91,8 +105,9 @@ class ConvNetwork(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList(ConvLayer(torch.zeros(k), spec) for k, spec in layers)
         self.output, self.output_grid = output, output_grid
-        self.register_buffer("mean", torch.zeros(n_features))
-        self.register_buffer("scale", torch.ones(n_features))
+        mean, scale = STANDARDISATION
+        self.register_buffer(mean, torch.zeros(n_features))
+        self.register_buffer(scale, torch.ones(n_features))
         sizes = [n_features, *head_sizes]
         self.head = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes, sizes[1:]))
 
@@ -132,7 +147,7 @@ class HeadOnly(nn.Module):
 
 def build_network(layer_specs, output, output_grid, state, head_sizes, dtype, device):
     """A :class:`ConvNetwork` holding the NumPy ``state`` (names as its ``state_dict``)."""
-    kernel_shapes = [state[f"layers.{i}.kernels"].shape for i in range(len(layer_specs))]
+    kernel_shapes = [state[kernel_key(i)].shape for i in range(len(layer_specs))]
     net = ConvNetwork(
         list(zip(kernel_shapes, layer_specs)), output, output_grid, state["mean"].shape[0], head_sizes
     )
