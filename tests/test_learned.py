@@ -574,3 +574,16 @@ def test_sklearn_contract(estimator, check):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         check(estimator)
+
+
+def test_fixed_seed_predictions_are_the_head_on_the_fixed_layer_of_the_learned_kernels():
+    """Recomputes predict_proba without torch: the fixed layer with the learned kernels, standardised, then the head."""
+    from scipy.special import softmax
+
+    X, y = load_digits(return_X_y=True)
+    conv = FixedConvTransformer("random", kernel_size=3, random_state=0)
+    est = LearnedConvClassifier(conv, max_epochs=2, random_state=0).fit(X[:300], y[:300])
+    features = transfer_bank(est, dtype="float64").fit(X[:1]).transform(X[300:400])
+    state = est._state
+    logits = (features - state["mean"]) / state["scale"] @ state["head.0.weight"].T + state["head.0.bias"]
+    assert_allclose(est.predict_proba(X[300:400]), softmax(logits, axis=1), rtol=1e-9, atol=1e-12)
