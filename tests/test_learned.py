@@ -586,4 +586,6 @@ def test_fixed_seed_predictions_are_the_head_on_the_fixed_layer_of_the_learned_k
     features = transfer_bank(est, dtype="float64").fit(X[:1]).transform(X[300:400])
     state = est._state
     logits = (features - state["mean"]) / state["scale"] @ state["head.0.weight"].T + state["head.0.bias"]
-    assert_allclose(est.predict_proba(X[300:400]), softmax(logits, axis=1), rtol=1e-9, atol=1e-12)
+    # Near-constant features (digits' blank borders) have tiny scales that magnify float64 rounding.
+    assert_allclose(est.predict_proba(X[300:400]), softmax(logits, axis=1), rtol=1e-6, atol=1e-9)
+    assert_array_equal(est.predict(X[300:400]), est.classes_[np.argmax(logits, axis=1)])
