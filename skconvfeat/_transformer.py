@@ -75,16 +75,11 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
         ``"pca"``, ...) or an array of kernels shaped ``(n_filters, kh, kw)``
         (spread over the channels) or ``(n_filters, n_channels, kh, kw)``.
         Data-derived banks are learnt in ``fit``, without labels, from
-        ``n_patches`` patches sampled from ``X`` and preprocessed (see
-        ``patch_norm``, ``whiten``): ``"patches"`` picks preprocessed patches,
-        ``"kmeans"`` clusters them (spherical k-means, Coates & Ng),
-        ``"pca"`` takes their principal components (PCANet).
+        ``n_patches`` preprocessed patches of ``X`` (the Filter banks guide).
 
     bank_params : dict, default=None
         Keyword parameters of the named bank, e.g. ``{"sigmas": (1, 2)}`` for
-        ``"gaussian"``, ``{"n_filters": 32}`` for ``"random"``, or
-        ``{"n_filters": 1600, "max_iter": 10, "spherical": True}`` for
-        ``"kmeans"``.
+        ``"gaussian"`` or ``{"n_filters": 32}`` for ``"random"``.
 
     kernel_size : int or (int, int), default=5
         Kernel height and width in pixels for named banks.
@@ -111,16 +106,12 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
     nonlinearity : {"relu", "none", "abs", "square", "two_sided_relu", \
             "soft_threshold", "two_sided_soft_threshold", "triangle"}, default="relu"
         Applied to every response ``r = d . z`` of kernel ``d`` to the
-        (preprocessed) patch ``z``. ``"two_sided_relu"`` keeps
-        ``max(r, 0)`` and ``max(-r, 0)`` as separate maps (twice the features).
-        ``"soft_threshold"``: ``max(r - alpha, 0)``;
-        ``"two_sided_soft_threshold"``: ``max(r - alpha, 0)`` and
-        ``max(-r - alpha, 0)`` as separate maps. ``"triangle"`` (Coates, Lee &
-        Ng 2011): ``max(0, mean_j dist_j - dist_k)`` with ``dist_k = |z - d_k|``
-        the Euclidean distance from the patch to kernel ``k`` treated as a
-        centroid; meant for ``"kmeans"``/``"patches"`` banks, it computes
-        the same formula for any bank, on raw patches when there is no
-        preprocessing. These three need ``channel_mode="sum"``.
+        (preprocessed) patch ``z``. ``"soft_threshold"``: ``max(r - alpha, 0)``;
+        two-sided ones also keep ``max(-r - a, 0)`` as separate maps (``a`` is
+        ``alpha`` for the soft threshold, else 0). ``"triangle"`` (Coates, Lee & Ng 2011):
+        ``max(0, mean_j dist_j - dist_k)`` with ``dist_k = |z - d_k|``, meant
+        for ``"kmeans"``/``"patches"`` banks. The last three (the dictionary
+        encodings) need ``channel_mode="sum"``.
 
     pooling : {"avg", "max"}, default="avg"
         How each pooling region is reduced.
@@ -145,47 +136,35 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
 
     patch_norm : bool or "auto", default="auto"
         Per-patch brightness and contrast normalisation, identical in ``fit``
-        and ``transform``: each patch ``p`` of ``D = kh*kw*c`` values becomes
+        and ``transform``: a patch ``p`` of ``D = kh*kw*c`` values becomes
         ``(p - mean(p)) / sqrt(var(p) + eps_norm)``. ``"auto"``: on for
-        data-derived banks, off for the others (their behaviour unchanged).
+        data-derived banks only.
 
     whiten : bool or "auto", default="auto"
-        ZCA whitening of the (normalised) patches, fitted in ``fit`` on the
-        sampled patches: ``z = W (q - mu)``, ``W = U (S + eps I)^-1/2 U^T``
-        from their covariance ``U S U^T``. ``"auto"``: on for ``"patches"``
-        and ``"kmeans"`` (and user banks registered with ``whiten=True``), off
-        for ``"pca"`` and the hand-crafted banks. Folded into the kernels:
-        ``transform`` still does one matrix product per tile of positions.
+        ZCA whitening of the (normalised) patches, ``z = W (q - mu)`` fitted on
+        the sampled patches and folded into the kernels. ``"auto"``: on for
+        banks registered with ``whiten=True`` (``"patches"``, ``"kmeans"``).
 
     eps_norm : float > 0, default=10.0
-        Added to each patch's variance before dividing, in squared pixel
-        units of ``X``: 10 is Coates' value for pixels in 0-255; for pixels
-        in [0, 1] the same relative amount is ``10 / 255**2`` (about 1.5e-4).
-        It keeps flat patches from amplifying noise.
+        Added to each patch's variance, in squared pixel units of ``X``: 10
+        for pixels in 0-255, about 1.5e-4 (``10 / 255**2``) for [0, 1].
 
     eps_zca : float > 0, default=0.1
-        Whitening regulariser relative to the patches' mean eigenvalue:
-        ``eps = eps_zca * mean(S)``. With normalised 0-255 patches
-        the mean eigenvalue is close to 1, so this is about Coates' absolute
-        units (0.1 in the paper; on the JPEG copy of CIFAR-10, 1.0 beat 0.1
-        and 0.01 was as bad as no whitening: choose it on held-out data).
+        Whitening regulariser relative to the patches' mean eigenvalue
+        (on the JPEG copy of CIFAR-10, 1.0 beat 0.1: choose it on held-out data).
 
     n_patches : int, default=100_000
-        Patches sampled (uniformly, with replacement, from every image and
-        position, reproducibly from ``random_state``) to fit the whitening
-        and a data-derived bank; all positions once when ``X`` has fewer.
-        ``fit`` holds ``n_patches * D * 8`` bytes of them (86 MB for 100,000
-        6x6x3 patches). Unused when neither is needed.
+        Patches sampled (with replacement, from ``random_state``) to fit the
+        whitening and a data-derived bank; all positions once when ``X`` has
+        fewer. ``fit`` holds ``n_patches * D * 8`` bytes of them.
 
     dtype : {"float32", "float64"}, default="float32"
         Precision of the computation and of the output.
 
     batch_size : int or "auto", default="auto"
-        Images per batch. ``"auto"`` keeps each CPU thread's scratch memory near
-        4 MiB (a few times the L2 cache); on the GPU it is sized from free device memory.
-        Extra memory held by ``transform`` beyond its output is about
-        ``threads * batch_size * bytes_per_image`` where ``bytes_per_image`` is
-        ``itemsize * (H'*W' * (C*kh*kw + n_maps) + padded input)``.
+        Images per batch. ``"auto"`` keeps each CPU thread's scratch near 4 MiB;
+        on the GPU it is sized from free device memory. Memory beyond the output:
+        about ``threads * batch_size * layer_.bytes_per_image(itemsize)``.
 
     device : {"auto", "cpu", "cuda"}, default="auto"
         Where to compute. ``"auto"`` uses the GPU when CuPy imports and sees a
@@ -206,24 +185,21 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
     Attributes
     ----------
     layer_ : FittedLayer
-        The fitted layer as a frozen value: ``spec`` (padding, nonlinearity,
-        pooling), ``filters``, ``preprocessing`` and ``image_shape``, with its
-        geometry (``output_shape``, ``n_features_out``, ``map_shape``,
-        ``bytes_per_image``, ``macs_per_image``), its ``weights`` and
-        ``forward`` pass, and ``unpooled()``, the same layer without pooling
-        (its features are the feature maps). Changing parameters after
-        ``fit`` does not change it: refit.
+        The fitted layer, a frozen value: ``spec``, ``filters``,
+        ``preprocessing``, ``image_shape``; its geometry (``output_shape``,
+        ``map_shape``, ``n_features_out``, ``bytes_per_image(itemsize)``,
+        ``macs_per_image()``), ``weights(dtype)``, ``forward(images)``, and
+        ``unpooled()``: the same layer whose features are the maps before
+        pooling. Parameters set after ``fit`` do not change it: refit.
 
     filters_ : ndarray of shape (n_filters, n_channels, kh, kw)
-        The kernels applied (float64, host memory), to the preprocessed
-        patches when there is preprocessing. In ``"separate"`` mode
-        ``n_channels`` is 1: each kernel is applied to every channel.
+        ``layer_.filters``: the kernels (float64, read-only), applied to the
+        preprocessed patches; ``n_channels`` is 1 in ``"separate"`` mode.
 
     preprocessing_ : PatchPreprocessing or None
-        The fitted patch preprocessing: ``patch_norm``, ``eps_norm``, and with
-        whitening the sampled patches' ``mean`` ``(D,)`` and the ZCA matrix
-        ``whitening`` ``(D, D)``, both laid out like a flattened kernel
-        ``(c, kh, kw)``. None without preprocessing.
+        ``layer_.preprocessing``: ``patch_norm``, ``eps_norm`` and with
+        whitening the patches' ``mean`` and ZCA matrix ``whitening``, laid out
+        like a flattened kernel ``(c, kh, kw)``.
 
     image_shape_ : tuple of int
         ``(h, w, c)`` of one image (channels last whatever ``data_format``).
@@ -245,15 +221,8 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
     Notes
     -----
     The convolution is a cross-correlation (no kernel flip), as in CNN
-    frameworks. On the CPU, every image is processed as an im2col matrix
-    product in cache-sized batches spread over threads (one per BLAS thread
-    allowed, so ``threadpoolctl`` limits and joblib workers are respected).
-    With preprocessing or a dictionary encoding, the positions are processed
-    in tiles of about 2 MiB (patch rows and maps): the product, the encoding
-    and the pooling run on the tile while it is in cache, so memory beyond
-    the output stays near ``threads * (batch scratch + 2 tiles)`` plus the
-    folded kernels, whatever the number of filters (4,000 filters on 32x32x3
-    images: under 10 MiB on 2 threads).
+    frameworks; it runs as im2col matrix products in cache-sized batches over
+    as many threads as BLAS may use (the Layer guide, "Memory and threads").
 
     Examples
     --------
@@ -328,22 +297,20 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, h*w*c), (n_samples, h, w) or (n_samples, h, w, c)
-            Training images. Only their shape is used (a Dask array is not
-            computed), unless the bank is derived from data or the patches are
-            whitened: then ``n_patches`` patches sampled from ``X`` fit the
-            whitening and the bank. NumPy, CuPy, Dask or a torch tensor.
+            Training images (NumPy, CuPy, Dask or a torch tensor). Only their
+            shape is read, unless whitening or a data-derived bank samples
+            ``n_patches`` patches from them (from a bounded sample of a Dask array).
         y : None
             Ignored (labels are never used).
 
         Returns
         -------
         self : FixedConvTransformer
-            The fitted transformer.
         """
         _device.resolve_device(self.device)
         with restore_on_failure(self):  # shaping records n_features_in_ as it goes
             X = _input.convert(X, "FixedConvTransformer")
-            sample = self._dask_fit_sample(X) if _input.is_dask_array(X) else X
+            sample = _fit_sample(self, X) if _input.is_dask_array(X) else X
             self.layer_ = fit_layer(_input.shape_images(sample, self, reset=True), self.get_params(deep=False))
         return self
 
@@ -359,16 +326,15 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
         Returns
         -------
         X_new : ndarray of shape (n_samples, `n_features_out_`)
-            Pooled features, ordered map by map then row by row
-            (``get_feature_names_out`` names them). A CuPy array for CuPy input;
-            for a Dask array, a lazy Dask array with one block per block of
-            images (rechunked so each image is whole), computed when asked.
+            Pooled features, ordered map by map then row by row. A CuPy array
+            for CuPy input; for a Dask array, a lazy Dask array with one block
+            per block of images, computed when asked.
         """
         check_is_fitted(self)
         X = _input.convert(X, "FixedConvTransformer")
         if _input.is_dask_array(X):
             return _lazy_transform(self, X)
-        return self._transform_images(_input.shape_images(X, self, reset=False))
+        return _run(self, _input.shape_images(X, self, reset=False))
 
     def get_feature_names_out(self, input_features=None):
         """Names of the output features: ``{bank}_conv{map}_y{row}_x{col}``.
@@ -417,19 +383,22 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
         tags.transformer_tags.preserves_dtype = [self.dtype]
         return tags
 
-    def _dask_fit_sample(self, X):
-        """What ``fit`` computes of a Dask array: a bounded sample of images when patches are needed, else one zero image."""
-        if samples_patches(self.get_params(deep=False)):
-            return _input.sample_images(X, _DASK_FIT_IMAGES, self.random_state)
-        return _input.one_image_like(X)
 
-    def _transform_images(self, images):
-        layer, params = self.layer_, self.get_params(deep=False)
-        norm = layer.preprocessing is not None and layer.preprocessing.patch_norm
-        check_cast(images, self.dtype, layer.kernel_hw if norm else None)
-        device = _device.transform_device(self.device, images, "FixedConvTransformer")
-        features = _backend.run(layer, images, device=device, dtype=self.dtype, batch_size=self.batch_size)
-        return check_finite(features, _device.namespace(device), params)
+def _fit_sample(transformer, X):
+    """What ``fit`` computes of a Dask array: a bounded sample of images when patches are needed, else one zero image."""
+    if samples_patches(transformer.get_params(deep=False)):
+        return _input.sample_images(X, _DASK_FIT_IMAGES, transformer.random_state)
+    return _input.one_image_like(X)
+
+
+def _run(transformer, images):
+    """The features of in-memory images ``(n, h, w, c)``: the input and output checks around a driver's run."""
+    layer, params = transformer.layer_, transformer.get_params(deep=False)
+    norm = layer.preprocessing is not None and layer.preprocessing.patch_norm
+    check_cast(images, params["dtype"], layer.kernel_hw if norm else None)
+    device = _device.transform_device(params["device"], images, type(transformer).__name__)
+    features = _backend.run(layer, images, device=device, dtype=params["dtype"], batch_size=params["batch_size"])
+    return check_finite(features, _device.namespace(device), params)
 
 
 def _lazy_transform(transformer, X):
@@ -449,7 +418,7 @@ def _lazy_transform(transformer, X):
 
 def _transform_block(block, transformer):
     """One in-memory block of a Dask array through the checks and the layer (run by Dask, maybe on a worker)."""
-    return transformer._transform_images(_input.shape_images(block, transformer, reset=False))
+    return _run(transformer, _input.shape_images(block, transformer, reset=False))
 
 
 def _version():

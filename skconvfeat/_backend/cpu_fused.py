@@ -51,7 +51,7 @@ def patch_rows(x, folded, rows):
     """Write ``[q, 1, 0...]`` of every position of the padded batch ``x`` ``(B, H, W, C)`` into ``rows`` ``(B*H'*W', >= D+1)``.
 
     ``q`` is the im2col patch (order ``kh, kw, C``), normalised as in
-    :func:`skconvfeat._layer._patch_rows` when ``folded.patch_norm``; the
+    :func:`skconvfeat._layer.folded_layer`'s NumPy rows when ``folded.patch_norm``; the
     triangle's ``s`` is 0 (:class:`skconvfeat._layer.FoldedBank`).
     """
     n_images, height, width, channels = x.shape
