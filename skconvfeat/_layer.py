@@ -618,14 +618,7 @@ def _region_inverse_sizes(map_hw, grid, dtype, xp):
     return xp.asarray(1.0 / np.outer(heights, widths)[:, :, None], dtype=dtype)
 
 
-# -- geometry: shared by the CPU and GPU drivers and the estimators ---------
-
-
-def n_features_out(image_shape, kernel_hw, spec, n_filters):
-    """Features per image: maps times pooled height times pooled width."""
-    h, w, c = image_shape
-    ph, pw = spec.pooled_shape(spec.conv_shape((h, w), kernel_hw))
-    return spec.n_maps(n_filters, c) * ph * pw
+# -- geometry: read through skconvfeat._fitted.FittedLayer --------------------
 
 
 def bytes_per_image(image_shape, kernel_hw, spec, n_filters, itemsize):
