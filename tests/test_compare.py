@@ -23,7 +23,7 @@ from test_report import (  # noqa: E402
 
 def _cifar_study():
     """A holdout study on another dataset: one arm fewer, an unmet baseline, other verdicts."""
-    results, extras = make_study(transfer=False, seed=1)
+    results, extras = make_study(seed=1)
     results["dataset"] = "cifar10-jpeg"
     results["evaluation"] = {"design": "holdout", "n_seeds": 1, "random_state": 0, "n_train": 50000,
                              "n_test": 10000, "interval": "Wilson interval", "test": "McNemar's exact test"}
