@@ -2,8 +2,12 @@
 
 Runs :func:`skconvfeat.study.run_study` and answers, from its numbers, the
 question "if only the fully-connected layer of a CNN is trained and the
-kernels stay fixed, does it classify as well?". Progress goes to stderr; the
-table and the answer (or, with ``--json``, only the results dict) to stdout.
+kernels stay fixed, does it classify as well?". It runs the transfer
+experiment (:func:`skconvfeat.study.run_transfer`) first, so that the study
+can judge claim (c) from it. Every option that decides the numbers becomes a
+field of one :class:`~skconvfeat.study.StudySettings`, which checks them; its
+ValueError is reported as a bad option. Progress goes to stderr; the tables
+and the answers (or, with ``--json``, only the study's results dict) to stdout.
 Digits is cross-validated; the datasets of :mod:`skconvfeat.datasets` use
 their official train/test split, every training image by default.
 
@@ -98,9 +102,11 @@ def build_parser():
     parser.add_argument("--scheduler", metavar="ADDRESS",
                         help="run the fits on the Dask cluster at ADDRESS (e.g. tcp://host:8786; "
                              "needs skconvfeat[dask]); results equal a local run's")
-    parser.add_argument("--json", action="store_true", help="print only the results dict, as JSON, on stdout")
+    parser.add_argument("--json", action="store_true", help="print only the study's results dict (results.json; the transfer experiment's is in --out's "
+                             "transfer.json), as JSON, on stdout")
     parser.add_argument("--out", metavar="DIR",
-                        help="write results.json, results.csv, summary.md and report.html to DIR")
+                        help="write results.json, results.csv, transfer.json, transfer.csv, summary.md and "
+                             "report.html to DIR")
     parser.add_argument("--dataset", default="digits",
                         help="digits (bundled with scikit-learn) or a skconvfeat.datasets name (default: %(default)s)")
     parser.add_argument("--data-home", metavar="PATH", help="where downloaded datasets are kept")

@@ -37,7 +37,6 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _format as fmt
 from ._document import study_document, to_markdown
 
 __all__ = ["REPORT_FILES", "SCHEMA_VERSION", "check_out_dir", "write_report"]
