@@ -30,12 +30,16 @@ __all__ = [
     "LEARNED",
     "LEARNED_ARMS",
     "LEARNED_LARGE",
+    "PER_ARM_PARAMS",
     "Arm",
     "description",
     "fixed_pipeline",
+    "learned_arm_names",
     "learned_model",
+    "learned_training",
     "load_learner",
     "make_arms",
+    "make_head",
     "suffix",
 ]
 

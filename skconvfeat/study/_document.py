@@ -62,7 +62,7 @@ def study_document(results, transfer=None):
                                 Table(fmt.COMPARISON_HEADER, tuple(fmt.comparison_rows(results)))))
     ran = transfer is not None and not transfer.get("skipped")
     if ran:
-        sections.append(Section("transfer", transfer_title(transfer),
+        sections.append(Section("transfer", _transfer_title(transfer),
                                 Table(fmt.TRANSFER_HEADER, tuple(fmt.transfer_rows(transfer)))))
     if results["verdicts"]:
         sections.append(Section("verdicts", "Verdicts",
@@ -77,7 +77,7 @@ def study_document(results, transfer=None):
                     summary=fmt.study_line(results), sections=tuple(sections), closing=f"Done in {elapsed:.1f} s.")
 
 
-def transfer_title(transfer):
+def _transfer_title(transfer):
     """The heading of the transfer experiment: which classes gave the kernels, which used them."""
     return (f"Transfer: kernels learned on classes {transfer['source_classes']}, used on "
             f"{transfer['target_classes']}; {transfer['n_seeds']} seeds")
