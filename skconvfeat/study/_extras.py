@@ -1,6 +1,5 @@
 """The arrays behind the report's figures (kernels, feature maps, curves, confusion), from the first split."""
 
-import copy
 
 import numpy as np
 from sklearn.metrics import confusion_matrix
@@ -63,7 +62,6 @@ def _feature_maps(conv, image):
     A copy of the fitted layer, not a refit: a data-derived bank refitted on
     one image would be another bank.
     """
-    unpooled = copy.deepcopy(conv).set_params(pool_grid=None, pool_size=1)
-    flat = unpooled.transform(image[None])[0]  # map-major: map, then row, then column
-    map_hw = unpooled._layer_spec().conv_shape(image.shape[:2], unpooled.filters_.shape[2:])
-    return flat.reshape(-1, *map_hw)
+    layer = conv.layer_.unpooled()
+    flat = layer.forward(np.asarray(image).reshape(1, *layer.image_shape))[0]  # map-major: map, row, column
+    return flat.reshape(-1, *layer.map_shape)
