@@ -3,13 +3,15 @@ Transferred kernels and data efficiency: a small study
 ======================================================
 
 Do kernels learned on one task, then frozen, help on another task with few
-examples? :func:`skconvfeat.study.run_study` runs the whole comparison on
-shared splits and answers with verdicts. Here it runs a small configuration:
-a random bank against the raw pixels, no learned arms in the main comparison,
-and the transfer experiment, in which a network learns its kernels on the
-digits 0-4 and a head is then trained on 20 to 300 images of the digits 5-9,
-with those kernels frozen, against the same network trained from scratch and
-against frozen random kernels. (It needs PyTorch for the kernels it learns.)
+examples? :func:`skconvfeat.study.run_transfer` runs the transfer experiment:
+a network learns its kernels on the digits 0-4 and a head is then trained on
+20 to 300 images of the digits 5-9, with those kernels frozen, against the
+same network trained from scratch and against frozen random kernels.
+:func:`skconvfeat.study.run_study` then runs a small comparison (a random bank
+against the raw pixels, no learned arms) on shared splits and answers with
+verdicts, claim (c) from the transfer results. Both take one
+:class:`~skconvfeat.study.StudySettings`. (It needs PyTorch for the kernels
+it learns.)
 """
 
 # %%
@@ -19,13 +21,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 from sklearn.datasets import load_digits
 
-from skconvfeat.study import run_study
+from skconvfeat.study import StudySettings, run_study, run_transfer
 
 digits = load_digits()
-results = run_study(
-    digits.images, digits.target,
-    banks=["random", "identity"], n_splits=3, n_repeats=1, learned=False, transfer=True,
-)
+settings = StudySettings(banks=["random", "identity"], n_splits=3, n_repeats=1, learned=False)
+transfer = run_transfer(digits.images, digits.target, settings)
+results = run_study(digits.images, digits.target, settings, transfer=transfer)
 
 # %%
 # The verdicts: each is read off the 95% interval of one paired difference
@@ -38,7 +39,6 @@ for v in results["verdicts"]:
 # %%
 # Accuracy on the digits 5-9 against the number of training images, mean and
 # spread over the seeds.
-transfer = results["transfer"]
 sizes = transfer["train_sizes"]
 fig, ax = plt.subplots(figsize=(6, 3.5))
 for arm in transfer["arms"].values():

@@ -25,7 +25,7 @@ import numpy as np
 import scipy.sparse
 from sklearn.utils import check_random_state
 
-from ._backend import physical_memory_bytes
+from ._device import physical_memory_bytes
 from ._hints import did_you_mean
 
 __all__ = ["list_banks", "make_bank", "register_bank"]
@@ -172,7 +172,13 @@ def list_banks():
     return sorted(_REGISTRY)
 
 
-def _unknown_bank_message(name, owner="make_bank"):
+def is_registered(name):
+    """Whether ``name`` is a registered bank."""
+    return name in _REGISTRY
+
+
+def unknown_bank_message(name, owner="make_bank"):
+    """The error for a bank name that is not registered, with the closest known names."""
     names = list_banks()
     return (
         f"The 'bank' parameter of {owner} must be one of {set(names)} or an array of "
@@ -182,7 +188,7 @@ def _unknown_bank_message(name, owner="make_bank"):
 
 def check_kernel_size(kernel_size, owner="make_bank"):
     """Return ``kernel_size`` as a ``(kh, kw)`` pair of positive ints."""
-    pair = _as_pair(kernel_size)
+    pair = as_pair(kernel_size)
     if pair is None:
         raise ValueError(
             f"The 'kernel_size' parameter of {owner} must be a positive int or a pair "
@@ -191,7 +197,8 @@ def check_kernel_size(kernel_size, owner="make_bank"):
     return pair
 
 
-def _as_pair(value):
+def as_pair(value):
+    """``value`` (an int or a pair of ints) as a ``(a, b)`` tuple, or None when it is neither."""
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         value = (value, value)
     if (
@@ -242,7 +249,7 @@ def make_bank(name, *, kernel_size=5, n_channels=1, random_state=None, patches=N
     ValueError: The 'bank' parameter of make_bank must be one of ... Did you mean 'gabor'?
     """
     if not isinstance(name, str) or name not in _REGISTRY:
-        raise ValueError(_unknown_bank_message(name))
+        raise ValueError(unknown_bank_message(name))
     if not isinstance(n_channels, numbers.Integral) or isinstance(n_channels, bool) or n_channels < 1:
         raise ValueError(
             f"The 'n_channels' parameter of make_bank must be a positive int. "

@@ -11,6 +11,7 @@ sums, fed by ``partial_fit``, stream features that never fit in memory at once.
 
 import math
 import numbers
+import threading
 
 import numpy as np
 import scipy.linalg.lapack
@@ -18,7 +19,8 @@ from sklearn.base import BaseEstimator, _fit_context
 from sklearn.linear_model._base import LinearClassifierMixin
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import unique_labels
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -27,12 +29,11 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 _GRAM_BLOCK = 2048
 
 
-def _solved_on_use(name):
-    """Getter of an attribute stored as ``name`` that is solved, if stale, when read."""
+def _solved_on_use(index):
+    """Getter of item ``index`` of the (coef, intercept) solution, solved on first use after partial_fit."""
 
     def get(self):
-        self._solve_pending()
-        return getattr(self, name)
+        return self._solution()[index]
 
     return get
 
@@ -59,17 +60,29 @@ class GramRidgeClassifier(LinearClassifierMixin, BaseEstimator):
         ``(Xc^T Xc + alpha * n_rows * I) W = Xc^T Yc`` on centred data, i.e. it is
         ``RidgeClassifier(alpha=alpha * n_rows)``. Per row, so that the penalty chosen on the
         training part means the same when refitting on all rows. For standardised features
-        ``Xc^T Xc / n_rows`` has a unit diagonal, which sets the scale of the defaults.
+        ``Xc^T Xc / n_rows`` has a unit diagonal, which sets the scale of the defaults. With
+        sample (or class) weights ``w``, ``n_rows`` is their sum: the fit is
+        ``RidgeClassifier(alpha=alpha * w.sum()).fit(X, y, sample_weight=w)``, and a weight of 2
+        counts a row twice.
 
     standardize : bool, default=False
         Fit as if each feature were first scaled to zero mean and unit variance (``StandardScaler``
         on the rows fitted so far, features of zero variance left unscaled). Ridge on ``X / s``
         is ridge on ``X`` with the penalty of feature ``j`` multiplied by ``s_j**2``, so nothing
-        is scaled: ``coef_`` applies to the unscaled ``X``.
+        is scaled: ``coef_`` applies to the unscaled ``X``. With weights, the means and
+        variances are weighted, as ``StandardScaler().fit(X, sample_weight=w)``'s are.
+
+    class_weight : dict, "balanced" or None, default=None
+        Weights ``{class_label: weight}`` multiplying the rows' ``sample_weight``, as in
+        :class:`~sklearn.linear_model.RidgeClassifier`; ``"balanced"`` weights each class by
+        ``n_samples / (n_classes * n_samples_of_class)`` in :meth:`fit`. :meth:`partial_fit` sees
+        one chunk at a time, so it takes a dict only (compute one over the whole stream with
+        :func:`sklearn.utils.class_weight.compute_class_weight`).
 
     validation_fraction : float in (0, 1), default=0.1
         Fraction of the rows that :meth:`fit` holds out to choose the penalty (unused with a single
-        alpha, and by :meth:`partial_fit`, whose held-out rows the caller chooses).
+        alpha, and by :meth:`partial_fit`, whose held-out rows the caller chooses). With weights,
+        the held-out rows are scored by weighted accuracy.
 
     batch_size : int, default=2048
         Rows per chunk when :meth:`fit` accumulates the Gram matrix.
@@ -86,7 +99,11 @@ class GramRidgeClassifier(LinearClassifierMixin, BaseEstimator):
         Held-out accuracy of each candidate (NaN with a single alpha).
 
     coef_ : ndarray of shape (1, n_features) or (n_classes, n_features)
-        After :meth:`partial_fit`, solved from all the rows seen on first use.
+        After :meth:`partial_fit`, solved from all the rows seen on first use. The solve runs
+        once, under a lock, on scratch memory of its own, and is published whole: ``predict``,
+        ``decision_function`` and ``score`` never change the fitted state, so threads may share
+        a fitted model (calls that add rows, ``partial_fit`` and ``select_alpha``, may not run
+        beside them).
     intercept_ : ndarray of shape (1,) or (n_classes,)
     classes_ : ndarray of shape (n_classes,)
     n_features_in_ : int
@@ -114,55 +131,65 @@ class GramRidgeClassifier(LinearClassifierMixin, BaseEstimator):
     _parameter_constraints: dict = {
         "alphas": ["array-like"],
         "standardize": ["boolean"],
+        "class_weight": [dict, StrOptions({"balanced"}), None],
         "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither")],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
         "random_state": ["random_state"],
     }
 
-    def __init__(self, alphas=(1e-4, 1e-3, 1e-2, 1e-1, 1.0), *, standardize=False, validation_fraction=0.1,
-                 batch_size=2048, random_state=None):
+    def __init__(self, alphas=(1e-4, 1e-3, 1e-2, 1e-1, 1.0), *, standardize=False, class_weight=None,
+                 validation_fraction=0.1, batch_size=2048, random_state=None):
         self.alphas = alphas
         self.standardize = standardize
+        self.class_weight = class_weight
         self.validation_fraction = validation_fraction
         self.batch_size = batch_size
         self.random_state = random_state
 
     # coef_ and intercept_ are solved lazily after partial_fit: a solve costs n_features**3 / 3, far
     # more than a chunk's update at 28,800 features, so it runs once when the model is next used.
-    coef_ = property(_solved_on_use("_coef"))
-    intercept_ = property(_solved_on_use("_intercept"))
+    coef_ = property(_solved_on_use(0))
+    intercept_ = property(_solved_on_use(1))
 
     def __sklearn_is_fitted__(self):
         return hasattr(self, "classes_")
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
         """Choose the penalty on held-out rows, then refit on all rows.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
         y : array-like of shape (n_samples,)
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weight of each row (times its ``class_weight``); None weighs all rows 1.
 
         Returns
         -------
         self : GramRidgeClassifier
         """
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], y_numeric=False)
-        alphas = _check_alphas(self.alphas)
-        self._start(np.unique(y), X.shape[1], alphas)
+        alphas, classes = _check_alphas(self.alphas), np.unique(y)
+        weights = self._weights(y, sample_weight, classes, "fit")
+        if weights is not None and not weights.sum() > 0:
+            raise ValueError("The sample weights passed to GramRidgeClassifier.fit are all zero; give some rows weight.")
+        if weights is not None and len(np.unique(y[weights > 0])) < 2:
+            raise ValueError("GramRidgeClassifier needs samples of at least 2 classes with non-zero weight; got "
+                             f"1 class ({np.unique(y[weights > 0])[0]!r}).")
+        self._start(classes, X.shape[1], alphas)
         Y = self._targets(y)
         held_out = self._held_out_mask(len(X), len(alphas))
-        self._add(X, Y, ~held_out)
+        self._add(X, Y, weights, ~held_out)
         if held_out.any():
-            self._select(alphas, X[held_out], Y[held_out])
-        self._add(X, Y, held_out)
-        self._solve_pending()
+            self._select(alphas, X[held_out], Y[held_out], None if weights is None else weights[held_out])
+        self._add(X, Y, weights, held_out)
+        self._published = self._solve()
         del self._sums  # 8 * n_features**2 bytes: fit is not incremental, so do not keep them
         return self
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def partial_fit(self, X, y, classes=None):
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
         """Add rows to the Gram sums; the model is solved from all rows seen when next used.
 
         Rows are added, never forgotten: hold out the rows that choose the penalty
@@ -177,6 +204,8 @@ class GramRidgeClassifier(LinearClassifierMixin, BaseEstimator):
         classes : array-like of shape (n_classes,), default=None
             Every class of the whole stream; required on the first call (unless after :meth:`fit`,
             whose classes it keeps), ignored later.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weight of each row (times its ``class_weight``); None weighs all rows 1.
 
         Returns
         -------
@@ -189,16 +218,18 @@ class GramRidgeClassifier(LinearClassifierMixin, BaseEstimator):
                 raise ValueError("GramRidgeClassifier.partial_fit needs 'classes' (every class of the stream) "
                                  "on its first call. Got None instead.")
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], y_numeric=False, reset=first_call)
-        if first_call:
-            self._start(unique_labels(classes), X.shape[1], _check_alphas(self.alphas))
-        unknown = np.setdiff1d(y, self.classes_)
+        classes = unique_labels(classes) if first_call else self.classes_
+        unknown = np.setdiff1d(y, classes)
         if unknown.size:
             raise ValueError(f"The labels {unknown.tolist()} passed to GramRidgeClassifier.partial_fit are not "
-                             f"among the 'classes' of its first call, {self.classes_.tolist()}.")
-        self._add(X, self._targets(y))
+                             f"among the 'classes' of its first call, {classes.tolist()}.")
+        weights = self._weights(y, sample_weight, classes, "partial_fit")
+        if first_call:
+            self._start(classes, X.shape[1], _check_alphas(self.alphas))
+        self._add(X, self._targets(y), weights)
         return self
 
-    def select_alpha(self, X, y):
+    def select_alpha(self, X, y, sample_weight=None):
         """Choose ``alpha_`` among ``alphas`` by accuracy on held-out rows not yet passed to :meth:`partial_fit`.
 
         Each candidate is solved on the rows added so far and scored on ``X``; ``X`` itself is not
@@ -208,6 +239,8 @@ class GramRidgeClassifier(LinearClassifierMixin, BaseEstimator):
         ----------
         X : array-like of shape (n_samples, n_features)
         y : array-like of shape (n_samples,)
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weights of the held-out rows in their accuracy (times their ``class_weight``).
 
         Returns
         -------
@@ -218,8 +251,8 @@ class GramRidgeClassifier(LinearClassifierMixin, BaseEstimator):
             raise ValueError("GramRidgeClassifier.select_alpha chooses among the rows added by partial_fit; "
                              "this model was fitted by fit, which chose alpha_ already.")
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], y_numeric=False, reset=False)
-        self._select(_check_alphas(self.alphas), X, self._targets(y))
-        self._stale = True
+        self._select(_check_alphas(self.alphas), X, self._targets(y), self._weights(y, sample_weight, self.classes_, "select_alpha"))
+        self._published = None
         return self
 
     def _start(self, classes, n_features, alphas):
@@ -230,7 +263,7 @@ class GramRidgeClassifier(LinearClassifierMixin, BaseEstimator):
         self.classes_ = classes
         self._binarizer = LabelBinarizer(pos_label=1, neg_label=-1).fit(classes)
         self._sums = _GramSums(n_features, 1 if len(classes) == 2 else len(classes))
-        for name in ("alpha_", "validation_scores_", "_coef", "_intercept"):
+        for name in ("alpha_", "validation_scores_", "_published"):
             self.__dict__.pop(name, None)
         if len(alphas) == 1:  # nothing to choose: no rows are held out
             self.alpha_, self.validation_scores_ = float(alphas[0]), np.full(1, np.nan)
@@ -238,28 +271,54 @@ class GramRidgeClassifier(LinearClassifierMixin, BaseEstimator):
     def _targets(self, y):
         return self._binarizer.transform(y).astype(np.float64)
 
-    def _add(self, X, Y, mask=None):
+    def _weights(self, y, sample_weight, classes, method):
+        """Each row's ``sample_weight`` times its class's weight, or None when every row weighs 1."""
+        if sample_weight is None and self.class_weight is None:
+            return None
+        weights = np.ones(len(y)) if sample_weight is None else _check_sample_weight(sample_weight, len(y), method)
+        if self.class_weight is None:
+            return weights
+        if self.class_weight == "balanced" and method != "fit":
+            raise ValueError(
+                f"GramRidgeClassifier.{method} sees one chunk of rows at a time, so it cannot balance the classes "
+                "(class_weight='balanced'): pass a dict computed over the whole stream, e.g. by "
+                "sklearn.utils.class_weight.compute_class_weight."
+            )
+        per_class = compute_class_weight(self.class_weight, classes=classes, y=y)
+        return weights * per_class[np.searchsorted(classes, y)]
+
+    def _add(self, X, Y, weights, mask=None):
         """Add the rows of ``X`` (those under ``mask``, if given) to the sums, ``batch_size`` rows at a time."""
+        self._published = None  # what was solved before no longer holds
         for start in range(0, len(X), self.batch_size):
             rows = slice(start, start + self.batch_size)
-            keep = None if mask is None else mask[rows]
-            if keep is None or keep.all():
-                self._sums.add(X[rows], Y[rows])
-            elif keep.any():
-                self._sums.add(X[rows][keep], Y[rows][keep])
-        self._stale = True
+            keep = slice(None) if mask is None or mask[rows].all() else mask[rows]
+            if mask is None or mask[rows].any():
+                self._sums.add(X[rows][keep], Y[rows][keep], None if weights is None else weights[rows][keep])
 
-    def _select(self, alphas, X_held, Y_held):
-        self.validation_scores_ = np.array(
-            [_accuracy(self._sums.solve(alpha, self.standardize), X_held, Y_held, self.batch_size) for alpha in alphas]
-        )
+    def _select(self, alphas, X_held, Y_held, weights_held):
+        if weights_held is not None and not weights_held.sum() > 0:
+            raise ValueError("GramRidgeClassifier cannot choose alpha_ on held-out rows whose sample weights "
+                             "are all zero; give them weight, or pass a single alpha.")
+        self.validation_scores_ = np.array([
+            _accuracy(self._sums.solve(alpha, self.standardize), X_held, Y_held, weights_held, self.batch_size)
+            for alpha in alphas
+        ])
         self.alpha_ = float(alphas[int(np.argmax(self.validation_scores_))])
 
-    def _solve_pending(self):
-        if not getattr(self, "_stale", False):
-            if not hasattr(self, "_coef"):
-                raise AttributeError("GramRidgeClassifier has no coef_ before it is fitted.")
-            return
+    def _solution(self):
+        """``(coef_, intercept_)``, solved once after rows were added and then only read."""
+        solution = getattr(self, "_published", None)  # one read: a solution is published whole
+        if solution is not None:
+            return solution
+        if not hasattr(self, "_sums"):
+            raise AttributeError("GramRidgeClassifier has no coef_ before it is fitted.")
+        with self._sums.lock:  # the first thread solves, the others wait for its solution
+            if self._published is None:
+                self._published = self._solve()
+            return self._published
+
+    def _solve(self):
         if not hasattr(self, "alpha_"):
             raise ValueError(
                 f"GramRidgeClassifier has {len(self.alphas)} candidate alphas and none chosen: call "
@@ -267,8 +326,7 @@ class GramRidgeClassifier(LinearClassifierMixin, BaseEstimator):
             )
         coef, intercept = self._sums.solve(self.alpha_, self.standardize)
         dtype = self._sums.dtype
-        self._coef, self._intercept = coef.T.astype(dtype), intercept.astype(dtype)
-        self._stale = False
+        return coef.T.astype(dtype), intercept.astype(dtype)
 
     def _held_out_mask(self, n_samples, n_alphas):
         if n_alphas == 1:
@@ -287,14 +345,17 @@ class GramRidgeClassifier(LinearClassifierMixin, BaseEstimator):
 
 
 class _GramSums:
-    """Sums of rows, of targets, and of their cross products, around a fixed shift.
+    """Weighted sums of rows, of targets, and of their cross products, around a fixed shift.
 
     The shift (the first chunk's column means) keeps ``X^T X - n * mean mean^T`` from cancelling
     when features have large means. Each chunk's product runs in the chunk's precision (float32
     GEMM for float32 features: sums of ``batch_size`` products, accurate to ~1e-6 relative) and is
-    added into float64. ``X^T X`` is kept in the upper triangle only; the lower triangle is
-    the scratch space in which each solve builds and factorises the penalised matrix, so one
-    ``n_features``-square array is all the memory the solves need.
+    added into float64; weighted rows enter it scaled by the square roots of their weights, and
+    ``n`` is the sum of the weights. ``X^T X`` is kept in the strict upper triangle of ``xtx`` and
+    in ``diagonal``; the lower triangle with the diagonal is the scratch space in which each solve
+    builds and factorises the penalised matrix, so one ``n_features``-square array is all the
+    memory the solves need, and a solve never writes the sums. ``lock`` gives the scratch space to
+    one solve (or one ``add``) at a time.
     """
 
     def __init__(self, n_features, n_targets):
@@ -304,34 +365,56 @@ class _GramSums:
         self.sum_x = np.zeros(n_features)
         self.sum_y = np.zeros(n_targets)
         self.xtx = np.zeros((n_features, n_features))
+        self.diagonal = np.zeros(n_features)
         self.xty = np.zeros((n_features, n_targets))
+        self.lock = threading.RLock()
 
-    def add(self, X, Y):
-        if self.shift is None:
-            self.shift, self.dtype = X.mean(axis=0, dtype=np.float64), X.dtype
-        Xs = X - self.shift.astype(X.dtype)
-        self.n += len(X)
-        self.sum_x += Xs.sum(axis=0, dtype=np.float64)
-        self.sum_y += Y.sum(axis=0)
-        for start in range(0, Xs.shape[1], _GRAM_BLOCK):  # upper triangle, a block of columns at a time
-            stop = start + _GRAM_BLOCK
-            self.xtx[:stop, start:stop] += Xs[:, :stop].T @ Xs[:, start:stop]
-        self.xty += Xs.T @ Y.astype(X.dtype)
+    def __getstate__(self):
+        return {name: value for name, value in self.__dict__.items() if name != "lock"}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state, lock=threading.RLock())
+
+    def add(self, X, Y, weights=None):
+        with self.lock:
+            if self.shift is None:
+                self.shift, self.dtype = X.mean(axis=0, dtype=np.float64), X.dtype
+            Xs = X - self.shift.astype(X.dtype)
+            if weights is None:
+                self.n += len(X)
+                self.sum_x += Xs.sum(axis=0, dtype=np.float64)
+                self.sum_y += Y.sum(axis=0)
+            else:
+                self.n += weights.sum()
+                for start in range(0, Xs.shape[1], _GRAM_BLOCK):  # a float64 copy of a block, not of Xs
+                    self.sum_x[start : start + _GRAM_BLOCK] += weights @ Xs[:, start : start + _GRAM_BLOCK]
+                self.sum_y += weights @ Y
+                root = np.sqrt(weights)[:, None]
+                Xs *= root.astype(X.dtype)
+                Y = Y * root
+            np.fill_diagonal(self.xtx, self.diagonal)  # the last solve's scratch: put the sums back
+            for start in range(0, Xs.shape[1], _GRAM_BLOCK):  # upper triangle, a block of columns at a time
+                stop = start + _GRAM_BLOCK
+                self.xtx[:stop, start:stop] += Xs[:, :stop].T @ Xs[:, start:stop]
+            self.diagonal = self.xtx.diagonal().copy()
+            self.xty += Xs.T @ Y.astype(X.dtype)
 
     def solve(self, alpha, standardize):
         """Ridge coefficients ``(n_features, n_targets)`` and intercept on the centred sums.
 
         Centres ``X^T X`` into the lower triangle, adds the penalty on the diagonal, and
-        factorises it there in place; the upper triangle and the diagonal are left as they were.
+        factorises it there in place; the sums (strict upper triangle, ``diagonal``) are only read.
         """
-        mean_x, mean_y = self.sum_x / self.n, self.sum_y / self.n
-        gram = self.xtx
-        diagonal = gram.diagonal().copy()
-        variance = diagonal / self.n - mean_x**2
-        # As StandardScaler does, features of (nearly) zero variance (within float64 rounding) are not scaled.
-        scale = np.where(variance > 10 * np.finfo(np.float64).eps * (1 + mean_x**2), variance, 1.0) if standardize else 1.0
-        _centre_into_lower(gram, self.n * mean_x, mean_x)
-        try:
+        if not self.n > 0:
+            raise ValueError("GramRidgeClassifier: the sample weights of the rows fitted are all zero; "
+                             "give some of them weight.")
+        with self.lock:
+            mean_x, mean_y = self.sum_x / self.n, self.sum_y / self.n
+            gram, diagonal = self.xtx, self.diagonal
+            variance = diagonal / self.n - mean_x**2
+            # As StandardScaler does, features of (nearly) zero variance (within float64 rounding) are not scaled.
+            scale = np.where(variance > 10 * np.finfo(np.float64).eps * (1 + mean_x**2), variance, 1.0) if standardize else 1.0
+            _centre_into_lower(gram, self.n * mean_x, mean_x)
             np.fill_diagonal(gram, diagonal - self.n * mean_x**2 + alpha * self.n * scale)
             rhs = self.xty - self.n * np.outer(mean_x, mean_y)
             # gram.T is the Fortran-ordered view whose upper triangle is gram's lower: LAPACK
@@ -343,8 +426,6 @@ class _GramSums:
                     f"(LAPACK dpotrf info={info}); pass larger alphas."
                 )
             coef, info = scipy.linalg.lapack.dpotrs(factor, rhs, lower=0)
-        finally:
-            np.fill_diagonal(gram, diagonal)
         intercept = mean_y - (mean_x + self.shift) @ coef
         return coef, intercept
 
@@ -363,14 +444,26 @@ def _centre_into_lower(gram, u, v, rows=128):
         block[lower] = block.T[lower] - np.outer(u[start:stop], v[start:stop])[lower]
 
 
-def _accuracy(solution, X, Y, batch_size):
+def _accuracy(solution, X, Y, weights, batch_size):
     coef, intercept = solution
     # A block of rows at a time: float32 rows times the float64 coef are cast to float64
     # first, a copy of the block rather than of every held-out row (1.15 GB on CIFAR-10's 5,000).
     scores = np.concatenate([X[i : i + batch_size] @ coef for i in range(0, len(X), batch_size)]) + intercept
     if Y.shape[1] == 1:
-        return float(np.mean((scores[:, 0] > 0) == (Y[:, 0] > 0)))
-    return float(np.mean(scores.argmax(axis=1) == Y.argmax(axis=1)))
+        correct = (scores[:, 0] > 0) == (Y[:, 0] > 0)
+    else:
+        correct = scores.argmax(axis=1) == Y.argmax(axis=1)
+    return float(np.average(correct, weights=weights))
+
+
+def _check_sample_weight(sample_weight, n_samples, method):
+    weights = np.asarray(sample_weight, dtype=np.float64)
+    if weights.shape != (n_samples,) or not np.all(np.isfinite(weights)) or np.any(weights < 0):
+        raise ValueError(
+            f"The sample_weight passed to GramRidgeClassifier.{method} must be {n_samples} finite non-negative "
+            f"numbers, one per sample. Got an array of shape {weights.shape} instead."
+        )
+    return weights
 
 
 def _check_alphas(alphas):

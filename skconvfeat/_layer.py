@@ -7,25 +7,71 @@ the convolution is a single matrix product over im2col patches and the
 pooling adds whole contiguous rows of filter responses.
 """
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 
 import numpy as np
 
-NONLINEARITIES = ("none", "relu", "abs", "square", "two_sided_relu")
-# Encodings for dictionaries of patches (Coates & Ng): FixedConvTransformer only.
-ENCODINGS = ("soft_threshold", "two_sided_soft_threshold", "triangle")
-TWO_SIDED = ("two_sided_relu", "two_sided_soft_threshold")
+@dataclass(frozen=True)
+class Nonlinearity:
+    """How one nonlinearity turns a response ``r = d . z`` into feature maps.
+
+    ``rule`` is the elementwise rule every path implements once (the NumPy
+    :func:`encode`, the numba passes of ``_backend/cpu_fused.py``, the torch
+    network of ``learned/_network.py``): ``"none"``, ``"relu"`` (``max(g, 0)``),
+    ``"abs"``, ``"square"`` or ``"triangle"`` (``max(0, mean_j dist_j - dist_k)``
+    on distances to the kernels). ``g = r - alpha`` for a soft threshold, else ``r``.
+    """
+
+    rule: str
+    two_sided: bool = False  # a second set of maps, max(-r - alpha, 0)
+    soft_threshold: bool = False  # subtract alpha from the response
+    encoding: bool = False  # a dictionary encoding (Coates & Ng): the folded path, FixedConvTransformer only
+
+
+# Every nonlinearity, once: adding one is an entry here (and a test in tests/test_layer_rules.py).
+NONLINEARITY_TABLE = {
+    "none": Nonlinearity("none"),
+    "relu": Nonlinearity("relu"),
+    "abs": Nonlinearity("abs"),
+    "square": Nonlinearity("square"),
+    "two_sided_relu": Nonlinearity("relu", two_sided=True),
+    "soft_threshold": Nonlinearity("relu", soft_threshold=True, encoding=True),
+    "two_sided_soft_threshold": Nonlinearity("relu", two_sided=True, soft_threshold=True, encoding=True),
+    "triangle": Nonlinearity("triangle", encoding=True),
+}
+NONLINEARITIES = tuple(name for name, n in NONLINEARITY_TABLE.items() if not n.encoding)
+ENCODINGS = tuple(name for name, n in NONLINEARITY_TABLE.items() if n.encoding)
+TWO_SIDED = tuple(name for name, n in NONLINEARITY_TABLE.items() if n.two_sided)
 # Thresholds of the response, max(r - alpha, 0) (two-sided: and max(-r - alpha, 0)), alpha >= 0.
-THRESHOLDS = ("relu", "soft_threshold", *TWO_SIDED)
+THRESHOLDS = tuple(name for name, n in NONLINEARITY_TABLE.items() if n.rule == "relu")
+# How each padding extends the image: None (not at all) or numpy.pad's mode, by pad_widths on each side.
+PADDING_MODES = {"valid": None, "same": "constant", "reflect": "reflect"}
+PADDINGS = tuple(PADDING_MODES)
 POOLINGS = ("avg", "max")
-PADDINGS = ("valid", "same", "reflect")
 CHANNEL_MODES = ("sum", "separate")
+
+
+def pad_widths(kernel):
+    """Pixels ``(before, after)`` a padding adds along an axis: the extra one after, for even kernels, as PyTorch's."""
+    return (kernel - 1) // 2, kernel // 2
+
+
+def padded_index(length, kernel, padding):
+    """Source pixel of each padded coordinate along an axis of ``length``; -1 marks a zero (constant) one."""
+    index = np.arange(length)
+    mode = PADDING_MODES[padding]
+    if mode is None:
+        return index
+    if mode == "constant":
+        return np.pad(index, pad_widths(kernel), constant_values=-1)
+    return np.pad(index, pad_widths(kernel), mode=mode)
 
 
 @dataclass(frozen=True)
 class LayerSpec:
-    """What the layer computes, checked once by the transformer's ``fit``."""
+    """What the layer computes: padding, nonlinearity, pooling and channel mode (pairs already resolved)."""
 
     padding: str
     nonlinearity: str
@@ -38,7 +84,7 @@ class LayerSpec:
 
     def conv_shape(self, image_hw, kernel_hw):
         """Height and width of the maps before pooling."""
-        if self.padding == "valid":
+        if PADDING_MODES[self.padding] is None:
             return tuple(i - k + 1 for i, k in zip(image_hw, kernel_hw))
         return tuple(image_hw)
 
@@ -53,7 +99,11 @@ class LayerSpec:
     def n_maps(self, n_filters, n_channels):
         """Feature maps per image: filters, times channels when separate, times 2 when two-sided."""
         n = n_filters * (n_channels if self.channel_mode == "separate" else 1)
-        return 2 * n if self.nonlinearity in TWO_SIDED else n
+        return 2 * n if NONLINEARITY_TABLE[self.nonlinearity].two_sided else n
+
+    def unpooled(self):
+        """The same layer without pooling: one feature per map position."""
+        return dataclasses.replace(self, pool_size=(1, 1), pool_stride=(1, 1), pool_grid=None)
 
 
 def weight_matrix(filters, channel_mode, xp):
@@ -70,12 +120,10 @@ def weight_matrix(filters, channel_mode, xp):
 
 
 def _pad(x, kernel_hw, padding, xp):
-    if padding == "valid":
+    mode = PADDING_MODES[padding]
+    if mode is None:
         return x
-    kh, kw = kernel_hw
-    # Extra pixel on the bottom/right for even kernels, as PyTorch's padding="same".
-    pads = ((0, 0), ((kh - 1) // 2, kh // 2), ((kw - 1) // 2, kw // 2), (0, 0))
-    mode = "constant" if padding == "same" else "reflect"
+    pads = ((0, 0), pad_widths(kernel_hw[0]), pad_widths(kernel_hw[1]), (0, 0))
     return xp.pad(x, pads, mode=mode)
 
 
@@ -112,17 +160,10 @@ def _window_index(image_hw, kernel_hw, xp):
     return xp.ascontiguousarray(windows.reshape(-1))
 
 
-def activate(maps, nonlinearity, xp):
-    """Apply the nonlinearity in place where possible; two-sided ReLU doubles the maps."""
-    if nonlinearity == "relu":
-        return xp.maximum(maps, 0, out=maps)
-    if nonlinearity == "abs":
-        return xp.abs(maps, out=maps)
-    if nonlinearity == "square":
-        return xp.multiply(maps, maps, out=maps)
-    if nonlinearity == "two_sided_relu":
-        return xp.concatenate([xp.maximum(maps, 0), xp.maximum(-maps, 0)], axis=-1)
-    return maps
+def activate(maps, spec, xp):
+    """The nonlinearity of the plain path (in place where possible); two-sided ones double the maps."""
+    parts = encode(maps, spec, xp)
+    return parts[0] if len(parts) == 1 else xp.concatenate(parts, axis=-1)
 
 
 def pool(maps, spec, xp):
@@ -180,7 +221,7 @@ def layer(x, weights, kernel_hw, spec, xp, tile_bytes=None, kernels=None):
     """
     if isinstance(weights, FoldedBank):
         return folded_layer(x, weights, spec, xp, tile_bytes, kernels)
-    maps = pool(activate(convolve(x, weights, kernel_hw, spec, xp), spec.nonlinearity, xp), spec, xp)
+    maps = pool(activate(convolve(x, weights, kernel_hw, spec, xp), spec, xp), spec, xp)
     # Map-major (M, ph, pw) order matches torch's flatten of (B, M, ph, pw).
     return maps.transpose(0, 3, 1, 2).reshape(maps.shape[0], -1)
 
@@ -245,7 +286,7 @@ def _fold(filters, spec, dtype, xp, preprocessing):
         shift = whitening @ preprocessing.mean  # W mu
     folded = kernels @ whitening  # rows W d (W is symmetric)
     offset = kernels @ shift  # d.W mu
-    if spec.nonlinearity == "triangle":
+    if NONLINEARITY_TABLE[spec.nonlinearity].rule == "triangle":
         # |z - d|^2 = |z|^2 - 2 d.z + |d|^2, with z = W q - W mu from the last D columns;
         # |z|^2 enters from the rows' last value through the last row (see FoldedBank).
         linear = np.vstack([-2 * folded, whitening])
@@ -267,7 +308,7 @@ def _fold(filters, spec, dtype, xp, preprocessing):
 
 def threshold(spec):
     """The ``alpha`` subtracted from responses: soft-threshold encodings only."""
-    return spec.alpha if spec.nonlinearity in ("soft_threshold", "two_sided_soft_threshold") else 0.0
+    return spec.alpha if NONLINEARITY_TABLE[spec.nonlinearity].soft_threshold else 0.0
 
 
 def _im2col_rows(vectors, n_channels, kh, kw):
@@ -344,7 +385,7 @@ def folded_layer(x, folded, spec, xp, tile_bytes=None, kernels=None):
                 if linear:
                     _encode_pool_linear(g, acc[b0:b1], side[b0:b1], y0, map_hw, spec, xp, shape)
                     continue
-                for slot, m in enumerate(_encode(g, spec, xp)):
+                for slot, m in enumerate(encode(g, spec, xp)):
                     part = slice(slot * folded.n_filters, (slot + 1) * folded.n_filters)
                     _pool_into(acc[b0:b1, ..., part], m.reshape(shape), y0, map_hw, spec, xp)
     if linear:
@@ -356,7 +397,7 @@ def folded_layer(x, folded, spec, xp, tile_bytes=None, kernels=None):
 
 def _pools_linearly(spec):
     """Whether average grid pooling lets the encoding skip passes over the maps (see _encode_pool_linear)."""
-    return spec.pool_grid is not None and spec.pooling == "avg" and spec.nonlinearity in (*THRESHOLDS, "triangle")
+    return spec.pool_grid is not None and spec.pooling == "avg" and NONLINEARITY_TABLE[spec.nonlinearity].rule in ("relu", "triangle")
 
 
 def _encode_pool_linear(g, acc, side, y0, map_hw, spec, xp, shape):
@@ -456,26 +497,31 @@ def _numpy_patch_rows(x, folded, xp, rows):
     return rows
 
 
-def _encode(responses, spec, xp):
-    """The encoded maps of one tile: a list of one (or two, two-sided) ``(rows, K)`` arrays."""
-    g = responses
-    kind = spec.nonlinearity
-    if kind in ("relu", "soft_threshold"):  # the threshold is already subtracted
-        return [xp.maximum(g, 0, out=g)]
-    if kind in TWO_SIDED:
+def encode(responses, spec, xp):
+    """The encoded maps of responses (last axis: filters): a list of one, or two when two-sided.
+
+    Responses are ``g = r - alpha`` for soft thresholds (folded into the
+    kernels) and squared distances for the triangle (2-D ``(rows, K)``).
+    Elementwise rules work in place on any shape, so the plain path's maps
+    ``(B, H', W', K)`` and the folded path's tiles share this one function.
+    """
+    g, rule = responses, NONLINEARITY_TABLE[spec.nonlinearity]
+    if rule.rule == "relu" and rule.two_sided:
         # g = r - alpha: max(r - alpha, 0) and max(-r - alpha, 0) = max(-g - 2 alpha, 0).
         positive = xp.maximum(g, 0)
         xp.subtract(-2 * threshold(spec), g, out=g)
         return [positive, xp.maximum(g, 0, out=g)]
-    if kind == "triangle":
+    if rule.rule == "relu":  # the threshold is already subtracted
+        return [xp.maximum(g, 0, out=g)]
+    if rule.rule == "triangle":
         # g holds squared distances; f_k = max(0, mean_j dist_j - dist_k).
         _distances(g, xp)
         mean = _row_mean(g, xp)
         xp.subtract(mean, g, out=g)
         return [xp.maximum(g, 0, out=g)]
-    if kind == "abs":
+    if rule.rule == "abs":
         return [xp.abs(g, out=g)]
-    if kind == "square":
+    if rule.rule == "square":
         return [xp.multiply(g, g, out=g)]
     return [g]
 
@@ -572,14 +618,7 @@ def _region_inverse_sizes(map_hw, grid, dtype, xp):
     return xp.asarray(1.0 / np.outer(heights, widths)[:, :, None], dtype=dtype)
 
 
-# -- geometry: shared by the CPU and GPU drivers and the estimators ---------
-
-
-def n_features_out(image_shape, kernel_hw, spec, n_filters):
-    """Features per image: maps times pooled height times pooled width."""
-    h, w, c = image_shape
-    ph, pw = spec.pooled_shape(spec.conv_shape((h, w), kernel_hw))
-    return spec.n_maps(n_filters, c) * ph * pw
+# -- geometry: read through skconvfeat._fitted.FittedLayer --------------------
 
 
 def bytes_per_image(image_shape, kernel_hw, spec, n_filters, itemsize):

@@ -7,7 +7,8 @@ from sklearn.utils.metaestimators import _BaseComposition
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted
 
 from . import _layer
-from ._transformer import _PAIR_OR_INT, FixedConvTransformer, _pair_param
+from ._fitted import PAIR_OR_INT, pair_param
+from ._transformer import FixedConvTransformer
 
 __all__ = ["FixedConvNet", "as_images"]
 
@@ -103,7 +104,7 @@ class FixedConvNet(TransformerMixin, _BaseComposition):
     _parameter_constraints: dict = {
         "layers": [list],
         "output": [StrOptions({"last", "all"})],
-        "output_grid": [None, *_PAIR_OR_INT],
+        "output_grid": [None, *PAIR_OR_INT],
     }
 
     def __init__(self, layers, *, output="last", output_grid=None):
@@ -250,7 +251,7 @@ class FixedConvNet(TransformerMixin, _BaseComposition):
                     "layer's maps. Leave image_shape=None there."
                 )
         if self.output_grid is not None:
-            _pair_param(self.output_grid, "output_grid", owner="FixedConvNet")
+            pair_param(self.output_grid, "output_grid", owner="FixedConvNet")
 
     def _emit(self, outputs):
         """Flatten (and grid-average) the layer outputs that make the features."""
@@ -258,7 +259,7 @@ class FixedConvNet(TransformerMixin, _BaseComposition):
         blocks = []
         for images in chosen:
             if self.output_grid is not None:
-                grid = _pair_param(self.output_grid, "output_grid", owner="FixedConvNet")
+                grid = pair_param(self.output_grid, "output_grid", owner="FixedConvNet")
                 images = _layer.pool(images, _grid_spec(grid), np)
             # Back to map-major order, as every layer's own output.
             blocks.append(images.transpose(0, 3, 1, 2).reshape(images.shape[0], -1))
@@ -266,11 +267,11 @@ class FixedConvNet(TransformerMixin, _BaseComposition):
 
     def _emitted_shapes(self):
         """``(name, (ph, pw, n_maps))`` of every block of the output."""
-        shapes = [(name, layer_output_shape(layer)) for name, layer in self.layers_]
+        shapes = [(name, layer.layer_.output_shape) for name, layer in self.layers_]
         if self.output == "last":
             shapes = shapes[-1:]
         if self.output_grid is not None:
-            grid = _pair_param(self.output_grid, "output_grid", owner="FixedConvNet")
+            grid = pair_param(self.output_grid, "output_grid", owner="FixedConvNet")
             shapes = [(name, (*grid, m)) for name, (_, _, m) in shapes]
         return shapes
 
@@ -289,15 +290,7 @@ def _grid_spec(grid):
     )
 
 
-def layer_output_shape(layer):
-    """``(ph, pw, n_maps)`` of a fitted layer's pooled maps."""
-    spec = layer._layer_spec()
-    h, w, c = layer.image_shape_
-    ph, pw = spec.pooled_shape(spec.conv_shape((h, w), layer.filters_.shape[2:]))
-    return ph, pw, spec.n_maps(layer.filters_.shape[0], c)
-
-
 def as_images(features, layer):
     """A fitted layer's map-major features ``(n, M*ph*pw)`` as images ``(n, ph, pw, M)`` (a view)."""
-    ph, pw, n_maps = layer_output_shape(layer)
+    ph, pw, n_maps = layer.layer_.output_shape
     return features.reshape(features.shape[0], n_maps, ph, pw).transpose(0, 2, 3, 1)

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _backend
+from . import _device
+from ._layer import padded_index
 
 
 @dataclass(frozen=True, eq=False)
@@ -44,8 +45,8 @@ def sample_patches(images, kernel_hw, padding, n_patches, rng):
     ``n_patches * D * 8`` bytes; the images are never copied whole.
     """
     n, h, w, _ = images.shape
-    rows = _padded_index(h, kernel_hw[0], padding)
-    cols = _padded_index(w, kernel_hw[1], padding)
+    rows = padded_index(h, kernel_hw[0], padding)
+    cols = padded_index(w, kernel_hw[1], padding)
     out_h, out_w = rows.size - kernel_hw[0] + 1, cols.size - kernel_hw[1] + 1
     total = n * out_h * out_w
     flat = np.arange(total) if n_patches >= total else rng.randint(0, total, size=n_patches)
@@ -54,24 +55,13 @@ def sample_patches(images, kernel_hw, padding, n_patches, rng):
     row_index = rows[top[:, None] + np.arange(kernel_hw[0])]  # (n_patches, kh)
     col_index = cols[left[:, None] + np.arange(kernel_hw[1])]  # (n_patches, kw)
     index = (image[:, None, None], np.maximum(row_index, 0)[:, :, None], np.maximum(col_index, 0)[:, None, :])
-    if _backend.is_device_array(images):  # gather on the device, bring only the patches home
-        xp = _backend.namespace("cuda")
+    if _device.is_device_array(images):  # gather on the device, bring only the patches home
+        xp = _device.namespace("cuda")
         index = tuple(xp.asarray(i) for i in index)
-    patches = _backend.to_numpy(images[index]).astype(np.float64)  # (n_patches, kh, kw, c)
+    patches = _device.to_numpy(images[index]).astype(np.float64)  # (n_patches, kh, kw, c)
     outside = (row_index < 0)[:, :, None] | (col_index < 0)[:, None, :]
     patches[outside] = 0.0  # zero padding
     return np.ascontiguousarray(patches.transpose(0, 3, 1, 2))
-
-
-def _padded_index(length, kernel, padding):
-    """Source pixel of each padded coordinate; -1 marks a zero-padded one (as _layer._pad)."""
-    index = np.arange(length)
-    if padding == "valid":
-        return index
-    pads = ((kernel - 1) // 2, kernel // 2)
-    if padding == "same":
-        return np.pad(index, pads, constant_values=-1)
-    return np.pad(index, pads, mode="reflect")
 
 
 def normalise(rows, eps_norm):

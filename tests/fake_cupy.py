@@ -73,7 +73,8 @@ class FakeCupy(types.ModuleType):
         return wrapped
 
     def __getattr__(self, name):
-        return self._wrap(getattr(np, name))
+        value = getattr(np, name)
+        return self._wrap(value) if callable(value) else value  # constants (cupy.inf) as they are
 
 
 class _Stream:

@@ -25,7 +25,7 @@ def _one_error_line(capsys):
 def test_json_output_is_the_results_dict_only(capsys):
     assert main([*TINY, "--json"]) == 0
     results = json.loads(capsys.readouterr().out)  # nothing but JSON on stdout
-    assert {"arms", "comparisons", "verdicts", "skipped_arms", "evaluation", "transfer"} <= set(results)
+    assert {"arms", "comparisons", "verdicts", "skipped_arms", "evaluation"} <= set(results)
     assert [a["name"] for a in results["arms"]] == ["gabor", "identity"]
 
 
@@ -33,10 +33,10 @@ def test_table_and_answers(capsys):
     assert main([*TINY, "--classifier", "linear_svm"]) == 0
     out = capsys.readouterr().out
     assert "Gabor, fixed" in out and "Raw pixels (no conv)" in out
-    assert "Answers:" in out
+    assert "\nVerdicts\n" in out
     assert any(f"[{v}] (a) Random kernels" in out for v in ("supported", "refuted", "inconclusive"))
-    assert "Skipped:" in out and "learned: turned off" in out
-    assert "Against the reference: corrected repeated k-fold t-test" in out
+    assert "\nSkipped arms\n" in out and "learned: turned off" in out
+    assert "Comparisons with the reference: corrected repeated k-fold t-test" in out
 
 
 @pytest.mark.parametrize(
@@ -45,12 +45,13 @@ def test_table_and_answers(capsys):
         (["--bogus"], "unrecognized arguments"),
         (["--classifier", "svm"], "invalid choice"),
         (["--repeats", "0"], "positive integer"),
-        (["--folds", "1"], "at least 2 folds"),
+        (["--folds", "1"], "argument --folds: The 'n_splits' parameter of StudySettings must be an int in the range"),
         (["--n-jobs", "two"], "--n-jobs"),
         (["--banks", "gabr"], "Did you mean 'gabor'?"),
         (["--dataset", "digts"], "Did you mean 'digits'?"),
         (["--margin", "0"], "--margin"),
-        (["--layers", "3"], "argument --layers: expected depths among 1, 2"),
+        (["--layers", "3"], "argument --layers: The 'depths' parameter of StudySettings must hold depths among"),
+        (["--layers", "1,x"], "argument --layers: expected comma-separated depths"),
         (["--device", "tpu"], "invalid choice"),
     ],
 )
@@ -89,7 +90,8 @@ def test_cuda_without_a_gpu_exits_2_before_the_study(monkeypatch, capsys):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     _no_study(monkeypatch)
     assert main(["--device", "cuda"]) == 2
-    assert "argument --device: PyTorch sees no CUDA device" in _one_error_line(capsys)
+    assert "argument --device: The 'device' parameter of StudySettings is 'cuda' but PyTorch sees no CUDA device" in (
+        _one_error_line(capsys))
 
 
 def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys):
@@ -140,7 +142,7 @@ def test_out_writes_the_report(tmp_path, capsys):
 
 
 def test_report_failure_exits_1_after_printing_the_results(tmp_path, monkeypatch, capsys):
-    def disk_full(results, extras, out_dir):
+    def disk_full(results, extras, out_dir, transfer=None):
         raise OSError("No space left on device")
 
     monkeypatch.setattr(_cli, "write_report", disk_full)
@@ -165,5 +167,5 @@ def test_module_entry_point_reports_a_bad_bank_without_traceback():
     )
     assert proc.returncode == 2 and proc.stdout == ""
     (line,) = proc.stderr.strip().splitlines()
-    assert line.startswith("skconvfeat: error: argument --banks: unknown bank 'gabr'; choose from ")
+    assert line.startswith("skconvfeat: error: argument --banks: The 'banks' parameter of StudySettings must name ")
     assert line.endswith("Did you mean 'gabor'?")

@@ -16,6 +16,7 @@ from test_report import (  # noqa: E402
     assert_not_blank,
     assert_svg_figure,
     make_study,
+    make_transfer,
     needs_chromium,
     render_in_chromium,
 )
@@ -23,7 +24,7 @@ from test_report import (  # noqa: E402
 
 def _cifar_study():
     """A holdout study on another dataset: one arm fewer, an unmet baseline, other verdicts."""
-    results, extras = make_study(transfer=False, seed=1)
+    results, extras = make_study(seed=1)
     results["dataset"] = "cifar10-jpeg"
     results["evaluation"] = {"design": "holdout", "n_seeds": 1, "random_state": 0, "n_train": 50000,
                              "n_test": 10000, "interval": "Wilson interval", "test": "McNemar's exact test"}
@@ -190,3 +191,12 @@ def test_comparison_renders_in_chromium(comparison, tmp_path):
     screenshot = tmp_path / "comparison.png"
     assert render_in_chromium(comparison / "comparison.html", screenshot, tmp_path / "profile") == []
     assert_not_blank(screenshot)
+
+
+def test_results_written_before_the_transfer_moved_out_are_still_compared(two_studies, tmp_path):
+    # Reports written before run_transfer kept the transfer experiment inside results.json.
+    results = {**make_study()[0], "transfer": make_transfer(), "schema_version": SCHEMA_VERSION}
+    old = _write_json(tmp_path / "old-layout", json.dumps(results))
+    assert read_results(old)["transfer"]["train_sizes"] == [20, 50, 100, 300]
+    paths = write_comparison([old, two_studies[1]], tmp_path / "both")
+    assert "old-layout" in paths["comparison.md"].read_text()

@@ -204,10 +204,10 @@ def test_cupy_backed_chunks_stay_on_the_device(monkeypatch):
     # the bookkeeping (meta, block types), not CuPy itself; tests/test_gpu.py runs on a device.
     from fake_cupy import FakeCupy
 
-    from skconvfeat import _backend
+    from skconvfeat import _device
 
     cupy = FakeCupy()
-    monkeypatch.setattr(_backend, "_cupy", lambda: cupy)
+    monkeypatch.setattr(_device, "_cupy", lambda: cupy)
     monkeypatch.setitem(__import__("sys").modules, "cupy", cupy)  # Dask's concatenation looks CuPy up by name
     colour = np.random.default_rng(0).integers(0, 256, size=(90, 12, 11, 3), dtype=np.uint8)
     fitted = conv(device="cuda").fit(colour)

@@ -231,8 +231,12 @@ def write_tar_gz(path, members):
             archive.addfile(info, io.BytesIO(data))
 
 
-def make_cifar(data_home, rng, cifar100=False, replace=None):
-    """Write a small CIFAR archive; return {subset: (images HWC, labels)}."""
+def make_cifar(data_home, rng, cifar100=False, replace=None, dump=None):
+    """Write a small CIFAR archive; return {subset: (images HWC, labels)}.
+
+    ``dump`` pickles the batches and meta file; Python 2's way by default.
+    """
+    dump = dump or py2_pickle
     if cifar100:
         folder, archive = "cifar-100-python", "cifar-100-python.tar.gz"
         batches = {"train": ["train"], "test": ["test"]}
@@ -254,11 +258,11 @@ def make_cifar(data_home, rng, cifar100=False, replace=None):
                      "filenames": [f"{name}_{i}.png" for i in range(3)]}
             if cifar100:
                 batch["coarse_labels"] = [0, 0, 0]
-            members[f"{folder}/{name}"] = py2_pickle(batch)
+            members[f"{folder}/{name}"] = dump(batch)
             all_images.append(chw.transpose(0, 2, 3, 1))
             all_labels += labels
         expected[subset] = (np.concatenate(all_images), np.array(all_labels))
-    members[f"{folder}/{meta[0]}"] = py2_pickle(meta[1])
+    members[f"{folder}/{meta[0]}"] = dump(meta[1])
     members[f"{folder}/readme.html"] = b"<html></html>"
     members.update(replace or {})
     (data_home / dataset).mkdir(parents=True, exist_ok=True)
@@ -302,6 +306,54 @@ def test_cifar_malicious_pickle_is_refused(protocol, tmp_path, rng):
     assert "cifar-10-python.tar.gz" in str(excinfo.value)
     assert "test_batch" in str(excinfo.value) and "system" in str(excinfo.value)
     assert not target.exists()
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4])
+def test_cifar_pickled_by_python_3_loads(protocol, tmp_path, rng):
+    # Protocol 2 from Python 3 spells bytes as _codecs.encode(text, "latin1"), and
+    # keys and names are str, not bytes: once refused as unsafe.
+    expected = make_cifar(tmp_path, rng, dump=lambda obj: pickle.dumps(obj, protocol=protocol))
+    bunch = ds.fetch_cifar10(data_home=tmp_path, subset="train")
+    np.testing.assert_array_equal(bunch.images, expected["train"][0])
+    np.testing.assert_array_equal(bunch.target, expected["train"][1])
+    assert list(bunch.target_names[:2]) == ["c0", "c1"]
+
+
+class Calls:
+    """Pickles as ``function(*args)``, or with ``state`` set after."""
+
+    def __init__(self, function, *args, state=None):
+        self.reduced = (function, args) if state is None else (function, args, state)
+
+    def __reduce__(self):
+        return self.reduced
+
+
+def _multiarray():
+    return np._core.multiarray if hasattr(np, "_core") else np.core.multiarray
+
+
+N_HOSTILE = 2000  # images a hostile batch claims (6 MB) in a pickle of a few kB
+
+
+def hostile_batches():
+    """Batches that reach a big array by another path than numpy's own pickles."""
+    reconstruct, shape = _multiarray()._reconstruct, (N_HOSTILE, 3072)
+    state = (1, shape, np.dtype(np.uint8), False, b"\0" * 10)
+    return {
+        "ndarray_called": Calls(np.ndarray, shape, "u1"),
+        "reconstruct_big": Calls(reconstruct, np.ndarray, shape, b"b"),
+        "bytes_short_of_the_shape": Calls(reconstruct, np.ndarray, (0,), b"b", state=state),
+        "object_dtype": np.array([None] * 3, dtype=object),
+    }
+
+
+@pytest.mark.parametrize("kind", list(hostile_batches()))
+def test_cifar_arrays_only_by_numpy_s_path_with_the_bytes_in_the_file(kind, tmp_path, rng):
+    batch = {"data": hostile_batches()[kind], "labels": [0] * N_HOSTILE}
+    make_cifar(tmp_path, rng, replace={"cifar-10-batches-py/test_batch": py2_pickle(batch)})
+    with pytest.raises(CorruptFileError, match="test_batch"):
+        ds.fetch_cifar10(data_home=tmp_path, subset="test")
 
 
 @pytest.mark.parametrize("bad", [b"not a pickle", py2_pickle({"data": b"x"}), b"\x80\x02}q"])

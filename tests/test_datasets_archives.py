@@ -5,6 +5,7 @@ import os
 import sys
 import tarfile
 import time
+import warnings
 import zipfile
 
 import numpy as np
@@ -55,7 +56,7 @@ def write_source(kind, tmp_path, images):
                 archive.writestr(name, data)
         return path
     path = tmp_path / f"images.{kind}"
-    mode = "w:gz" if kind in ("tar.gz", "tgz") else "w"
+    mode = {"tar.gz": "w:gz", "tgz": "w:gz", "tar.bz2": "w:bz2", "tar.xz": "w:xz"}.get(kind, "w")
     with tarfile.open(path, mode) as archive:
         for name, data in files.items():
             info = tarfile.TarInfo(name)
@@ -69,7 +70,7 @@ def rng():
     return np.random.default_rng(0)
 
 
-@pytest.mark.parametrize("kind", ["folder", "tar", "tar.gz", "tgz", "zip"])
+@pytest.mark.parametrize("kind", ["folder", "tar", "tar.gz", "tgz", "tar.bz2", "tar.xz", "zip"])
 @pytest.mark.parametrize("subset", ["train", "test"])
 def test_split_layout_round_trip(kind, subset, tmp_path, rng):
     images = make_images(rng)
@@ -265,3 +266,59 @@ def test_shared_cifar10_jpeg():
     assert list(test.target_names) == ["airplane", "automobile", "bird", "cat", "deer",
                                        "dog", "frog", "horse", "ship", "truck"]
     assert np.bincount(test.target).tolist() == [1000] * 10
+
+
+# --- names: duplicates and Unicode spellings -------------------------------------------
+
+
+CAFE_NFC, CAFE_NFD = "caf\u00e9", "cafe\u0301"
+
+
+def write_tar(path, members):
+    """A .tar.gz of ``[(name, data)]`` in that order, repeats included."""
+    with tarfile.open(path, "w:gz") as archive:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return path
+
+
+@pytest.mark.parametrize("second", ["cat/1.png", "./cat/1.png", "cat\\1.png"])
+@pytest.mark.parametrize("kind", ["tar.gz", "zip"])
+def test_member_listed_twice_is_refused(kind, second, tmp_path):
+    image = encode(np.zeros((2, 2, 3), np.uint8))
+    members = [("cat/1.png", image), ("dog/2.png", image), (second, image)]
+    path = tmp_path / f"twice.{kind}"
+    if kind == "zip":
+        with zipfile.ZipFile(path, "w") as archive, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # zipfile warns of the duplicate name
+            for name, data in members:
+                archive.writestr(name, data)
+    else:
+        write_tar(path, members)
+    with pytest.raises(UnsafeArchiveError, match="twice.*'cat/1.png' twice"):
+        load_image_folder(path)
+
+
+def test_class_spelled_nfc_and_nfd_is_one_class(tmp_path, rng):
+    pixels = rng.integers(0, 256, (3, 2, 2, 3), dtype=np.uint8)
+    path = write_tar(tmp_path / "accents.tar.gz", [
+        (f"train/{CAFE_NFC}/1.png", encode(pixels[0])),
+        ("train/dog/2.png", encode(pixels[1])),
+        (f"test/{CAFE_NFD}/3.png", encode(pixels[2])),
+    ])
+    bunch = load_image_folder(path, subset="all")
+    assert list(bunch.target_names) == [CAFE_NFC, "dog"]
+    assert list(bunch.target) == [0, 0, 1]  # test/café/3.png, train/café/1.png, train/dog/2.png
+    assert list(bunch.filenames) == [f"test/{CAFE_NFC}/3.png", f"train/{CAFE_NFC}/1.png",
+                                     "train/dog/2.png"]
+
+
+def test_file_spelled_nfc_and_nfd_in_a_folder_is_refused(tmp_path):
+    image = encode(np.zeros((2, 2, 3), np.uint8))
+    for spelling in (CAFE_NFC, CAFE_NFD):
+        (tmp_path / "images" / spelling).mkdir(parents=True)
+        (tmp_path / "images" / spelling / "1.png").write_bytes(image)
+    with pytest.raises(UnsafeArchiveError, match=f"'{CAFE_NFC}/1.png' twice"):
+        load_image_folder(tmp_path / "images")

@@ -205,8 +205,8 @@ def test_svhn_zero_images(tmp_path):
 def test_svhn_bounded_before_loading(tmp_path, rng):
     write_svhn(tmp_path / "svhn" / "test_32x32.mat",
                rng.integers(0, 256, (4, 32, 32, 3), dtype=np.uint8), np.array([1, 2, 3, 4]))
-    # X: 4 * 32 * 32 * 3 bytes, y: 4 doubles.
-    with pytest.raises(LimitExceededError, match=r"test_32x32.mat.*12320 bytes.*max_total_bytes=10000"):
+    # X: 4 * 32 * 32 * 3 bytes read and as many returned; y: 4 int64 read, 2 x 4 returned.
+    with pytest.raises(LimitExceededError, match=r"test_32x32.mat.*24672 bytes.*max_total_bytes=10000"):
         ds.fetch_svhn(data_home=tmp_path, subset="test", max_total_bytes=10_000)
 
 
@@ -284,10 +284,11 @@ def test_decoded_pixels_count_the_output_size(tmp_path):
     root = write_folder(tmp_path / "images", {
         f"a/{i}.png": png(np.full((10, 10), i, np.uint8)) for i in range(3)})
     assert sum(f.stat().st_size for f in root.rglob("*.png")) < 300
-    # 3 grey images of 10x10: 300 bytes as grey, 900 as RGB.
-    assert ds.load_image_folder(root, grayscale=True, max_total_bytes=300).images.shape == (3, 10, 10)
-    with pytest.raises(LimitExceededError, match="max_total_bytes=300"):
-        ds.load_image_folder(root, max_total_bytes=300)
+    # 3 grey images of 10x10: the files (< 300 bytes), an output of 300 bytes as
+    # grey and 900 as RGB, and decoding one (200 bytes as grey, 800 as RGB).
+    assert ds.load_image_folder(root, grayscale=True, max_total_bytes=1000).images.shape == (3, 10, 10)
+    with pytest.raises(LimitExceededError, match="max_total_bytes=1000"):
+        ds.load_image_folder(root, max_total_bytes=1000)
 
 
 # --- image folders: symbolic links ------------------------------------------------------
@@ -334,3 +335,49 @@ def test_folder_file_bytes_are_bounded(tmp_path, rng):
         ds.load_image_folder(root, max_total_bytes=200)
     with pytest.raises(LimitExceededError, match="images.*max_members=2"):
         ds.load_image_folder(root, max_members=2)
+
+
+def test_svhn_compressed_mat_round_trip(tmp_path, rng):
+    from scipy.io import savemat
+
+    images = rng.integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
+    path = tmp_path / "svhn" / "test_32x32.mat"
+    path.parent.mkdir()
+    savemat(path, {"X": images.transpose(1, 2, 3, 0), "y": np.array([[10.0], [1], [2], [3], [4]]),
+                   "other_name_long_enough": np.zeros(3)}, do_compression=True)
+    bunch = ds.fetch_svhn(data_home=tmp_path, subset="test")
+    np.testing.assert_array_equal(bunch.images, images)
+    assert list(bunch.target) == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("damage, why", [
+    ("name", "variable name of 1000000 bytes"),
+    ("dims", "dimensions of 400 bytes"),
+    ("data", "data of 'X'.*does not match its shape"),
+    ("complex", "'X' is not a real numeric array"),
+])
+def test_svhn_element_sizes_are_checked_before_scipy_reads_them(damage, why, tmp_path):
+    from test_datasets_peak_memory import mat_element, mat_matrix
+
+    header = b"MATLAB 5.0 MAT-file".ljust(116) + bytes(8) + struct.pack("<H", 0x0100) + b"IM"
+    x = mat_matrix("X", 9 | (0x800 if damage == "complex" else 0), (32, 32, 3, 1), 2,
+                   bytes(3072 - (damage == "data")))
+    if damage == "name":
+        x = x[:x.index(b"X\0\0\0") - 4] + struct.pack("<II", 1, 10**6) + b"X" * 8
+    if damage == "dims":
+        x = mat_element(6, struct.pack("<II", 9, 0)) + mat_element(5, bytes(400))
+    path = tmp_path / "svhn" / "test_32x32.mat"
+    path.parent.mkdir()
+    path.write_bytes(header + mat_element(14, x))
+    with pytest.raises(CorruptFileError, match=f"test_32x32.mat.*{why}"):
+        ds.fetch_svhn(data_home=tmp_path, subset="test")
+
+
+def test_svhn_mat_7_3_is_refused_as_not_mat_5(tmp_path):
+    path = tmp_path / "svhn" / "test_32x32.mat"
+    path.parent.mkdir()
+    # MATLAB 7.3 files keep the 128-byte text header, with version 0x0200, then HDF5.
+    path.write_bytes(b"MATLAB 7.3 MAT-file".ljust(116) + bytes(8) + struct.pack("<H", 0x0200)
+                     + b"IM" + b"\x89HDF\r\n\x1a\n" + bytes(500))
+    with pytest.raises(CorruptFileError, match="test_32x32.mat.*not a MAT 5 file.*7.3"):
+        ds.fetch_svhn(data_home=tmp_path, subset="test")

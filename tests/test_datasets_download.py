@@ -5,9 +5,11 @@ import gzip
 import hashlib
 import http.server
 import os
+import socket
 import struct
 import threading
 import time
+import types
 
 import numpy as np
 import pytest
@@ -253,3 +255,83 @@ def test_stale_partial_files_are_cleaned(server, tmp_path):
         path = fetch(server, tmp_path)
         assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
             [path.name, live.name, other.name])
+
+
+# --- raw responses: trickles and malformed headers --------------------------------------
+
+
+TRICKLE_FOR_S = 8  # the raw server gives up after this: a test on a hanging client still ends
+
+
+@pytest.fixture
+def raw_server():
+    """A server on 127.0.0.1 answering every connection with ``raw_server.response``.
+
+    ``response`` is (head, trickled): ``head`` bytes are sent at once, then the
+    ``trickled`` bytes one every 0.05 s, until TRICKLE_FOR_S seconds have passed.
+    """
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.1)
+    stop = threading.Event()
+    server = types.SimpleNamespace(
+        response=(b"", b""), connections=0,
+        base_url=f"http://127.0.0.1:{listener.getsockname()[1]}/files/")
+
+    def answer(connection):
+        head, trickled = server.response
+        end = time.monotonic() + TRICKLE_FOR_S
+        with connection:
+            try:
+                connection.recv(65536)  # the request
+                connection.sendall(head)
+                for byte in trickled:
+                    if stop.is_set() or time.monotonic() > end:
+                        return
+                    connection.sendall(bytes([byte]))
+                    time.sleep(0.05)
+            except OSError:  # the client gave up, as it should
+                pass
+
+    def serve():
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            server.connections += 1
+            threading.Thread(target=answer, args=(connection,), daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield server
+    stop.set()
+    thread.join(timeout=10)
+    listener.close()
+
+
+ENDLESS = b"a" * 10**6
+
+
+@pytest.mark.parametrize("where, response", [
+    ("status line", (b"", b"HTTP/1.1 200 OK" + ENDLESS)),
+    ("header", (b"HTTP/1.1 200 OK\r\nX-Slow: ", ENDLESS)),
+    ("headers", (b"HTTP/1.1 200 OK\r\n", b"X-A: b\r\n" * 10**5)),
+])
+def test_trickled_status_line_or_headers_stop_at_the_deadline(where, response, raw_server,
+                                                              tmp_path):
+    raw_server.response = response
+    start = time.monotonic()
+    with pytest.raises(DownloadError, match=r"data.bin.*deadline=1 s"):
+        fetch(raw_server, tmp_path / "cache", deadline=1, timeout=10)
+    assert time.monotonic() - start < 3, f"a trickled {where} held the call"
+    assert not (tmp_path / "cache").exists()
+
+
+@pytest.mark.parametrize("length", ["\u00b2", "-1", "1e3", "12, 12", "0x10"])
+def test_malformed_content_length_is_a_download_error(length, raw_server, tmp_path):
+    raw_server.response = (f"HTTP/1.1 200 OK\r\nContent-Length: {length}\r\n\r\n".encode("latin-1")
+                           + BODY, b"")
+    with pytest.raises(DownloadError, match="data.bin.*announces"):
+        fetch(raw_server, tmp_path / "cache")
+    assert raw_server.connections == 1  # not retried: the server would say it again
+    assert not (tmp_path / "cache").exists()

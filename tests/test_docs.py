@@ -41,6 +41,7 @@ def site(tmp_path_factory):
     src = tmp_path_factory.mktemp("docs-src")
     shutil.copytree(ROOT / "docs", src / "docs", ignore=shutil.ignore_patterns(*BUILD_OUTPUTS))
     shutil.copytree(ROOT / "examples", src / "examples")
+    shutil.copy(ROOT / "CHANGELOG.md", src / "CHANGELOG.md")  # docs/changelog.md includes it
     html = src / "html"
     env = {
         **os.environ,
@@ -59,7 +60,7 @@ def site(tmp_path_factory):
 
 def test_site_builds_with_its_pages(site):
     for page in ("index", "api", "guide/index", "guide/layer", "guide/study", "results", "benchmarks",
-                 "datasets", "gpu", "results-schema", "auto_examples/index"):
+                 "datasets", "gpu", "results-schema", "changelog", "auto_examples/index"):
         assert (site / f"{page}.html").is_file(), page
 
 

@@ -5,7 +5,7 @@ import pytest
 from numpy.testing import assert_allclose
 
 from skconvfeat import FixedConvTransformer
-from skconvfeat._backend import gpu_available
+from skconvfeat._device import gpu_available
 
 pytestmark = [
     pytest.mark.gpu,

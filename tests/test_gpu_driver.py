@@ -5,14 +5,14 @@ import pytest
 from numpy.testing import assert_allclose
 
 from fake_cupy import FakeCupy
-from skconvfeat import FixedConvTransformer, _backend
+from skconvfeat import FixedConvTransformer, _device
 
 
 @pytest.fixture
 def fake_gpu(monkeypatch):
     def install(**kwargs):
         cupy = FakeCupy(**kwargs)
-        monkeypatch.setattr(_backend, "_cupy", lambda: cupy)
+        monkeypatch.setattr(_device, "_cupy", lambda: cupy)
         return cupy
 
     return install

@@ -4,10 +4,13 @@ import tracemalloc
 
 import numpy as np
 import pytest
+import sklearn
 from sklearn.datasets import make_classification
 from sklearn.linear_model import RidgeClassifier
-from sklearn.pipeline import make_pipeline
+from sklearn.model_selection import GridSearchCV, StratifiedKFold
+from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skconvfeat import GramRidgeClassifier
@@ -207,3 +210,133 @@ def test_partial_fit_errors_name_the_problem():
 )
 def test_sklearn_contract(estimator, check):
     check(estimator)
+
+
+def _weights(n, seed=0):
+    weights = np.random.RandomState(seed).uniform(0, 3, size=n)
+    weights[::7] = 0.0  # rows that do not count at all
+    return weights
+
+
+@pytest.mark.parametrize("n_classes", [2, 4])
+@pytest.mark.parametrize("batch_size", [7, 2048])
+def test_sample_weight_matches_weighted_ridge_classifier(n_classes, batch_size):
+    X, y = _data(n_classes, shift=5.0)
+    w = _weights(len(X))
+    ours = GramRidgeClassifier(alphas=[0.05], batch_size=batch_size).fit(X, y, sample_weight=w)
+    ref = RidgeClassifier(alpha=0.05 * w.sum(), solver="cholesky").fit(X, y, sample_weight=w)
+    np.testing.assert_allclose(ours.coef_, np.atleast_2d(ref.coef_), rtol=1e-7, atol=1e-10)
+    np.testing.assert_allclose(ours.intercept_, np.ravel(ref.intercept_), rtol=1e-7, atol=1e-10)
+    unweighted = GramRidgeClassifier(alphas=[0.05]).fit(X, y)
+    assert np.abs(unweighted.coef_ - ours.coef_).max() > 1e-3  # the weights changed the model
+
+
+def test_integer_weights_count_rows_that_many_times():
+    X, y = _data()
+    counts = np.random.RandomState(1).randint(0, 4, size=len(X))
+    ours = GramRidgeClassifier(alphas=[0.05], standardize=True).fit(X, y, sample_weight=counts)
+    repeated = GramRidgeClassifier(alphas=[0.05], standardize=True).fit(np.repeat(X, counts, axis=0), np.repeat(y, counts))
+    np.testing.assert_allclose(ours.coef_, repeated.coef_, rtol=1e-7, atol=1e-10)
+    np.testing.assert_allclose(ours.intercept_, repeated.intercept_, rtol=1e-7, atol=1e-10)
+
+
+def test_standardize_with_weights_is_weighted_scaler_then_weighted_ridge():
+    X, y = _data(shift=3.0)
+    X[:, 0] = 2.0  # a constant feature stays unscaled
+    X[:, 1] *= 100.0
+    w = _weights(len(X))
+    ours = GramRidgeClassifier(alphas=[0.05], standardize=True, batch_size=40).fit(X, y, sample_weight=w)
+    ref = make_pipeline(StandardScaler(), RidgeClassifier(alpha=0.05 * w.sum(), solver="cholesky"))
+    ref.fit(X, y, standardscaler__sample_weight=w, ridgeclassifier__sample_weight=w)
+    np.testing.assert_allclose(ours.decision_function(X), ref.decision_function(X), rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("class_weight", ["balanced", {0: 3.0, 2: 0.5}])
+def test_class_weight_matches_ridge_classifier(class_weight):
+    X, y = _data()
+    y[y == 1] = 3 if class_weight == "balanced" else 1
+    keep = (y != 3) | (np.arange(len(y)) % 4 == 0)  # unbalanced classes, so 'balanced' matters
+    X, y, w = X[keep], y[keep], _weights(keep.sum())
+    ours = GramRidgeClassifier(alphas=[0.05], class_weight=class_weight).fit(X, y, sample_weight=w)
+    effective = w * compute_sample_weight(class_weight, y)
+    ref = RidgeClassifier(alpha=0.05 * effective.sum(), class_weight=class_weight, solver="cholesky")
+    ref.fit(X, y, sample_weight=w)
+    np.testing.assert_allclose(ours.coef_, ref.coef_, rtol=1e-7, atol=1e-10)
+    np.testing.assert_allclose(ours.intercept_, ref.intercept_, rtol=1e-7, atol=1e-10)
+    plain = GramRidgeClassifier(alphas=[0.05]).fit(X, y, sample_weight=w)
+    assert np.abs(plain.coef_ - ours.coef_).max() > 1e-3
+
+
+def test_partial_fit_with_weights_is_fit_with_weights():
+    X, y = _data()
+    w = _weights(len(X))
+    streamed = GramRidgeClassifier(alphas=[0.05], class_weight={1: 2.0})
+    for rows in np.array_split(np.arange(len(X)), 4):
+        streamed.partial_fit(X[rows], y[rows], classes=np.unique(y), sample_weight=w[rows])
+    whole = GramRidgeClassifier(alphas=[0.05], class_weight={1: 2.0}).fit(X, y, sample_weight=w)
+    np.testing.assert_allclose(streamed.coef_, whole.coef_, rtol=1e-7, atol=1e-10)
+    np.testing.assert_allclose(streamed.intercept_, whole.intercept_, rtol=1e-7, atol=1e-10)
+
+
+def test_held_out_rows_are_scored_by_weighted_accuracy():
+    X, y = _data(n_samples=400, n_features=200)
+    w = _weights(len(X))
+    alphas = [1e-6, 0.3, 100.0]
+    ours = GramRidgeClassifier(alphas=alphas, validation_fraction=0.25, random_state=0).fit(X, y, sample_weight=w)
+    held_out = np.zeros(len(X), dtype=bool)
+    held_out[np.random.RandomState(0).permutation(len(X))[:100]] = True
+    train, test = ~held_out, held_out
+    expected = [
+        RidgeClassifier(alpha=a * w[train].sum(), solver="cholesky")
+        .fit(X[train], y[train], sample_weight=w[train])
+        .score(X[test], y[test], sample_weight=w[test])
+        for a in alphas
+    ]
+    np.testing.assert_allclose(ours.validation_scores_, expected)
+    assert ours.alpha_ == alphas[int(np.argmax(expected))]
+
+
+def test_weight_errors_name_the_problem():
+    X, y = _data()
+    with pytest.raises(ValueError, match="sample_weight passed to GramRidgeClassifier.fit must be 300 finite non-neg"):
+        GramRidgeClassifier().fit(X, y, sample_weight=np.ones(5))
+    with pytest.raises(ValueError, match="must be 300 finite non-negative"):
+        GramRidgeClassifier().fit(X, y, sample_weight=-np.ones(300))
+    balanced = GramRidgeClassifier(class_weight="balanced")
+    with pytest.raises(ValueError, match="partial_fit sees one chunk.*class_weight='balanced'"):
+        balanced.partial_fit(X, y, classes=np.unique(y))
+    with pytest.raises(ValueError, match="partial_fit must be 300 finite non-negative"):
+        balanced.set_params(class_weight=None).partial_fit(X, y, classes=np.unique(y), sample_weight=[1.0])
+    assert not hasattr(balanced, "classes_")  # refused before it started a model
+    with pytest.raises(ValueError, match="The 'class_weight' parameter of GramRidgeClassifier must be"):
+        GramRidgeClassifier(class_weight="balance").fit(X, y)
+    with pytest.raises(ValueError, match="at least 2 classes with non-zero weight; got 1 class"):
+        GramRidgeClassifier().fit(X, y, sample_weight=(y == 2).astype(float))
+    streamed = GramRidgeClassifier(alphas=[0.1]).partial_fit(X, y, classes=np.unique(y), sample_weight=np.zeros(300))
+    with pytest.raises(ValueError, match="sample weights of the rows fitted are all zero"):
+        streamed.predict(X)
+
+
+def test_weighted_grid_search_through_a_pipeline_routes_sample_weight():
+    X, y = _data(n_classes=3)
+    w = np.random.RandomState(2).randint(0, 3, size=len(X)).astype(float)
+    grid = {"head__alphas": [[1e-3], [1.0]]}
+
+    def pipeline():
+        return Pipeline([
+            ("scale", StandardScaler().set_fit_request(sample_weight=True)),
+            ("head", GramRidgeClassifier().set_fit_request(sample_weight=True).set_score_request(sample_weight=True)),
+        ])
+
+    with sklearn.config_context(enable_metadata_routing=True):
+        search = GridSearchCV(pipeline(), grid, cv=3).fit(X, y, sample_weight=w)
+        direct = pipeline().set_params(**search.best_params_).fit(X, y, sample_weight=w)
+        unweighted = pipeline().set_params(**search.best_params_).fit(X, y)
+        # The folds' scores are weighted too: the first candidate's first-fold score, recomputed.
+        train, test = next(StratifiedKFold(3).split(X, y))
+        fold = pipeline().set_params(**search.cv_results_["params"][0])
+        expected = fold.fit(X[train], y[train], sample_weight=w[train]).score(X[test], y[test], sample_weight=w[test])
+    np.testing.assert_allclose(search.best_estimator_[-1].coef_, direct[-1].coef_, rtol=1e-7, atol=1e-10)
+    assert np.abs(unweighted[-1].coef_ - direct[-1].coef_).max() > 1e-3  # the weights reached the head
+    assert search.cv_results_["split0_test_score"][0] == pytest.approx(expected)
+    assert expected != pytest.approx(fold.fit(X[train], y[train]).score(X[test], y[test]))

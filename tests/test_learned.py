@@ -87,7 +87,18 @@ def _initial_features(conv, X, y):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         learned = LearnedConvClassifier(conv, freeze_kernels=True, early_stopping=False, max_epochs=1).fit(X, y)
-    return learned, learned._forward_numpy(X, features_only=True, standardise=False)
+    return learned, _features(learned, X, standardise=False)
+
+
+def _features(est, X, standardise=True):
+    """The fitted network's (standardised) features of ``X`` in float64, before the head."""
+    import torch
+
+    from skconvfeat.learned import _network
+
+    net = est._network(torch.float64, torch.device("cpu"))
+    with torch.no_grad():
+        return net.features(_network.to_tensor(est._images(X), "cpu", torch.float64), standardise).numpy()
 
 
 @pytest.mark.parametrize("cfg", _LAYER_GRID, ids=[_grid_id(c) for c in _LAYER_GRID])
@@ -143,7 +154,7 @@ def test_training_starts_at_the_standardised_fixed_features(digits_split):
     train_part = X_train[np.isin(np.arange(len(X_train)), _training_indices(est, y_train))]
     scaler = StandardScaler().fit(_two_layers().fit_transform(train_part))
     expected = scaler.transform(_two_layers().fit(train_part).transform(X_test))
-    got = est._forward_numpy(X_test, features_only=True)
+    got = _features(est, X_test)
     assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
 
 
@@ -457,19 +468,36 @@ def test_bad_parameters_name_the_class_called(params, error, match):
         LearnedConvClassifier(**params).fit(X, [0, 1, 0, 1])
 
 
-class _PreprocessingLayer(FixedConvTransformer):
-    """Stands for a data-derived bank whose kernels apply to normalised patches."""
+def test_layers_without_a_torch_counterpart_are_refused_before_any_fitting(monkeypatch):
+    from skconvfeat import _transformer
 
-    def fit(self, X, y=None):
-        super().fit(X, y)
-        self.preprocessing_ = "whitened patches"
-        return self
+    def no_fitting(*args, **kwargs):
+        raise AssertionError("the layers were fitted before the description was checked")
 
-
-def test_layers_without_a_torch_counterpart_are_refused():
-    net = FixedConvNet([("conv1", FixedConvTransformer(kernel_size=3)), ("conv2", _PreprocessingLayer(kernel_size=1))])
+    monkeypatch.setattr(_transformer, "fit_layer", no_fitting)
+    X, y = _images((20, 8, 8)), np.arange(20) % 2
+    net = FixedConvNet([("conv1", FixedConvTransformer(kernel_size=3)),
+                        ("conv2", FixedConvTransformer(kernel_size=1, patch_norm=True))])
     with pytest.raises(ValueError, match="layer 2 of 'conv' preprocesses its patches"):
-        LearnedConvClassifier(net).fit(_images((20, 8, 8)), np.arange(20) % 2)
+        LearnedConvClassifier(net).fit(X, y)
+    with pytest.raises(ValueError, match="nonlinearity='triangle'"):
+        LearnedConvClassifier(FixedConvTransformer(nonlinearity="triangle")).fit(X, y)
+    with pytest.raises(ValueError, match="'augment' parameter"):
+        LearnedConvClassifier(augment={"rotate": 1}).fit(X, y)
+
+
+def test_a_failed_fit_leaves_the_fitted_model_as_it_was():
+    X, y = _images((20, 8, 8)), np.arange(20) % 2
+    est = LearnedConvClassifier(FixedConvTransformer(kernel_size=3), **QUICK).fit(X, y)
+    before = {k: v for k, v in vars(est).items()}
+    history, proba = list(est.history_), est.predict_proba(X)
+    est.set_params(warm_start=True, learning_rate=1e30)  # the loss becomes infinite in the first step
+    with pytest.raises(FloatingPointError):
+        est.fit(X * 1e30, y)
+    assert est.history_ == history and est.n_iter_ == before["n_iter_"]
+    assert set(vars(est)) == set(before)
+    est.set_params(learning_rate=1e-2)
+    assert_allclose(est.predict_proba(X), proba)
 
 
 def test_bad_targets_and_inputs():
@@ -546,3 +574,18 @@ def test_sklearn_contract(estimator, check):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         check(estimator)
+
+
+def test_fixed_seed_predictions_are_the_head_on_the_fixed_layer_of_the_learned_kernels():
+    """Recomputes predict_proba without torch: the fixed layer with the learned kernels, standardised, then the head."""
+    from scipy.special import softmax
+
+    X, y = load_digits(return_X_y=True)
+    conv = FixedConvTransformer("random", kernel_size=3, random_state=0)
+    est = LearnedConvClassifier(conv, max_epochs=2, random_state=0).fit(X[:300], y[:300])
+    features = transfer_bank(est, dtype="float64").fit(X[:1]).transform(X[300:400])
+    state = est._state
+    logits = (features - state["mean"]) / state["scale"] @ state["head.0.weight"].T + state["head.0.bias"]
+    # Near-constant features (digits' blank borders) have tiny scales that magnify float64 rounding.
+    assert_allclose(est.predict_proba(X[300:400]), softmax(logits, axis=1), rtol=1e-6, atol=1e-9)
+    assert_array_equal(est.predict(X[300:400]), est.classes_[np.argmax(logits, axis=1)])

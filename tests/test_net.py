@@ -39,7 +39,7 @@ def _reference_stack(images, layers):
     """Apply reference_layer layer by layer, reshaping map-major features into images by hand."""
     x, outputs = images, []
     for layer in layers:
-        spec = layer._layer_spec()
+        spec = layer.layer_.spec
         feats = reference_layer(
             x, layer.filters_, padding=spec.padding, nonlinearity=spec.nonlinearity, pooling=spec.pooling,
             pool_size=spec.pool_size, pool_stride=spec.pool_stride, pool_grid=spec.pool_grid,

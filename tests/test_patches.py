@@ -28,7 +28,7 @@ def layer_path(request, monkeypatch):
 
 
 def _reference(conv, images):
-    spec = conv._layer_spec()
+    spec = conv.layer_.spec
     prep = conv.preprocessing_
     return reference_patch_layer(
         images,
@@ -264,10 +264,10 @@ def test_hand_crafted_banks_keep_their_behaviour_by_default():
 
 def test_fake_gpu_runs_the_folded_layer(monkeypatch):
     from fake_cupy import FakeCupy
-    from skconvfeat import _backend
+    from skconvfeat import _device
 
     cupy = FakeCupy()
-    monkeypatch.setattr(_backend, "_cupy", lambda: cupy)
+    monkeypatch.setattr(_device, "_cupy", lambda: cupy)
     params = dict(bank="kmeans", bank_params={"n_filters": 5}, kernel_size=3, nonlinearity="triangle", pool_grid=2, random_state=0)
     expected = FixedConvTransformer(device="cpu", **params).fit(RGB).transform(RGB)
     gpu = FixedConvTransformer(device="cuda", batch_size=5, **params).fit(cupy.asarray(RGB))

@@ -7,7 +7,7 @@ import joblib
 import numpy as np
 import pytest
 
-from skconvfeat import FixedConvTransformer, _backend
+from skconvfeat import FixedConvTransformer, _device
 
 LOAD_WITHOUT_CUPY = """
 import sys, warnings
@@ -24,7 +24,7 @@ np.save(sys.argv[3], out)
 
 def test_cuda_model_transforms_without_gpu(tmp_path, monkeypatch):
     images = np.random.default_rng(0).random((20, 28, 28)).astype(np.float32)
-    monkeypatch.setattr(_backend, "gpu_available", lambda: True)  # fit as on a GPU machine
+    monkeypatch.setattr(_device, "gpu_available", lambda: True)  # fit as on a GPU machine
     conv = FixedConvTransformer(device="cuda", bank="random", random_state=0).fit(images)
     assert isinstance(conv.filters_, np.ndarray)  # fitted state is plain NumPy
     joblib.dump(conv, tmp_path / "conv.joblib")
@@ -38,7 +38,7 @@ def test_cuda_model_transforms_without_gpu(tmp_path, monkeypatch):
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not _backend.gpu_available(), reason="needs CuPy and a CUDA device")
+@pytest.mark.skipif(not _device.gpu_available(), reason="needs CuPy and a CUDA device")
 def test_gpu_fitted_model_matches_across_processes(tmp_path):
     images = np.random.default_rng(1).random((64, 32, 32, 3)).astype(np.float32)
     conv = FixedConvTransformer(device="cuda", bank="gabor").fit(images)

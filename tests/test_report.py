@@ -33,11 +33,11 @@ N_SPLITS = 10  # 5 repeats x 2 folds
 HOSTILE_LABEL = "Sharpen <script>alert(1)</script> | fixed"
 
 
-def make_study(transfer=True, seed=0):
+def make_study(seed=0):
     """Build schema-valid ``results`` and ``extras`` shaped like a digits study.
 
-    8x8 grey images, three fixed banks, the raw-pixel arm, a learned arm as
-    reference and, when ``transfer``, the data-efficiency part.
+    8x8 grey images, three fixed banks, the raw-pixel arm and a learned arm as
+    reference (the transfer experiment's results: :func:`make_transfer`).
     """
     rng = np.random.default_rng(seed)
     arm_specs = [  # name, label, kind, bank, n_filters, kernel size, true accuracy
@@ -83,7 +83,6 @@ def make_study(transfer=True, seed=0):
         "margin": 0.01, "alpha": 0.05, "best_fixed": "gabor", "reference": "learned", "baseline": None,
         "arms": arms,
         "comparisons": comparisons,
-        "transfer": _make_transfer(rng) if transfer else None,
         "verdicts": [
             {"claim": "Random fixed kernels work very poorly", "verdict": "refuted",
              "sentence": "Random fixed kernels reached 95.0% (95% CI 94.4-95.6%), 2.5 points below learned ones."},
@@ -119,7 +118,9 @@ def _history(rng, n_epochs):
             for i in range(n_epochs)]
 
 
-def _make_transfer(rng):
+def make_transfer(seed=0):
+    """Build schema-valid results of the transfer experiment (``run_transfer``)."""
+    rng = np.random.default_rng(seed)
     sizes, n_repeats = [20, 50, 100, 300], 3
     arms = {}
     for name, label, top in (("transfer", "Transferred kernels, fixed", 0.95), ("scratch", "Learned from scratch", 0.9),
@@ -132,8 +133,9 @@ def _make_transfer(rng):
             "fit_time": rng.uniform(0.05, 0.4, (len(sizes), n_repeats)).round(3).tolist(),
             "mean": list(mean), "ci_low": list(low), "ci_high": list(high),
         }  # fmt: skip
-    return {"source_classes": [0, 1, 2, 3, 4], "target_classes": [5, 6, 7, 8, 9], "train_sizes": sizes,
-            "n_seeds": n_repeats, "arms": arms}
+    return {"skipped": None, "source_classes": [0, 1, 2, 3, 4], "target_classes": [5, 6, 7, 8, 9],
+            "train_sizes": sizes, "n_seeds": n_repeats, "n_test": 100, "depth": 1, "source_fit_time": [1.0] * n_repeats,
+            "arms": arms, "elapsed_s": 3.0}
 
 
 @pytest.fixture(scope="module")
@@ -141,13 +143,19 @@ def report_dir(tmp_path_factory):
     """A report written once for the read-only tests of this module."""
     out_dir = tmp_path_factory.mktemp("report") / "nested" / "out"
     results, extras = make_study()
-    write_report(results, extras, out_dir)
+    write_report(results, extras, out_dir, transfer=make_transfer())
     return out_dir
 
 
 def test_writes_every_file(report_dir):
     names = {path.name for path in report_dir.iterdir()}
-    assert names == {"results.json", "results.csv", "transfer.csv", "summary.md", "report.html"}
+    assert names == {"results.json", "results.csv", "transfer.json", "transfer.csv", "summary.md", "report.html"}
+
+
+def test_transfer_json_holds_the_transfer_results_apart(report_dir):
+    assert json.loads((report_dir / "transfer.json").read_text()) == {"schema_version": _report.SCHEMA_VERSION,
+                                                                        **make_transfer()}
+    assert "transfer" not in json.loads((report_dir / "results.json").read_text())
 
 
 def test_json_round_trips_with_nan_as_null(report_dir):
@@ -236,7 +244,7 @@ def _assert_apart(boxes, what):
 
 @pytest.mark.parametrize("n_arms", [2, 20, 60])
 def test_arm_labels_never_overlap(n_arms):
-    results, _ = make_study(transfer=False)
+    results, _ = make_study()
     long_label = "K-means, fixed (data-derived), 2 layers, whitened patches"
     results["arms"] = [
         {**results["arms"][i % 5], "name": f"arm{i}", "label": long_label if i % 3 else f"Arm {i}"}
@@ -300,9 +308,9 @@ def test_per_class_accuracy_shows_both_arms_for_every_class():
 
 
 def test_html_leaves_out_transfer_and_stale_csv_without_transfer(tmp_path):
+    write_report(*make_study(), tmp_path, transfer=make_transfer())
     write_report(*make_study(), tmp_path)
-    write_report(*make_study(transfer=False), tmp_path)
-    assert not (tmp_path / "transfer.csv").exists()
+    assert not (tmp_path / "transfer.csv").exists() and not (tmp_path / "transfer.json").exists()
     page = (tmp_path / "report.html").read_text()
     assert 'id="fig-transfer"' not in page
     assert 'id="fig-accuracy"' in page
@@ -310,7 +318,7 @@ def test_html_leaves_out_transfer_and_stale_csv_without_transfer(tmp_path):
 
 def test_missing_extras_only_drop_their_figures(tmp_path):
     results, _ = make_study()
-    write_report(results, {}, tmp_path)
+    write_report(results, {}, tmp_path, transfer=make_transfer())
     page = (tmp_path / "report.html").read_text()
     assert page.count("Not available for this study.") == EXTRAS_FIGURES
     assert page.count("data:image/svg+xml;base64,") == 3  # accuracy, transfer, time
@@ -383,7 +391,7 @@ def test_a_folder_with_other_files_is_refused(tmp_path):
 
 
 def test_unfair_baseline_warning_heads_both_reports(tmp_path):
-    results, extras = make_study(transfer=False)
+    results, extras = make_study()
     results["dataset"] = "cifar10-jpeg"
     results["baseline"] = {"arm": "learned", "label": "Learned kernels", "accuracy": 0.5, "floor": 0.74,
                            "reached": False}
@@ -576,13 +584,13 @@ def test_report_of_a_small_digits_study_has_the_learned_figures(tmp_path, monkey
     pytest.importorskip("torch")
     from sklearn.datasets import load_digits
 
-    from skconvfeat.study import _study, run_study
+    from skconvfeat.study import StudySettings, _design, run_study
 
-    monkeypatch.setitem(_study.LEARNED, "max_epochs", 2)  # wiring, not accuracy
+    settings = StudySettings(banks=("gabor", "identity"), n_splits=2, n_repeats=1,
+                             small_recipe={**_design.LEARNED, "max_epochs": 2})  # wiring, not accuracy
     digits = load_digits()
-    results, extras = run_study(digits.images[:500], digits.target[:500], banks=("gabor", "identity"),
-                                transfer=False, n_splits=2, n_repeats=1, return_extras=True)
-    trained_in_torch = [arm["label"] for arm in results["arms"] if arm["name"] in _study.LEARNED_ARMS]
+    results, extras = run_study(digits.images[:500], digits.target[:500], settings, return_extras=True)
+    trained_in_torch = [arm["label"] for arm in results["arms"] if arm["name"] in _design.LEARNED_ARMS]
     assert list(extras["learning_curves"]) == trained_in_torch
     for history in extras["learning_curves"].values():
         assert [entry["epoch"] for entry in history] == [1, 2]

@@ -4,25 +4,28 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from skconvfeat.study import _study, run_study
+from skconvfeat.study import StudySettings, _design, _splits, learned_recipe, run_study
 
 
 def test_cross_validation_uses_the_small_data_recipe():
-    assert _study.learned_recipe("cv", "digits") == _study.LEARNED
+    assert learned_recipe("cv", "digits") == _design.LEARNED
+    fast = StudySettings(small_recipe={**_design.LEARNED, "max_epochs": 3})
+    assert fast.learned_recipe("cv")["max_epochs"] == 3 and fast.learned_recipe("holdout")["max_epochs"] == 10
 
 
 @pytest.mark.parametrize("dataset, augment", [("cifar10-jpeg", True), ("cifar10", True), ("mnist", False)])
 def test_official_splits_use_the_large_recipe_and_augment_photographs_only(dataset, augment):
-    recipe = _study.learned_recipe("holdout", dataset)
-    assert recipe["learning_rate"] == _study.LEARNED_LARGE["learning_rate"] != _study.LEARNED["learning_rate"]
+    recipe = learned_recipe("holdout", dataset)
+    assert recipe["learning_rate"] == _design.LEARNED_LARGE["learning_rate"] != _design.LEARNED["learning_rate"]
     assert recipe["lr_schedule"] == "cosine"
     assert recipe["augment"] is augment
 
 
 def test_learned_params_override_the_recipe_and_are_stated_in_the_results():
     digits = load_digits()
-    results = run_study(digits.images[:300], digits.target[:300], banks=("gabor",), transfer=False,
-                        n_splits=2, n_repeats=1, learned_params={"max_epochs": 1, "augment": {"crop_padding": 1}})
+    settings = StudySettings(banks=("gabor",), n_splits=2, n_repeats=1,
+                             learned_params={"max_epochs": 1, "augment": {"crop_padding": 1}})
+    results = run_study(digits.images[:300], digits.target[:300], settings)
     training = results["learned_training"]
     assert training["max_epochs"] == 1
     assert training["augmentation"] == "crop_padding 1"
@@ -32,9 +35,8 @@ def test_learned_params_override_the_recipe_and_are_stated_in_the_results():
 
 @pytest.mark.parametrize("key", ["random_state", "conv", "max_epoch"])
 def test_learned_params_refuse_per_arm_and_unknown_keys(key):
-    digits = load_digits()
-    with pytest.raises(ValueError, match=rf"'learned_params' parameter of run_study may set .*{key}"):
-        run_study(digits.images, digits.target, learned_params={key: 1}, n_splits=2, n_repeats=1)
+    with pytest.raises(ValueError, match=rf"'learned_params' parameter of StudySettings may set .*{key}"):
+        StudySettings(learned_params={key: 1})
 
 
 def test_standardise_channels_uses_training_statistics_only():
@@ -46,7 +48,7 @@ def test_standardise_channels_uses_training_statistics_only():
         values = expected[:20, :, :, c].ravel()
         std = values.std() or 1.0
         expected[..., c] = (expected[..., c] - values.mean()) / std
-    out = _study._standardise_channels(images.copy(), 20)
+    out = _splits.standardise_channels(images.copy(), 20)
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
     assert np.isfinite(out).all()
     train = out[:20]

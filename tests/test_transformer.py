@@ -45,7 +45,7 @@ def test_matches_reference(nonlinearity, pooling, pool, padding, n_channels, cha
         random_state=0,
         **pool,
     ).fit(images)
-    spec = conv._layer_spec()
+    spec = conv.layer_.spec
     expected = reference_layer(
         images,
         conv.filters_,

@@ -1,8 +1,10 @@
-"""The one place that picks the array backend: NumPy on the CPU, CuPy on a GPU.
+"""The drivers that run a fitted layer over a dataset: one contract, ``run(layer, images, *, device, dtype, batch_size)``.
 
 The layer itself (:mod:`skconvfeat._layer`) is written once against an array
-namespace ``xp``; this module decides which one, and moves arrays between
-host and device.
+namespace ``xp``; :mod:`.cpu` drives it over CPU threads and :mod:`.cuda`
+over GPU streams, each with the same signature and its own automatic batch
+size. Which device exists is :mod:`skconvfeat._device`'s business; this
+package also holds the CPU thread policy (BLAS limits) the drivers share.
 """
 
 import contextlib
@@ -11,60 +13,19 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
 from threadpoolctl import ThreadpoolController
 
-DEVICES = ("auto", "cpu", "cuda")
+def run(layer, images, *, device, dtype, batch_size):
+    """Features of ``images`` ``(n, h, w, c)`` through the fitted ``layer`` on ``device`` ("cpu" or "cuda").
 
-
-@functools.cache
-def _cupy():
-    """The ``cupy`` module when it imports and sees a CUDA device, else None."""
-    try:
-        import cupy
-
-        if cupy.cuda.runtime.getDeviceCount() < 1:
-            return None
-        return cupy
-    except Exception:  # ImportError, CUDA driver/runtime errors: all mean "no GPU".
-        return None
-
-
-def gpu_available():
-    """Whether CuPy imports and a CUDA device is usable."""
-    return _cupy() is not None
-
-
-def resolve_device(device):
-    """Map the ``device`` parameter to ``"cpu"`` or ``"cuda"``.
-
-    ``"auto"`` never fails; ``"cuda"`` without a usable GPU raises.
+    ``batch_size`` is images per batch or ``"auto"``, which each driver sizes
+    for its own memory: CPU caches or free device memory.
     """
-    if device == "auto":
-        return "cuda" if gpu_available() else "cpu"
-    if device == "cuda" and not gpu_available():
-        raise RuntimeError(
-            "device='cuda' was requested but no usable GPU was found: CuPy is not "
-            "installed or sees no CUDA device. Install the GPU extra "
-            "(pip install 'skconvfeat[gpu]') on a machine with a GPU, or use "
-            "device='cpu' or device='auto'."
-        )
-    return device
-
-
-def namespace(device):
-    """The array module for a resolved device."""
-    return _cupy() if device == "cuda" else np
-
-
-def is_device_array(x):
-    """Whether ``x`` is a CuPy array (without importing CuPy when it is absent)."""
-    return type(x).__module__.startswith("cupy")
-
-
-def to_numpy(x):
-    """Bring an array back to host memory."""
-    return x.get() if is_device_array(x) else np.asarray(x)
+    if device == "cuda":
+        from . import cuda as driver
+    else:
+        from . import cpu as driver
+    return driver.run(layer, images, dtype=dtype, batch_size=batch_size)
 
 
 @functools.cache
@@ -76,18 +37,6 @@ def blas_controller():
     is loaded before this module and does not change.
     """
     return ThreadpoolController().select(user_api="blas")
-
-
-def physical_memory_bytes():
-    """This machine's physical memory in bytes (1 TiB where the OS does not say).
-
-    Used to refuse absurd sizes up front with the memory they would need,
-    rather than failing deep inside NumPy or swapping.
-    """
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):  # no sysconf (Windows) or no such name
-        return 1 << 40
 
 
 class _SingleThreadedBLAS:

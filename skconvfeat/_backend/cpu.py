@@ -55,21 +55,23 @@ def compiled_kernels():
     return cpu_fused
 
 
-def run_cpu(images, filters, spec, dtype, batch_size, n_threads=None, preprocessing=None):
-    """Features of ``images`` ``(n, h, w, c)`` computed by NumPy threads.
+def run(layer, images, *, dtype, batch_size):
+    """Features of ``images`` ``(n, h, w, c)`` through the fitted ``layer``, computed by NumPy threads.
 
-    Extra memory beyond the returned array: ``n_threads * batch_size`` images'
-    worth of scratch (see :func:`skconvfeat._layer.bytes_per_image`); on the
-    folded path (``preprocessing`` or a dictionary encoding) each thread's
-    maps stay within one tile of ``CPU_TILE_BYTES``.
+    ``batch_size`` is images per batch or ``"auto"``: each thread's scratch
+    near ``CPU_WORKING_SET_BYTES``. Extra memory beyond the returned array:
+    ``threads * batch_size`` images' worth of scratch
+    (:meth:`~skconvfeat._fitted.FittedLayer.bytes_per_image`); on the folded
+    path (preprocessing or a dictionary encoding) each thread's maps stay
+    within one tile of ``CPU_TILE_BYTES``.
     """
-    n_threads = n_threads or cpu_threads()
-    kernel_hw = filters.shape[2:]
-    weights = _layer.prepare_weights(filters, spec, dtype, np, preprocessing)
+    dtype = np.dtype(dtype)
+    if batch_size == "auto":
+        batch_size = _layer.auto_batch_size(layer.bytes_per_image(dtype.itemsize), CPU_WORKING_SET_BYTES)
+    weights = layer.weights(dtype)
     kernels = compiled_kernels() if isinstance(weights, _layer.FoldedBank) else None
     n = images.shape[0]
-    n_out = _layer.n_features_out(images.shape[1:], kernel_hw, spec, filters.shape[0])
-    out = np.empty((n, n_out), dtype=dtype)
+    out = np.empty((n, layer.n_features_out), dtype=dtype)
 
     starts = iter(range(0, n, batch_size))
     lock = threading.Lock()
@@ -81,10 +83,11 @@ def run_cpu(images, filters, spec, dtype, batch_size, n_threads=None, preprocess
     def work():
         while (b := next_batch()) is not None:
             e = min(b + batch_size, n)
-            x = images[b:e].astype(dtype, copy=False)
-            out[b:e] = _layer.layer(x, weights, kernel_hw, spec, np, CPU_TILE_BYTES, kernels)
+            out[b:e] = layer.forward(
+                images[b:e], dtype=dtype, weights=weights, tile_bytes=CPU_TILE_BYTES, kernels=kernels
+            )
 
-    n_threads = min(n_threads, -(-n // batch_size))
+    n_threads = min(cpu_threads(), -(-n // batch_size))
     # Our threads replace BLAS's: one BLAS thread each avoids oversubscription.
     with single_threaded_blas():
         if n_threads == 1:

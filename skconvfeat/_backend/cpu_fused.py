@@ -26,17 +26,21 @@ import numpy as np
 
 from .. import _layer
 
-# What the kernel computes from a response g (thresholds already subtracted by the folded GEMM).
-_CODES = {
+# The compiled case of each rule of _layer.NONLINEARITY_TABLE (thresholds already subtracted by the folded GEMM).
+_RULE_CODES = {
     "none": 0,
-    "relu": 1,  # max(g, 0)
-    "soft_threshold": 1,
-    "two_sided_relu": 2,  # max(g, 0), then max(-g - 2 alpha, 0)
-    "two_sided_soft_threshold": 2,
+    "relu": 1,  # max(g, 0); two-sided: 2, max(g, 0) then max(-g - 2 alpha, 0)
     "triangle": 3,  # g is a squared distance
     "abs": 4,
     "square": 5,
 }
+
+
+def _code(nonlinearity):
+    rule = _layer.NONLINEARITY_TABLE[nonlinearity]
+    return 2 if rule.two_sided else _RULE_CODES[rule.rule]
+
+
 # Sums may be reassociated (vectorised): the row mean of the triangle then
 # differs from a sequential sum by float rounding only. No "nnan"/"ninf":
 # non-finite values must propagate as in NumPy, not be assumed away.
@@ -47,7 +51,7 @@ def patch_rows(x, folded, rows):
     """Write ``[q, 1, 0...]`` of every position of the padded batch ``x`` ``(B, H, W, C)`` into ``rows`` ``(B*H'*W', >= D+1)``.
 
     ``q`` is the im2col patch (order ``kh, kw, C``), normalised as in
-    :func:`skconvfeat._layer._patch_rows` when ``folded.patch_norm``; the
+    :func:`skconvfeat._layer.folded_layer`'s NumPy rows when ``folded.patch_norm``; the
     triangle's ``s`` is 0 (:class:`skconvfeat._layer.FoldedBank`).
     """
     n_images, height, width, channels = x.shape
@@ -101,7 +105,7 @@ def encode_pool_tiles(rows, matrix, tile, members, acc, spec):
     interpreter lock is released once, not around each of its NumPy calls.
     """
     buffer = np.empty((min(tile, rows.shape[0]), matrix.shape[1]), dtype=matrix.dtype)
-    code, use_max = _CODES[spec.nonlinearity], spec.pooling == "max"
+    code, use_max = _code(spec.nonlinearity), spec.pooling == "max"
     n_filters = acc.shape[1] // (2 if code == 2 else 1)
     # Scalars in the responses' dtype: a float64 one would widen every float32 operation.
     alpha, inverse_k = (matrix.dtype.type(v) for v in (_layer.threshold(spec), 1 / n_filters))

@@ -9,9 +9,7 @@ compute of batch ``i`` and only pooled features come back.
 
 import numpy as np
 
-from .. import _layer
-from .._layer import bytes_per_image, n_features_out
-from . import is_device_array, namespace
+from .._device import is_device_array, namespace
 
 # Fraction of the free device memory one batch's scratch may use; two batches
 # are in flight (one per stream), and the memory pool needs slack.
@@ -19,26 +17,25 @@ _FREE_MEMORY_FRACTION = 0.25
 _N_STREAMS = 2
 
 
-def run_gpu(images, filters, spec, dtype, batch_size, preprocessing=None):
-    """Features of ``images`` ``(n, h, w, c)`` (NumPy or CuPy) computed on the GPU.
+def run(layer, images, *, dtype, batch_size):
+    """Features of ``images`` ``(n, h, w, c)`` (NumPy or CuPy) through the fitted ``layer`` on the GPU.
 
-    Returns a CuPy array for CuPy input and a NumPy array for NumPy input. When
-    the device runs out of memory the batch is halved and retried; at one image
-    per batch a ``MemoryError`` names ``batch_size``.
+    ``batch_size`` is images per batch or ``"auto"``: sized from the free
+    device memory. Returns a CuPy array for CuPy input and a NumPy array for
+    NumPy input. When the device runs out of memory the batch is halved and
+    retried; at one image per batch a ``MemoryError`` names ``batch_size``.
     """
     cp = namespace("cuda")
     dtype = np.dtype(dtype)
-    kernel_hw = filters.shape[2:]
-    weights = _layer.prepare_weights(filters, spec, dtype, cp, preprocessing)
-    n_out = n_features_out(images.shape[1:], kernel_hw, spec, filters.shape[0])
+    weights = layer.weights(dtype, cp)
+    n_out = layer.n_features_out
     if batch_size == "auto":
         free, _ = cp.cuda.Device().mem_info
-        per_image = bytes_per_image(images.shape[1:], kernel_hw, spec, filters.shape[0], dtype.itemsize)
-        batch_size = max(1, int(free * _FREE_MEMORY_FRACTION // per_image))
+        batch_size = max(1, int(free * _FREE_MEMORY_FRACTION // layer.bytes_per_image(dtype.itemsize)))
     batch_size = min(batch_size, images.shape[0])
 
     def compute(x):
-        return _layer.layer(x.astype(dtype, copy=False), weights, kernel_hw, spec, cp)
+        return layer.forward(x, dtype=dtype, xp=cp, weights=weights)
 
     while True:
         try:

@@ -14,6 +14,7 @@ from ._fetchers import (
     fetch_kmnist,
     fetch_mnist,
     fetch_svhn,
+    list_datasets,
     load_dataset,
 )
 from ._image_folder import load_image_folder
@@ -26,6 +27,7 @@ __all__ = [
     "fetch_cifar100",
     "fetch_svhn",
     "load_image_folder",
+    "list_datasets",
     "load_dataset",
     "get_data_home",
 ]

@@ -12,7 +12,11 @@ Policy (documented in ``docs/datasets.md``):
   never leaves anything behind. Temporary files of killed runs (not locked by a
   live download) are removed before a new download of the same file.
 * Every file has a known size: a server announcing or sending more is cut off
-  (not retried), and the whole fetch, retries included, has a ``deadline``.
+  (not retried), and the whole fetch, retries included, has a ``deadline``
+  that covers the whole exchange: connecting, the status line, the headers and
+  the body (a watchdog shuts the socket down when it passes, since socket
+  time-outs bound each wait, not a server trickling one byte per time-out).
+  A malformed ``Content-Length`` is a DownloadError, not retried.
 * Files and folders get the permissions of the process's umask (``0o644`` and
   ``0o755`` with the usual ``022``), so a shared data folder stays readable.
 * Transient failures (connection errors, time-outs, truncated transfers, HTTP
@@ -21,11 +25,15 @@ Policy (documented in ``docs/datasets.md``):
   ...) are not retried: the server would send the same bytes again.
 """
 
+import functools
 import hashlib
 import http.client
 import os
+import re
+import socket
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -86,8 +94,8 @@ def fetch_file(remote, folder, base_url, *, download_if_missing=True, n_retries=
     timeout : float, default=60.0
         Socket time-out in seconds.
     deadline : float, default=3600.0
-        Seconds for the whole download, retries included. Checked between
-        reads, each of which waits at most ``timeout`` seconds.
+        Seconds for the whole download, retries included: connecting, the
+        status line, the headers and the body all stop when it passes.
 
     Returns
     -------
@@ -227,7 +235,8 @@ def _stream(url, out, remote, timeout, clock):
     # (a time-out of 0 would make the socket non-blocking: keep it positive).
     socket_timeout = max(min(timeout, clock.remaining()), 1e-3)
     try:
-        with urllib.request.urlopen(url, timeout=socket_timeout) as response:
+        with _Watchdog(clock) as watchdog, \
+                watchdog.opener().open(url, timeout=socket_timeout) as response:
             expected = _announced_length(response, url, remote)
             progress = _Progress(url, expected or remote.size)
             # read1 returns what has arrived, so that a slow drip still lets
@@ -243,16 +252,21 @@ def _stream(url, out, remote, timeout, clock):
                 out.write(chunk)
                 progress.update(received)
                 clock.check()
+            # An end of data after the deadline is the watchdog's doing, not the server's.
+            clock.check()
             progress.close(received)
     except urllib.error.HTTPError as exc:
         error = _TransientError if exc.code >= 500 or exc.code == 429 else DownloadError
         raise error(f"HTTP error {exc.code} ({exc.reason}) for {url}") from exc
-    except (urllib.error.URLError, http.client.HTTPException, ConnectionError,
-            TimeoutError) as exc:
+    except DownloadError:
+        raise
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
+        clock.check()  # the watchdog's shutdown at the deadline reads as a network error
         raise _TransientError(f"Download of {url} failed: {exc!r}") from exc
     # http.client does not complain when the server closes the connection
     # before Content-Length bytes: check it here.
     if expected is not None and received != expected:
+        clock.check()
         raise _TransientError(
             f"Download of {url} truncated: got {received} of {expected} bytes"
         )
@@ -260,16 +274,93 @@ def _stream(url, out, remote, timeout, clock):
 
 
 def _announced_length(response, url, remote):
-    """The Content-Length, if any; refuse one beyond the file's known size."""
+    """The Content-Length, if any; refuse a malformed one, or one beyond the file's known size."""
     length = response.headers.get("Content-Length")
     if length is None:
         return None
-    if not length.isdigit() or int(length) > remote.size:
+    # ASCII digits only: str.isdigit() accepts "²", which int() refuses.
+    if not re.fullmatch(r"[0-9]+", length.strip()) or int(length) > remote.size:
         raise DownloadError(
-            f"{url} announces {length} bytes, but {remote.filename} has {remote.size} "
+            f"{url} announces {length!r:.40} bytes, but {remote.filename} has {remote.size} "
             "bytes; refusing to download it."
         )
     return int(length)
+
+
+class _Watchdog:
+    """Shut down the sockets of one download attempt when the deadline passes.
+
+    Use as a context manager around the exchange, and open URLs with
+    :meth:`opener`, whose connections register their sockets here.
+    """
+
+    def __init__(self, clock):
+        self.connections = []
+        self.sockets = []
+        self.timer = threading.Timer(max(clock.remaining(), 0.0), self._shut_down)
+        self.timer.daemon = True
+
+    def __enter__(self):
+        self.timer.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.timer.cancel()
+
+    def opener(self):
+        return urllib.request.build_opener(_WatchedHandler(self), _WatchedHTTPSHandler(self))
+
+    def _shut_down(self):
+        # A connection's socket before it is connected or its TLS handshake done;
+        # the sockets seen once connected, which the response reads after the
+        # connection lets go of them.
+        for sock in [connection.sock for connection in self.connections] + self.sockets:
+            if sock is not None:
+                try:
+                    # The plain socket method, also for an SSLSocket mid-read.
+                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
+                except OSError:  # already closed
+                    pass
+
+
+def _watched(connection_class):
+    """``connection_class`` registering its sockets with the ``watchdog`` it is built with."""
+
+    class Watched(connection_class):
+        def __init__(self, *args, watchdog, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.watchdog = watchdog
+            watchdog.connections.append(self)
+
+        def connect(self):
+            super().connect()
+            self.watchdog.sockets.append(self.sock)
+
+    return Watched
+
+
+_WatchedHTTPConnection = _watched(http.client.HTTPConnection)
+_WatchedHTTPSConnection = _watched(http.client.HTTPSConnection)
+
+
+class _WatchedHandler(urllib.request.HTTPHandler):
+    def __init__(self, watchdog):
+        super().__init__()
+        self.watchdog = watchdog
+
+    def http_open(self, req):
+        return self.do_open(
+            functools.partial(_WatchedHTTPConnection, watchdog=self.watchdog), req)
+
+
+class _WatchedHTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, watchdog):
+        super().__init__()
+        self.watchdog = watchdog
+
+    def https_open(self, req):
+        return self.do_open(
+            functools.partial(_WatchedHTTPSConnection, watchdog=self.watchdog), req)
 
 
 class _Progress:

@@ -324,6 +324,22 @@ _FETCHERS = {
 }
 
 
+def list_datasets():
+    """The names :func:`load_dataset` accepts.
+
+    Returns
+    -------
+    names : tuple of str
+
+    Examples
+    --------
+    >>> from skconvfeat.datasets import list_datasets
+    >>> "mnist" in list_datasets()
+    True
+    """
+    return DATASET_NAMES
+
+
 def load_dataset(name, *, data_home=None, subset="train", download_if_missing=True):
     """Load a dataset by name (used by the command line).
 

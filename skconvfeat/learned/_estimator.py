@@ -11,10 +11,8 @@ PyTorch is an optional dependency: ``_network`` and ``_training`` import it
 and are imported only inside the methods that train or predict.
 """
 
-import contextlib
 import math
 import numbers
-import time
 import warnings
 
 import numpy as np
@@ -34,7 +32,9 @@ from sklearn.utils.validation import (
     check_is_fitted,
 )
 
-from .._layer import NONLINEARITIES, auto_batch_size, bytes_per_image
+from .._fitted import resolved_preprocessing, restore_on_failure
+from .._input import shape_images
+from .._layer import NONLINEARITIES, auto_batch_size
 from .._net import FixedConvNet
 from .._transformer import FixedConvTransformer
 
@@ -44,9 +44,6 @@ _TORCH_MISSING = "LearnedConvClassifier needs PyTorch: pip install 'skconvfeat[t
 # Inference works through X in chunks whose full-resolution maps (float64) stay
 # near this size, so predict on a large set never holds all the maps at once.
 _PREDICT_CHUNK_BYTES = 64 << 20
-# Convolution multiply-adds per call that justify one more torch CPU thread
-# (see _torch_threads): below it, thread start-up and barriers dominate.
-_MACS_PER_THREAD = 2e7
 # The keys an ``augment`` dict may set.
 _AUGMENT_KEYS = ("crop_padding", "horizontal_flip")
 
@@ -316,23 +313,23 @@ class LearnedConvClassifier(ClassifierMixin, BaseEstimator):
         """
         _network, _training = _import_torch()
         continuing = self.warm_start and hasattr(self, "_state")
-        X = self._check_X(X, reset=not continuing)
-        y = self._check_targets(X, y, new=not continuing)
-        rng = check_random_state(self.random_state)
-        train, valid = self._split(y, rng)
-        X_train = _safe_indexing(X, train)
-        if continuing:
-            self._check_known_classes(y)
-        else:
-            self._initialise(_network, X_train, np.unique(y), rng)
-        y_encoded = np.searchsorted(self.classes_, y)
-        run = _Run(self, _network, _training, fitting=True)
-        with run:
-            x_train, y_train = run.data(self._images(X_train), y_encoded[train])
-            x_valid = y_valid = None
-            if valid is not None:
-                x_valid, y_valid = run.data(self._images(_safe_indexing(X, valid)), y_encoded[valid])
-            self._fit_epochs(run, x_train, y_train, x_valid, y_valid)
+        self._check_before_fitting(_training, new=not continuing)
+        with restore_on_failure(self, deep=("_rng",)):
+            X = self._check_X(X, reset=not continuing)
+            y = self._check_targets(X, y, new=not continuing)
+            rng = check_random_state(self.random_state)
+            train, valid = self._split(y, rng)
+            if continuing:
+                self._check_known_classes(y)
+            else:
+                self._initialise(_network, _safe_indexing(X, train), np.unique(y), rng)
+            images, y_encoded = self._fit_images(X), np.searchsorted(self.classes_, y)
+            with self._session(_training) as session:
+                x_train, y_train = session.data(images[train], y_encoded[train])
+                x_valid = y_valid = None
+                if valid is not None:
+                    x_valid, y_valid = session.data(images[valid], y_encoded[valid])
+                self._fit_epochs(session, _training, x_train, y_train, x_valid, y_valid)
         return self
 
     @_fit_context(prefer_skip_nested_validation=False)
@@ -358,18 +355,19 @@ class LearnedConvClassifier(ClassifierMixin, BaseEstimator):
         """
         first = not hasattr(self, "_state")
         _network, _training = _import_torch()
-        X = self._check_X(X, reset=first)
-        y = self._check_targets(X, y, new=first, classes=classes)
-        if first:
-            known = np.unique(y) if classes is None else np.unique(_check_y(classes, estimator=self))
-            self._initialise(_network, X, known, check_random_state(self.random_state))
-        else:
-            self._check_known_classes(y)
-        run = _Run(self, _network, _training, fitting=True)
-        with run:
-            x, target = run.data(self._images(X), np.searchsorted(self.classes_, y))
-            run.epoch(x, target, None, None)
-        self._store(run)
+        self._check_before_fitting(_training, new=first)
+        with restore_on_failure(self, deep=("_rng",)):
+            X = self._check_X(X, reset=first)
+            y = self._check_targets(X, y, new=first, classes=classes)
+            if first:
+                known = np.unique(y) if classes is None else np.unique(_check_y(classes, estimator=self))
+                self._initialise(_network, X, known, check_random_state(self.random_state))
+            else:
+                self._check_known_classes(y)
+            with self._session(_training) as session:
+                x, target = session.data(self._fit_images(X), np.searchsorted(self.classes_, y))
+                self._epoch(session, _training, x, target, None, None, schedule_epoch=self.n_iter_)
+                self._store(session, _network)
         return self
 
     def decision_function(self, X):
@@ -488,54 +486,52 @@ class LearnedConvClassifier(ClassifierMixin, BaseEstimator):
                 f"of {len(y)} samples for early stopping ({exc}). Pass more samples or early_stopping=False."
             ) from None
 
+    def _check_before_fitting(self, _training, new):
+        """Everything that can be refused before any heavy work: the device, ``augment``, the layers."""
+        _training.torch_device(self.device, fitting=True)
+        _augmentation(self.augment, image_height=1)
+        if not new:
+            return
+        conv = FixedConvTransformer() if self.conv is None else self.conv
+        described = [layer for _, layer in conv.layers] if isinstance(conv, FixedConvNet) else [conv]
+        for i, layer in enumerate(described):
+            # The torch network convolves the maps as they are, with the plain nonlinearities;
+            # kernels meant for normalised/whitened patches, or a dictionary encoding, would
+            # silently start it somewhere other than the fixed network.
+            if not isinstance(layer, FixedConvTransformer):
+                continue  # FixedConvNet's fit says what is wrong with it
+            params = layer.get_params(deep=False)
+            if any(resolved_preprocessing(params)) or params["nonlinearity"] not in NONLINEARITIES:
+                raise ValueError(
+                    f"LearnedConvClassifier trains plain convolutions with the nonlinearities "
+                    f"{NONLINEARITIES}, but layer {i + 1} of 'conv' preprocesses its patches or uses "
+                    f"nonlinearity={params['nonlinearity']!r}. Use FixedConvTransformer/FixedConvNet for it."
+                )
+
     def _initialise(self, _network, X, classes, rng):
         """Fit the description on ``X``, freeze the standardisation, initialise the head."""
         conv = clone(FixedConvTransformer() if self.conv is None else self.conv)
         conv.set_output(transform="default")
         features = conv.fit_transform(X)
         layers = _layers(conv)
-        for i, layer in enumerate(layers):
-            # The torch network convolves the maps as they are, with the plain nonlinearities;
-            # kernels meant for normalised/whitened patches, or a dictionary encoding, would
-            # silently start it somewhere other than the fixed network.
-            if getattr(layer, "preprocessing_", None) is not None or layer.nonlinearity not in NONLINEARITIES:
-                raise ValueError(
-                    f"LearnedConvClassifier trains plain convolutions with the nonlinearities "
-                    f"{NONLINEARITIES}, but layer {i + 1} of 'conv' preprocesses its patches or uses "
-                    f"nonlinearity={layer.nonlinearity!r}. Use FixedConvTransformer/FixedConvNet for it."
-                )
         self.conv_ = conv
         self.classes_ = np.asarray(classes)
         self.n_features_in_ = conv.n_features_in_
         self.image_shape_ = layers[0].image_shape_
         self.n_features_out_ = conv.n_features_out_
         self.initial_filters_ = [layer.filters_.copy() for layer in layers]
-        self.augmentation_ = self._augmentation()
+        self.augmentation_ = _augmentation(self.augment, self.image_shape_[0])
         # StandardScaler's statistics, leaving (near-)constant features unscaled.
         features = features.astype(np.float64)
         mean, scale = features.mean(axis=0), features.std(axis=0)
         scale[scale < 10 * np.finfo(np.float64).eps] = 1.0
-        state = {f"layers.{i}.kernels": f for i, f in enumerate(self.initial_filters_)}
-        state.update(mean=mean, scale=scale)
-        state.update(_init_head(rng, self._head_sizes(), self.n_features_out_))
+        state = {_network.kernel_key(i): f for i, f in enumerate(self.initial_filters_)}
+        state.update(zip(_network.STANDARDISATION, (mean, scale)))
+        state.update(_init_head(rng, self._head_sizes(), self.n_features_out_, _network.head_keys))
         self._state = state
         self._optimizer_state = None
         self._rng = np.random.default_rng(rng.randint(np.iinfo(np.int32).max))
         self.history_, self.n_iter_, self.best_epoch_, self.converged_ = [], 0, None, False
-
-    def _augmentation(self):
-        if self.augment is False:
-            return {"crop_padding": 0, "horizontal_flip": False}
-        unknown = set(self.augment) - set(_AUGMENT_KEYS) if isinstance(self.augment, dict) else set()
-        if unknown:
-            raise ValueError(
-                f"The 'augment' parameter of LearnedConvClassifier takes the keys "
-                f"{list(_AUGMENT_KEYS)}. Got {sorted(unknown)} instead."
-            )
-        chosen = {"crop_padding": self.image_shape_[0] // 8, "horizontal_flip": True}
-        if isinstance(self.augment, dict):
-            chosen.update(self.augment)
-        return {"crop_padding": int(chosen["crop_padding"]), "horizontal_flip": bool(chosen["horizontal_flip"])}
 
     def _head_sizes(self):
         n_classes = len(self.classes_)
@@ -548,28 +544,57 @@ class LearnedConvClassifier(ClassifierMixin, BaseEstimator):
         X = check_array(X, allow_nd=True, dtype="numeric", ensure_all_finite=True, input_name="X", estimator=self)
         if X.ndim == 2:
             _check_n_features(self, X, reset=False)
-        return _layers(self.conv_)[0]._validate_images(X, reset=False)
+        return self._fit_images(X)
+
+    def _fit_images(self, X):
+        """Checked ``X`` (an array) as images ``(n, h, w, c)``, shaped by the first fitted layer."""
+        return shape_images(X, _layers(self.conv_)[0], reset=False)
 
     # -- training ---------------------------------------------------------
 
-    def _fit_epochs(self, run, x_train, y_train, x_valid, y_valid):
+    def _session(self, _training):
+        """A training session on this estimator's state (see :class:`~skconvfeat.learned._training.Session`)."""
+        import torch
+
+        net = self._network(torch.float32, _training.torch_device(self.device, fitting=True))
+        return _training.Session(
+            net, freeze_kernels=self.freeze_kernels, learning_rate=self.learning_rate,
+            weight_decay=self.weight_decay, optimizer_state=self._optimizer_state, augmentation=self.augmentation_,
+            rng=self._rng, macs=self._macs(self.batch_size), chunk=self._chunk_size(),
+        )
+
+    def _epoch(self, session, _training, x, y, x_valid, y_valid, schedule_epoch):
+        """One epoch of ``session``, recorded in ``history_``."""
+        lr = _training.learning_rate_at(self.lr_schedule, self.learning_rate, schedule_epoch, self.max_epochs)
+        record = session.epoch(x, y, x_valid, y_valid, learning_rate=lr, batch_size=self.batch_size,
+                               epoch=self.n_iter_)
+        self.n_iter_ += 1
+        record = {"epoch": self.n_iter_, **record}
+        self.history_ = [*self.history_, record]  # a new list: a failed fit restores the old one whole
+        if self.verbose:
+            valid = "" if x_valid is None else (f", valid loss {record['valid_loss']:.4f}, "
+                                                f"valid accuracy {record['valid_accuracy']:.4f}")
+            print(f"epoch {self.n_iter_}: train loss {record['train_loss']:.4f}{valid}, lr {lr:.3g}, "
+                  f"{record['seconds']:.1f} s", flush=True)
+        return record
+
+    def _fit_epochs(self, session, _training, x_train, y_train, x_valid, y_valid):
         """Up to ``max_epochs`` epochs, the stop rule judging on the validation split."""
-        _training = run.training
         stopper = None if x_valid is None else _training.EarlyStopping(self.n_iter_no_change, self.tol)
         stopped = False
         for epoch in range(self.max_epochs):
-            record = run.epoch(x_train, y_train, x_valid, y_valid, schedule_epoch=epoch)
-            if stopper is not None and stopper.step(record["valid_accuracy"], self.n_iter_, run.net):
+            record = self._epoch(session, _training, x_train, y_train, x_valid, y_valid, schedule_epoch=epoch)
+            if stopper is not None and stopper.step(record["valid_accuracy"], self.n_iter_, session.net):
                 stopped = True
                 break
         if stopper is not None:
-            run.net.load_state_dict(stopper.best_state)
+            session.net.load_state_dict(stopper.best_state)
             self.best_epoch_ = stopper.best_epoch
             self.converged_ = stopped
         else:
             losses = [h["train_loss"] for h in self.history_[-(self.n_iter_no_change + 1):]]
             self.converged_ = len(losses) > self.n_iter_no_change and losses[0] - min(losses[1:]) < self.tol
-        self._store(run)
+        self._store(session, _import_torch()[0])
         if not self.converged_:
             how = "validation accuracy" if stopper is not None else "training loss"
             warnings.warn(
@@ -579,160 +604,52 @@ class LearnedConvClassifier(ClassifierMixin, BaseEstimator):
                 ConvergenceWarning,
             )
 
-    def _store(self, run):
-        state = run.network.numpy_state(run.net)
+    def _store(self, session, _network):
+        state = session.numpy_state()
+        kernels = [_network.kernel_key(i) for i in range(len(self.initial_filters_))]
         # What training did not change stays exactly as it was, not rounded through float32.
-        frozen = ["mean", "scale"] + [k for k in state if k.startswith("layers.") and self.freeze_kernels]
+        frozen = [*_network.STANDARDISATION, *(kernels if self.freeze_kernels else [])]
         state.update({k: self._state[k] for k in frozen})
         self._state = state
-        self._optimizer_state = run.training.optimizer_state_to_numpy(run.optimizer.state_dict())
-        self.filters_ = [self._state[f"layers.{i}.kernels"] for i in range(len(self.initial_filters_))]
+        self._optimizer_state = session.optimizer_state()
+        self.filters_ = [self._state[k] for k in kernels]
 
     # -- inference --------------------------------------------------------
 
-    def _forward_numpy(self, X, *, features_only=False, standardise=True):
-        """Run the network in float64 on ``X``: (standardised) features or logits."""
+    def _forward_numpy(self, X):
+        """The logits of ``X``, computed in float64."""
         check_is_fitted(self)
-        _network, _ = _import_torch()
+        _, _training = _import_torch()
         import torch
 
         images = self._images(X)
-        device = self._torch_device(torch, fitting=False)
-        net = self._network(_network, torch.float64, device)
+        device = _training.torch_device(self.device, fitting=False)
+        net = self._network(torch.float64, device)
         chunk = self._chunk_size()
         out = []
-        with torch.no_grad(), _torch_threads(torch, device, self._macs(min(chunk, images.shape[0]))):
+        with torch.no_grad(), _training.torch_threads(device, self._macs(min(chunk, images.shape[0]))):
             for start in range(0, images.shape[0], chunk):
-                x = _network.to_tensor(images[start : start + chunk], device, torch.float64)
-                result = net.features(x, standardise) if features_only else net(x)
-                out.append(result.cpu().numpy())
+                out.append(net(_network_tensor(images[start : start + chunk], device)).cpu().numpy())
         return np.concatenate(out, axis=0)
 
-    def _network(self, _network, dtype, device):
-        layers = _layers(self.conv_)
-        output = getattr(self.conv_, "output", "last")
+    def _network(self, dtype, device):
+        """The torch network of the fitted state, in ``dtype`` on ``device``."""
+        _network, _ = _import_torch()
         grid = getattr(self.conv_, "output_grid", None)
-        grid = None if grid is None else _pair(grid)
-        specs = [layer._layer_spec() for layer in layers]
-        return _network.build_network(specs, output, grid, self._state, self._head_sizes(), dtype, device)
-
-    def _torch_device(self, torch, fitting):
-        if self.device == "cpu":
-            return torch.device("cpu")
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if self.device == "auto":
-            return torch.device("cpu")
-        if fitting:
-            raise RuntimeError(
-                "The 'device' parameter of LearnedConvClassifier is 'cuda' but PyTorch sees no "
-                "CUDA device (torch.cuda.is_available() is False). Use device='cpu' or 'auto'."
-            )
-        warnings.warn(
-            "This LearnedConvClassifier has device='cuda' but no CUDA device is present; "
-            "predicting on the CPU. Call set_params(device='cpu') to silence this.",
-            UserWarning,
+        specs = [layer.layer_.spec for layer in _layers(self.conv_)]
+        return _network.build_network(
+            specs, getattr(self.conv_, "output", "last"), None if grid is None else _pair(grid), self._state,
+            self._head_sizes(), dtype, device,
         )
-        return torch.device("cpu")
 
     def _macs(self, n_images):
         """Convolution multiply-adds of the network on ``n_images`` images."""
-        total = 0
-        for layer in _layers(self.conv_):
-            spec, (n_filters, kc, kh, kw) = layer._layer_spec(), layer.filters_.shape
-            h, w, c = layer.image_shape_
-            map_h, map_w = spec.conv_shape((h, w), (kh, kw))
-            n_out = n_filters * (c if spec.channel_mode == "separate" else 1)
-            total += map_h * map_w * n_out * kh * kw * kc
-        return n_images * total
+        return n_images * sum(layer.layer_.macs_per_image() for layer in _layers(self.conv_))
 
     def _chunk_size(self):
         # float64 scratch per image, counted as for FixedConvTransformer's batches.
-        per_image = sum(
-            bytes_per_image(layer.image_shape_, layer.filters_.shape[2:], layer._layer_spec(),
-                            layer.filters_.shape[0], itemsize=8)
-            for layer in _layers(self.conv_)
-        )
+        per_image = sum(layer.layer_.bytes_per_image(itemsize=8) for layer in _layers(self.conv_))
         return auto_batch_size(per_image, _PREDICT_CHUNK_BYTES)
-
-
-class _Run:
-    """One training session: the float32 network, its optimiser and torch's threads, on one device.
-
-    Entering it builds both from the estimator's NumPy state; ``epoch`` trains
-    one epoch and records it in ``history_``.
-    """
-
-    def __init__(self, est, network, training, fitting):
-        import torch
-
-        self.est, self.network, self.training, self.torch = est, network, training, torch
-        self.device = est._torch_device(torch, fitting=fitting)
-        self._threads = _torch_threads(torch, self.device, est._macs(est.batch_size))
-
-    def __enter__(self):
-        est, torch = self.est, self.torch
-        self._threads.__enter__()
-        self.net = est._network(self.network, torch.float32, self.device)
-        kernels = [p for name, p in self.net.named_parameters() if name.startswith("layers.")]
-        for p in kernels:
-            p.requires_grad_(not est.freeze_kernels)
-        trainable = [(n, p) for n, p in self.net.named_parameters() if p.requires_grad]
-        # L2 on kernels and weight matrices only, as LogisticRegression leaves the intercept free.
-        self.optimizer = torch.optim.Adam(
-            [
-                {"params": [p for n, p in trainable if not n.endswith("bias")], "weight_decay": est.weight_decay},
-                {"params": [p for n, p in trainable if n.endswith("bias")], "weight_decay": 0.0},
-            ],
-            lr=est.learning_rate,
-        )
-        if est._optimizer_state is not None:
-            self.optimizer.load_state_dict(self.training.optimizer_state_from_numpy(est._optimizer_state))
-        aug = est.augmentation_
-        self.augment = self.training.augmenter(aug["crop_padding"], aug["horizontal_flip"], est._rng)
-        # Frozen kernels and no augmentation: the standardised features never change, compute them once.
-        self.precompute = est.freeze_kernels and self.augment is None
-        self.model = self.network.HeadOnly(self.net) if self.precompute else self.net
-        return self
-
-    def __exit__(self, *exc):
-        self._threads.__exit__(*exc)
-
-    def data(self, images, y):
-        """Training tensors: images (or their fixed features) and labels."""
-        torch = self.torch
-        x = self.network.to_tensor(images, self.device, torch.float32)
-        if self.precompute:
-            with torch.no_grad():
-                chunk = self.est._chunk_size()
-                x = torch.cat([self.net.features(x[s : s + chunk]) for s in range(0, x.shape[0], chunk)])
-        return x, torch.as_tensor(y, dtype=torch.long, device=self.device)
-
-    def epoch(self, x, y, x_valid, y_valid, schedule_epoch=None):
-        est = self.est
-        start = time.perf_counter()
-        schedule_epoch = est.n_iter_ if schedule_epoch is None else schedule_epoch
-        lr = self.training.learning_rate_at(est.lr_schedule, est.learning_rate, schedule_epoch, est.max_epochs)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        loss = self.training.run_single_epoch(
-            self.model, self.optimizer, x, y, batch_size=est.batch_size, rng=est._rng,
-            augment=self.augment, epoch=est.n_iter_,
-        )
-        valid_loss = valid_accuracy = None
-        if x_valid is not None:
-            valid_loss, valid_accuracy = self.training.evaluate(self.model, x_valid, y_valid, max(est.batch_size, 512))
-        est.n_iter_ += 1
-        record = {
-            "epoch": est.n_iter_, "train_loss": loss, "valid_loss": valid_loss, "valid_accuracy": valid_accuracy,
-            "learning_rate": lr, "seconds": time.perf_counter() - start,
-        }
-        est.history_.append(record)
-        if est.verbose:
-            valid = "" if x_valid is None else f", valid loss {valid_loss:.4f}, valid accuracy {valid_accuracy:.4f}"
-            print(f"epoch {est.n_iter_}: train loss {loss:.4f}{valid}, lr {lr:.3g}, {record['seconds']:.1f} s",
-                  flush=True)
-        return record
 
 
 def transfer_bank(estimator, **params):
@@ -776,37 +693,36 @@ def _pair(value):
     return (value, value) if isinstance(value, numbers.Integral) else tuple(value)
 
 
-def _init_head(rng, sizes, n_in):
+def _init_head(rng, sizes, n_in, head_keys):
     """PyTorch's default ``nn.Linear`` initialisation, U(+-1/sqrt(fan_in)), from a NumPy seed."""
     weights = {}
     for i, n_out in enumerate(sizes):
         bound = 1.0 / math.sqrt(n_in)
-        weights[f"head.{i}.weight"] = rng.uniform(-bound, bound, (n_out, n_in))
-        weights[f"head.{i}.bias"] = rng.uniform(-bound, bound, n_out)
+        weight, bias = head_keys(i)
+        weights[weight] = rng.uniform(-bound, bound, (n_out, n_in))
+        weights[bias] = rng.uniform(-bound, bound, n_out)
         n_in = n_out
     return weights
 
 
-@contextlib.contextmanager
-def _torch_threads(torch, device, macs):
-    """Within the block, cap torch's CPU threads; the previous setting is restored on exit.
+def _network_tensor(images, device):
+    _network, _ = _import_torch()
+    import torch
 
-    The cap is the BLAS limit in force (so threadpoolctl and joblib worker
-    limits hold, as for FixedConvTransformer) and one thread per
-    ``_MACS_PER_THREAD`` multiply-adds of the largest call: on small images
-    (digits: ~1e6 per 128-image step) OpenMP synchronisation costs more than
-    it saves, and on a busy machine it made a step 5-10x slower.
-    """
-    from .._backend import cpu_threads
+    return _network.to_tensor(images, device, torch.float64)
 
-    before = torch.get_num_threads()
-    wanted = before
-    if device.type == "cpu":
-        wanted = max(1, min(before, cpu_threads(), int(macs // _MACS_PER_THREAD)))
-    if wanted != before:
-        torch.set_num_threads(wanted)
-    try:
-        yield
-    finally:
-        if wanted != before:
-            torch.set_num_threads(before)
+
+def _augmentation(augment, image_height):
+    """The ``augment`` parameter resolved: ``crop_padding`` (``True``: an eighth of ``image_height``) and ``horizontal_flip``."""
+    if augment is False:
+        return {"crop_padding": 0, "horizontal_flip": False}
+    unknown = set(augment) - set(_AUGMENT_KEYS) if isinstance(augment, dict) else set()
+    if unknown:
+        raise ValueError(
+            f"The 'augment' parameter of LearnedConvClassifier takes the keys "
+            f"{list(_AUGMENT_KEYS)}. Got {sorted(unknown)} instead."
+        )
+    chosen = {"crop_padding": image_height // 8, "horizontal_flip": True}
+    if isinstance(augment, dict):
+        chosen.update(augment)
+    return {"crop_padding": int(chosen["crop_padding"]), "horizontal_flip": bool(chosen["horizontal_flip"])}

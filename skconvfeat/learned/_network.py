@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._layer import NONLINEARITY_TABLE, PADDING_MODES, pad_widths, padded_index
+
 
 def _one_thread_in_forked_child():
     # torch's OpenMP pool does not survive fork(): a child that runs a parallel
@@ -38,14 +40,14 @@ class ConvLayer(nn.Module):
 
     def forward(self, x):
         spec, (kh, kw) = self.spec, self.kernels.shape[2:]
-        if spec.padding == "same":
-            # Extra pixel on the bottom/right for even kernels, as _layer._pad.
-            x = F.pad(x, ((kw - 1) // 2, kw // 2, (kh - 1) // 2, kh // 2))
-        elif spec.padding == "reflect":
-            # Gather with NumPy's reflect indices: identical to np.pad(mode="reflect"),
-            # including pads wider than the image, which F.pad refuses.
-            rows = np.pad(np.arange(x.shape[2]), ((kh - 1) // 2, kh // 2), mode="reflect")
-            cols = np.pad(np.arange(x.shape[3]), ((kw - 1) // 2, kw // 2), mode="reflect")
+        mode = PADDING_MODES[spec.padding]
+        if mode == "constant":
+            x = F.pad(x, (*pad_widths(kw), *pad_widths(kh)))
+        elif mode is not None:
+            # Gather with the layer's own padded indices: identical to np.pad's mode,
+            # including reflect pads wider than the image, which F.pad refuses.
+            rows = padded_index(x.shape[2], kh, spec.padding)
+            cols = padded_index(x.shape[3], kw, spec.padding)
             x = x[:, :, torch.as_tensor(rows, device=x.device)][:, :, :, torch.as_tensor(cols, device=x.device)]
         if spec.channel_mode == "separate":
             # (C*F, 1, kh, kw): output map c*F + f is filter f on channel c, as _layer.
@@ -63,18 +65,31 @@ class ConvLayer(nn.Module):
         return pool(maps, tuple(spec.pool_size), tuple(spec.pool_stride))
 
 
+# Each rule of _layer.NONLINEARITY_TABLE the trainable layer supports (not the dictionary encodings).
+_RULES = {"none": lambda m: m, "relu": F.relu, "abs": torch.abs, "square": lambda m: m * m}
+
+
 def _activate(maps, nonlinearity):
-    if nonlinearity == "relu":
-        return F.relu(maps)
-    if nonlinearity == "abs":
-        return maps.abs()
-    if nonlinearity == "square":
-        return maps * maps
-    if nonlinearity == "two_sided_relu":
-        return torch.cat([F.relu(maps), F.relu(-maps)], dim=1)
-    if nonlinearity == "none":
-        return maps
-    raise ValueError(f"no torch counterpart for nonlinearity={nonlinearity!r}")
+    rule = NONLINEARITY_TABLE[nonlinearity]
+    if rule.encoding or rule.rule not in _RULES:
+        raise ValueError(f"no torch counterpart for nonlinearity={nonlinearity!r}")
+    if rule.two_sided:
+        return torch.cat([_RULES[rule.rule](maps), _RULES[rule.rule](-maps)], dim=1)
+    return _RULES[rule.rule](maps)
+
+
+def kernel_key(i):
+    """The ``state_dict`` name of layer ``i``'s kernels: ``ConvNetwork.layers[i].kernels``."""
+    return f"layers.{i}.kernels"
+
+
+def head_keys(i):
+    """The ``state_dict`` names of the weight and bias of the head's affine layer ``i``: ``ConvNetwork.head[i]``."""
+    return f"head.{i}.weight", f"head.{i}.bias"
+
+
+# The frozen standardisation's buffers.
+STANDARDISATION = ("mean", "scale")
 
 
 class ConvNetwork(nn.Module):
@@ -90,8 +105,9 @@ class ConvNetwork(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList(ConvLayer(torch.zeros(k), spec) for k, spec in layers)
         self.output, self.output_grid = output, output_grid
-        self.register_buffer("mean", torch.zeros(n_features))
-        self.register_buffer("scale", torch.ones(n_features))
+        mean, scale = STANDARDISATION
+        self.register_buffer(mean, torch.zeros(n_features))
+        self.register_buffer(scale, torch.ones(n_features))
         sizes = [n_features, *head_sizes]
         self.head = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes, sizes[1:]))
 
@@ -131,7 +147,7 @@ class HeadOnly(nn.Module):
 
 def build_network(layer_specs, output, output_grid, state, head_sizes, dtype, device):
     """A :class:`ConvNetwork` holding the NumPy ``state`` (names as its ``state_dict``)."""
-    kernel_shapes = [state[f"layers.{i}.kernels"].shape for i in range(len(layer_specs))]
+    kernel_shapes = [state[kernel_key(i)].shape for i in range(len(layer_specs))]
     net = ConvNetwork(
         list(zip(kernel_shapes, layer_specs)), output, output_grid, state["mean"].shape[0], head_sizes
     )

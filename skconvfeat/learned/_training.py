@@ -1,17 +1,23 @@
-"""The training loop, in three parts: a step, an epoch and a stop rule (skorch's shape).
+"""The training loop, in three parts: a step, an epoch and a stop rule (skorch's shape), and the session that runs them.
 
 ``train_step`` does one optimiser step on one batch, ``run_single_epoch``
 passes once over a training set, and :class:`EarlyStopping` decides from the
-validation scores when to stop. The estimator strings them together, so
-``partial_fit`` is exactly one ``run_single_epoch``.
+validation scores when to stop. A :class:`Session` holds the torch objects
+of one ``fit``/``partial_fit`` (network, optimiser, threads, device); the
+estimator strings epochs together, so ``partial_fit`` is exactly one epoch.
 """
 
+import contextlib
 import math
+import time
+import warnings
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .._backend import cpu_threads
+from . import _network
 
 
 def train_step(model, optimizer, x, y):
@@ -133,3 +139,129 @@ def _map_tensors(obj, fn, kind=torch.Tensor):
     if isinstance(obj, list | tuple):
         return type(obj)(_map_tensors(v, fn, kind) for v in obj)
     return obj
+
+
+# -- one training session -------------------------------------------------------
+
+# Convolution multiply-adds per call that justify one more torch CPU thread
+# (see torch_threads): below it, thread start-up and barriers dominate.
+_MACS_PER_THREAD = 2e7
+
+
+def torch_device(requested, fitting, owner="LearnedConvClassifier"):
+    """The torch device of the ``device`` parameter.
+
+    ``"cuda"`` without a CUDA device fails when ``fitting``; a fitted model
+    predicts on the CPU instead, with a warning.
+    """
+    if requested == "cpu":
+        return torch.device("cpu")
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if requested == "auto":
+        return torch.device("cpu")
+    if fitting:
+        raise RuntimeError(
+            f"The 'device' parameter of {owner} is 'cuda' but PyTorch sees no "
+            "CUDA device (torch.cuda.is_available() is False). Use device='cpu' or 'auto'."
+        )
+    warnings.warn(
+        f"This {owner} has device='cuda' but no CUDA device is present; "
+        "predicting on the CPU. Call set_params(device='cpu') to silence this.",
+        UserWarning,
+    )
+    return torch.device("cpu")
+
+
+@contextlib.contextmanager
+def torch_threads(device, macs):
+    """Within the block, cap torch's CPU threads; the previous setting is restored on exit.
+
+    The cap is the BLAS limit in force (so threadpoolctl and joblib worker
+    limits hold, as for FixedConvTransformer) and one thread per
+    ``_MACS_PER_THREAD`` multiply-adds of the largest call: on small images
+    (digits: ~1e6 per 128-image step) OpenMP synchronisation costs more than
+    it saves, and on a busy machine it made a step 5-10x slower.
+    """
+    before = torch.get_num_threads()
+    wanted = before
+    if device.type == "cpu":
+        wanted = max(1, min(before, cpu_threads(), int(macs // _MACS_PER_THREAD)))
+    if wanted != before:
+        torch.set_num_threads(wanted)
+    try:
+        yield
+    finally:
+        if wanted != before:
+            torch.set_num_threads(before)
+
+
+class Session:
+    """One training session: a float32 network, its optimiser, augmentation and torch's threads.
+
+    Built by the estimator from its NumPy state; ``epoch`` trains one epoch
+    and returns its record, and ``numpy_state``/``optimizer_state`` hand the
+    result back: the estimator alone keeps its history and fitted state.
+    ``macs`` (of one training batch) caps torch's threads while the session
+    is entered; ``chunk`` is the images per call when features are precomputed.
+    """
+
+    def __init__(self, net, *, freeze_kernels, learning_rate, weight_decay, optimizer_state, augmentation, rng,
+                 macs, chunk):
+        self.net, self.rng, self.chunk = net, rng, chunk
+        self.device = next(net.parameters()).device
+        self._threads = torch_threads(self.device, macs)
+        for layer in net.layers:
+            layer.kernels.requires_grad_(not freeze_kernels)
+        trainable = [(n, p) for n, p in net.named_parameters() if p.requires_grad]
+        # L2 on kernels and weight matrices only, as LogisticRegression leaves the intercept free.
+        self.optimizer = torch.optim.Adam(
+            [
+                {"params": [p for n, p in trainable if not n.endswith("bias")], "weight_decay": weight_decay},
+                {"params": [p for n, p in trainable if n.endswith("bias")], "weight_decay": 0.0},
+            ],
+            lr=learning_rate,
+        )
+        if optimizer_state is not None:
+            self.optimizer.load_state_dict(optimizer_state_from_numpy(optimizer_state))
+        self.augment = augmenter(augmentation["crop_padding"], augmentation["horizontal_flip"], rng)
+        # Frozen kernels and no augmentation: the standardised features never change, compute them once.
+        self.precompute = freeze_kernels and self.augment is None
+        self.model = _network.HeadOnly(net) if self.precompute else net
+
+    def __enter__(self):
+        self._threads.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self._threads.__exit__(*exc)
+
+    def data(self, images, y):
+        """Training tensors: images (or their fixed features) and labels."""
+        x = _network.to_tensor(images, self.device, torch.float32)
+        if self.precompute:
+            with torch.no_grad():
+                x = torch.cat([self.net.features(x[s : s + self.chunk]) for s in range(0, x.shape[0], self.chunk)])
+        return x, torch.as_tensor(y, dtype=torch.long, device=self.device)
+
+    def epoch(self, x, y, x_valid, y_valid, *, learning_rate, batch_size, epoch):
+        """Train one epoch at ``learning_rate``; its record: losses, validation accuracy, rate and seconds."""
+        start = time.perf_counter()
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate
+        loss = run_single_epoch(
+            self.model, self.optimizer, x, y, batch_size=batch_size, rng=self.rng, augment=self.augment, epoch=epoch
+        )
+        valid_loss = valid_accuracy = None
+        if x_valid is not None:
+            valid_loss, valid_accuracy = evaluate(self.model, x_valid, y_valid, max(batch_size, 512))
+        return {"train_loss": loss, "valid_loss": valid_loss, "valid_accuracy": valid_accuracy,
+                "learning_rate": learning_rate, "seconds": time.perf_counter() - start}
+
+    def numpy_state(self):
+        """The network's parameters and buffers as float64 NumPy arrays."""
+        return _network.numpy_state(self.net)
+
+    def optimizer_state(self):
+        """The optimiser's state as NumPy arrays (picklable without torch)."""
+        return optimizer_state_to_numpy(self.optimizer.state_dict())

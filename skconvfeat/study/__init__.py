@@ -1,16 +1,29 @@
 """The comparison study: fixed against learned kernels, its statistics, report and command line.
 
-This is the application built on the library: :func:`run_study` runs every
-arm on shared splits and returns a JSON-serialisable results dict (see
-``docs/results-schema.md``); :func:`write_report` turns it into files;
-:func:`write_comparison` puts several report folders side by side on one
-page. ``skconvfeat`` (``python -m skconvfeat``) is the command line over them
-(``skconvfeat report DIR ... --out OUT`` for the comparison).
+This is the application built on the library. A :class:`StudySettings`
+holds everything that decides a study's numbers; :func:`run_transfer` runs
+the transfer experiment (kernels learned on some classes, frozen, on the
+others) and :func:`run_study` every arm on shared splits, judging the claims
+(claim (c) from the transfer results), each returning a JSON-serialisable
+results dict (see ``docs/results-schema.md``); :func:`write_report` turns
+them into files; :func:`write_comparison` puts several report folders side
+by side on one page. ``skconvfeat`` (``python -m skconvfeat``) is the command
+line over them (``skconvfeat report DIR ... --out OUT`` for the comparison).
 Importing :mod:`skconvfeat` does not import this package.
 """
 
 from ._compare import read_results, write_comparison
 from ._report import write_report
-from ._study import learned_recipe, run_study
+from ._settings import StudySettings, learned_recipe
+from ._study import run_study
+from ._transfer import run_transfer
 
-__all__ = ["learned_recipe", "read_results", "run_study", "write_comparison", "write_report"]
+__all__ = [
+    "StudySettings",
+    "learned_recipe",
+    "read_results",
+    "run_study",
+    "run_transfer",
+    "write_comparison",
+    "write_report",
+]

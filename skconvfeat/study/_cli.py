@@ -2,8 +2,12 @@
 
 Runs :func:`skconvfeat.study.run_study` and answers, from its numbers, the
 question "if only the fully-connected layer of a CNN is trained and the
-kernels stay fixed, does it classify as well?". Progress goes to stderr; the
-table and the answer (or, with ``--json``, only the results dict) to stdout.
+kernels stay fixed, does it classify as well?". It runs the transfer
+experiment (:func:`skconvfeat.study.run_transfer`) first, so that the study
+can judge claim (c) from it. Every option that decides the numbers becomes a
+field of one :class:`~skconvfeat.study.StudySettings`, which checks them; its
+ValueError is reported as a bad option. Progress goes to stderr; the tables
+and the answers (or, with ``--json``, only the study's results dict) to stdout.
 Digits is cross-validated; the datasets of :mod:`skconvfeat.datasets` use
 their official train/test split, every training image by default.
 
@@ -23,16 +27,22 @@ import argparse
 import contextlib
 import json
 import pickle
+import re
 import sys
 
 import numpy as np
 
+from .. import __version__
 from .._banks import list_banks
 from .._hints import did_you_mean
-from . import _format as fmt
+from ..datasets import list_datasets, load_dataset
 from ._compare import COMPARISON_FILES, write_comparison
+from ._design import CLASSIFIERS, DEFAULT_BANKS, DEPTHS, DEVICES
+from ._document import study_document, to_text
 from ._report import REPORT_FILES, check_out_dir, write_report
-from ._study import CLASSIFIERS, DEFAULT_BANKS, DEPTHS, DEVICES, check_banks, run_study
+from ._settings import StudySettings
+from ._study import run_study
+from ._transfer import run_transfer
 
 
 class UsageError(Exception):
@@ -77,6 +87,7 @@ def build_parser():
                "(skconvfeat report --help).",
         allow_abbrev=False,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--banks", default=",".join(DEFAULT_BANKS),
                         help=f"comma-separated fixed banks from {', '.join(list_banks())} (default: %(default)s)")
     parser.add_argument("--layers", default="1", metavar="DEPTHS",
@@ -93,9 +104,11 @@ def build_parser():
     parser.add_argument("--scheduler", metavar="ADDRESS",
                         help="run the fits on the Dask cluster at ADDRESS (e.g. tcp://host:8786; "
                              "needs skconvfeat[dask]); results equal a local run's")
-    parser.add_argument("--json", action="store_true", help="print only the results dict, as JSON, on stdout")
+    parser.add_argument("--json", action="store_true", help="print only the study's results dict (results.json; the transfer experiment's is in --out's "
+                             "transfer.json), as JSON, on stdout")
     parser.add_argument("--out", metavar="DIR",
-                        help="write results.json, results.csv, summary.md and report.html to DIR")
+                        help="write results.json, results.csv, transfer.json, transfer.csv, summary.md and "
+                             "report.html to DIR")
     parser.add_argument("--dataset", default="digits",
                         help="digits (bundled with scikit-learn) or a skconvfeat.datasets name (default: %(default)s)")
     parser.add_argument("--data-home", metavar="PATH", help="where downloaded datasets are kept")
@@ -114,27 +127,40 @@ def build_parser():
     return parser
 
 
-def _parse_banks(text):
-    try:
-        return check_banks(name.strip() for name in text.split(",") if name.strip())
-    except ValueError as exc:
-        raise UsageError(f"argument --banks: {exc}") from None
+def _split(text):
+    """The non-empty comma-separated parts of ``text``."""
+    return [part.strip() for part in text.split(",") if part.strip()]
 
 
 def _parse_layers(text):
     try:
-        depths = sorted({int(part) for part in text.split(",") if part.strip()})
+        return [int(part) for part in _split(text)]
     except ValueError:
-        depths = []
-    if not depths or not set(depths) <= set(DEPTHS):
-        raise UsageError(f"argument --layers: expected depths among {', '.join(map(str, DEPTHS))}, got {text!r}")
-    return depths
+        raise UsageError(f"argument --layers: expected comma-separated depths, got {text!r}") from None
+
+
+# The option that sets each StudySettings field the library may refuse.
+_OPTIONS = {"banks": "--banks", "depths": "--layers", "n_splits": "--folds", "n_repeats": "--repeats",
+            "n_seeds": "--seeds", "train_size": "--train-size", "device": "--device", "margin": "--margin"}
+
+
+def _settings(args):
+    """The StudySettings of the options; the library's ValueError becomes a usage error naming the option."""
+    try:
+        return StudySettings(
+            dataset=args.dataset, banks=_split(args.banks), depths=_parse_layers(args.layers),
+            classifier=args.classifier, n_splits=args.folds, n_repeats=args.repeats, n_seeds=args.seeds,
+            random_state=args.seed, train_size=args.train_size, learned=not args.no_learned, device=args.device,
+            margin=args.margin / 100,
+        )
+    except ValueError as exc:
+        field = re.match(r"The '(\w+)' parameter", str(exc))
+        option = _OPTIONS.get(field and field.group(1))
+        raise UsageError(f"argument {option}: {exc}" if option else str(exc)) from None
 
 
 def _check_dataset(name):
-    from ..datasets._fetchers import DATASET_NAMES
-
-    names = ("digits", *DATASET_NAMES)
+    names = ("digits", *list_datasets())
     if name not in names:
         raise UsageError(
             f"argument --dataset: unknown dataset {name!r}; choose from {', '.join(names)}.{did_you_mean(name, names)}"
@@ -148,8 +174,6 @@ def _load_images(name, data_home):
 
         digits = load_digits()
         return digits.images, digits.target, None, None
-    from ..datasets._fetchers import load_dataset
-
     train = load_dataset(name, data_home=data_home, subset="train")
     test = load_dataset(name, data_home=data_home, subset="test")
     return train.images, train.target, test.images, test.target
@@ -211,27 +235,6 @@ def _plain_progress():
     return progress
 
 
-def format_results(results):
-    """The table, comparisons, transfer curve, answers and skipped arms, as text."""
-    lines = [*fmt.caveats(results), fmt.study_line(results), "",
-             fmt.text_table(fmt.SUMMARY_HEADER, fmt.summary_rows(results)),
-             f"(95% CI: {results['evaluation']['interval']}; times are means per split or seed)"]
-    if results["comparisons"]:
-        lines += ["", f"Against the reference: {results['evaluation']['test']}; p-values Holm-adjusted",
-                  fmt.text_table(fmt.COMPARISON_HEADER, fmt.comparison_rows(results))]
-    if results["transfer"]:
-        transfer = results["transfer"]
-        lines += ["", f"Transfer: kernels learned on classes {transfer['source_classes']}, used on "
-                      f"{transfer['target_classes']}; {transfer['n_seeds']} seeds",
-                  fmt.text_table(fmt.TRANSFER_HEADER, fmt.transfer_rows(transfer))]
-    lines += ["", "Answers:"]
-    lines += [f"  [{v['verdict']}] {v['claim']}: {v['sentence']}" for v in results["verdicts"]]
-    if results["skipped_arms"]:
-        lines += ["", "Skipped:"] + [f"  {s['name']}: {s['reason']}" for s in results["skipped_arms"]]
-    lines += ["", f"Done in {results['elapsed_s']:.1f} s."]
-    return "\n".join(lines)
-
-
 def _check_out(path, files=REPORT_FILES):
     """``--out`` as a Path, checked before any work starts (nothing is created yet)."""
     if path is None:
@@ -240,18 +243,6 @@ def _check_out(path, files=REPORT_FILES):
         return check_out_dir(path, files)
     except OSError as exc:
         raise UsageError(f"argument --out: {exc}") from None
-
-
-def _check_device(device, needs_torch):
-    """``--device cuda`` without a CUDA device fails now, not after loading the data."""
-    if device != "cuda" or not needs_torch:
-        return
-    try:
-        import torch
-    except ImportError:
-        return  # the learned arms are skipped, and say why
-    if not torch.cuda.is_available():
-        raise UsageError("argument --device: PyTorch sees no CUDA device; use --device cpu or --device auto")
 
 
 def _check_train_size(train_size, target):
@@ -283,7 +274,7 @@ def main(argv=None):
         _check_train_size(args.train_size, data[1])
         progress, close = _progress_bar()
         with _fits_on(args.scheduler):
-            results, extras = _run(args, data, progress)
+            results, extras, transfer = _run(args, data, progress)
     except _Exit as exc:
         return exc.code
     except UsageError as exc:
@@ -301,10 +292,10 @@ def main(argv=None):
         return 130
     finally:
         close()
-    print(json.dumps(results, indent=2) if args.json else format_results(results))
+    print(json.dumps(results, indent=2) if args.json else to_text(study_document(results, transfer)))
     if args.out:
         try:
-            write_report(results, extras, args.out)
+            write_report(results, extras, args.out, transfer=transfer)
         except (ImportError, OSError) as exc:  # the numbers are printed above: report and go on
             print(f"skconvfeat: error: cannot write the report to {str(args.out)!r}: {exc}", file=sys.stderr)
             return 1
@@ -329,26 +320,26 @@ def _parse(argv):
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help
         raise _Exit(exc.code) from None
-    if args.folds < 2:
-        raise UsageError("argument --folds: needs at least 2 folds")
-    args.banks = _parse_banks(args.banks)
-    args.layers = _parse_layers(args.layers)
+    args.settings = _settings(args)
     _check_dataset(args.dataset)
     args.out = _check_out(args.out)
-    _check_device(args.device, not (args.no_learned and args.no_transfer))
     return args
 
 
 def _run(args, data, progress):
-    """run_study with the options; the holdout design when the dataset has a test set."""
+    """The transfer experiment (unless --no-transfer), then run_study judging claim (c) from it.
+
+    The holdout design when the dataset has a test set. Returns the study's
+    results, its extras and the transfer results (None when not run).
+    """
     images, target, test_images, test_target = data
-    return run_study(
-        images, target, test_images=test_images, test_target=test_target, dataset=args.dataset,
-        banks=args.banks, depths=args.layers, classifier=args.classifier, n_splits=args.folds, n_repeats=args.repeats,
-        n_seeds=args.seeds, random_state=args.seed, train_size=args.train_size, learned=not args.no_learned,
-        transfer=not args.no_transfer, device=args.device, margin=args.margin / 100, n_jobs=args.n_jobs,
-        progress=progress, return_extras=True,
-    )
+    transfer = None
+    if not args.no_transfer:
+        transfer = run_transfer(images, target, args.settings, design="cv" if test_images is None else "holdout",
+                                n_jobs=args.n_jobs, progress=progress)
+    results, extras = run_study(images, target, args.settings, test_images=test_images, test_target=test_target,
+                                transfer=transfer, n_jobs=args.n_jobs, progress=progress, return_extras=True)
+    return results, extras, transfer
 
 
 # --------------------------------------------------------------------------- skconvfeat report

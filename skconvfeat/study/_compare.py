@@ -17,6 +17,7 @@ import json
 from pathlib import Path
 
 from . import _format as fmt
+from ._document import markdown_table
 from ._report import (
     _CSS,
     SCHEMA_VERSION,
@@ -28,7 +29,6 @@ from ._report import (
     _html_table,
     _html_verdicts,
     _verdict_class,
-    _markdown_table,
     _write_text,
     check_out_dir,
     write_folder,
@@ -225,9 +225,9 @@ def _comparison_markdown(studies):
     parts = [f"# skconvfeat: {len(studies)} studies compared"]
     for name, results in studies.items():
         parts += [f"## {_title(name, results)}", *fmt.caveats(results), fmt.study_line(results)]
-    parts += ["## Overview", _markdown_table(_OVERVIEW_HEADER, _overview_rows(studies)),
-              "## Verdicts", _markdown_table(verdict_header, _verdict_rows(studies)),
-              "## Accuracy per arm (95% CI)", _markdown_table(accuracy_header, _accuracy_rows(studies))]
+    parts += ["## Overview", markdown_table(_OVERVIEW_HEADER, _overview_rows(studies)),
+              "## Verdicts", markdown_table(verdict_header, _verdict_rows(studies)),
+              "## Accuracy per arm (95% CI)", markdown_table(accuracy_header, _accuracy_rows(studies))]
     return "\n\n".join(parts) + "\n"
 
 
@@ -258,7 +258,7 @@ def _study_column(index, name, results):
         f"Mean accuracy with its 95% interval ({results['evaluation']['interval']}); dots: single splits or seeds.",
         _figure_accuracy(results, width=_COLUMN_INCHES),
     )
-    body = (f"{_html_caveats(results)}<p>{html.escape(fmt.study_line(results))}</p>{figure}"
+    body = (f"{_html_caveats(fmt.caveats(results))}<p>{html.escape(fmt.study_line(results))}</p>{figure}"
             f"<h3>Verdicts</h3>{_html_verdicts(results)}")
     return _html_section(f"study-{index}", _title(name, results), body)
 

@@ -1,9 +1,10 @@
 """The one place that turns the study's numbers into text.
 
-The verdict sentences (:mod:`._study`), the command line's table
-(:mod:`._cli`) and the Markdown/HTML report (:mod:`._report`) all format
-accuracies, differences, p-values and times with these functions, and build
-their tables from the same rows, so a number reads the same everywhere.
+The verdict sentences (:mod:`._verdicts`), the document model that the
+command line, ``summary.md`` and ``report.html`` share (:mod:`._document`)
+and the comparison page (:mod:`._compare`) all format accuracies,
+differences, p-values and times with these functions, and build their tables
+from the same rows, so a number reads the same everywhere.
 """
 
 import math

@@ -5,10 +5,11 @@
 
 * ``results.json`` -- the dict itself (non-finite floats become ``null``);
 * ``results.csv`` -- one row per arm per split (tidy, for pandas or R);
-* ``transfer.csv`` -- one row per transfer arm, training-set size and repeat,
-  only when the study ran the data-efficiency part (a second file because its
-  rows have different columns from the per-split ones);
-* ``summary.md`` -- table, comparisons, verdicts and skipped arms;
+* ``transfer.json`` and ``transfer.csv`` -- the transfer experiment's own
+  results (:func:`skconvfeat.study.run_transfer`), and one row per transfer
+  arm, training-set size and repeat, only when that experiment ran;
+* ``summary.md`` -- table, comparisons, transfer, verdicts and skipped arms
+  (the document of ``._document``, as the command line prints it);
 * ``report.html`` -- one self-contained page: the same text plus figures
   embedded as base64 SVG, no scripts and no external URLs, so it can be
   mailed or attached to a CI run and opened offline.
@@ -36,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _format as fmt
+from ._document import study_document, to_markdown
 
 __all__ = ["REPORT_FILES", "SCHEMA_VERSION", "check_out_dir", "write_report"]
 
@@ -65,7 +66,7 @@ _TRANSFER_CSV_HEADER = ("arm", "label", "train_size", "repeat", "accuracy", "fit
 
 # Every file a report folder may hold: a folder holding anything else is not
 # replaced, so a mistyped report folder (".", a home folder) never loses other files.
-REPORT_FILES = ("results.json", "results.csv", "transfer.csv", "summary.md", "report.html")
+REPORT_FILES = ("results.json", "results.csv", "transfer.json", "transfer.csv", "summary.md", "report.html")
 # Version of the layout of results.json, written into it as "schema_version".
 # Raise it when a key that readers (``skconvfeat report``) use changes meaning
 # or goes away; readers refuse other versions rather than misread them.
@@ -110,7 +111,7 @@ def check_out_dir(out_dir, files=REPORT_FILES):
     return out_dir
 
 
-def write_report(results, extras, out_dir):
+def write_report(results, extras, out_dir, *, transfer=None):
     """Write the results of a study and its report into the folder ``out_dir``.
 
     Parameters
@@ -126,6 +127,10 @@ def write_report(results, extras, out_dir):
         The report folder; created with its parents if needed. An earlier
         report there is replaced whole; a folder holding other files is
         refused (see :func:`check_out_dir`).
+    transfer : dict, default=None
+        The results of :func:`skconvfeat.study.run_transfer`, written to
+        ``transfer.json`` and ``transfer.csv`` and shown in the summary and
+        the page; ``None`` when it did not run.
 
     Returns
     -------
@@ -149,7 +154,7 @@ def write_report(results, extras, out_dir):
     """
     out_dir = check_out_dir(out_dir)
     # The numbers are complete once results.json is there: keep them when only the page failed.
-    names = write_folder(out_dir, lambda folder: _write_files(results, extras, folder),
+    names = write_folder(out_dir, lambda folder: _write_files(results, extras, transfer, folder),
                          keep_partial=lambda folder: (folder / "results.json").exists())
     return {name: out_dir / name for name in names}
 
@@ -176,21 +181,28 @@ def write_folder(out_dir, write, keep_partial=lambda folder: False):
     return written
 
 
-def _write_files(results, extras, folder):
+def _write_files(results, extras, transfer, folder):
     """Write every file of the report into ``folder``: data files first, then the page."""
+    document = study_document(results, transfer)
     texts = {
-        "results.json": json.dumps(_strict_json({"schema_version": SCHEMA_VERSION, **results}), indent=2,
-                                   allow_nan=False) + "\n",
+        "results.json": _json_text({"schema_version": SCHEMA_VERSION, **results}),
         "results.csv": _results_csv(results),
-        "summary.md": _summary_markdown(results),
+        "summary.md": to_markdown(document),
     }
-    if results.get("transfer"):
-        texts["transfer.csv"] = _transfer_csv(results["transfer"])
+    if transfer is not None:
+        texts["transfer.json"] = _json_text({"schema_version": SCHEMA_VERSION, **transfer})
+        if not transfer.get("skipped"):
+            texts["transfer.csv"] = _transfer_csv(transfer)
     # results.json last: its presence says the data files are complete.
     for name in sorted(texts, key=lambda name: name == "results.json"):
         _write_text(folder / name, texts[name])
-    _write_text(folder / "report.html", _report_html(results, extras))
+    _write_text(folder / "report.html", _report_html(results, extras, transfer, document))
     return [*texts, "report.html"]
+
+
+def _json_text(value):
+    """Strict JSON (non-finite floats as null), indented, with a final line end."""
+    return json.dumps(_strict_json(value), indent=2, allow_nan=False) + "\n"
 
 
 def _swap_in(staging, out_dir):
@@ -279,38 +291,6 @@ def _transfer_csv(transfer):
 def _blank(value):
     """CSV has no null: write a missing number as an empty cell."""
     return "" if value is None else value
-
-
-# --------------------------------------------------------------------------- text
-
-
-def _markdown_cell(text):
-    # A "|" inside a cell would end it early.
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
-def _markdown_table(header, rows):
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_markdown_cell(cell) for cell in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def _summary_markdown(results):
-    """The Markdown summary: table, comparisons, verdicts and skipped arms."""
-    parts = [f"# skconvfeat study: {results['dataset']}", *fmt.caveats(results), fmt.study_line(results)]
-    parts += ["## Accuracy per arm", _markdown_table(fmt.SUMMARY_HEADER, fmt.summary_rows(results))]
-    if results["comparisons"]:
-        parts += [f"## Comparisons with the reference: {results['evaluation']['test']}; p-values Holm-adjusted",
-                  _markdown_table(fmt.COMPARISON_HEADER, fmt.comparison_rows(results))]
-    if results["transfer"]:
-        parts += ["## Transfer", _markdown_table(fmt.TRANSFER_HEADER, fmt.transfer_rows(results["transfer"]))]
-    verdicts = results["verdicts"]
-    if verdicts:
-        parts += ["## Verdicts", "\n".join(f"- **{v['claim']}**: {v['verdict']}. {v['sentence']}" for v in verdicts)]
-    skipped = results["skipped_arms"]
-    if skipped:
-        parts += ["## Skipped arms", "\n".join(f"- {s['name']}: {s['reason']}" for s in skipped)]
-    return "\n\n".join(parts) + "\n"
 
 
 # --------------------------------------------------------------------------- figures
@@ -715,20 +695,30 @@ def _verdict_class(word):
     return word if word in _KNOWN_VERDICTS else ""
 
 
+def _html_item(lead, word, text):
+    """One verdict (claim, styled verdict word, sentence) or one skipped arm (name, None, reason)."""
+    if word is None:
+        return f"<li>{html.escape(lead)}: {html.escape(text)}</li>"
+    return (f"<li><strong>{html.escape(lead)}</strong>: "
+            f'<span class="{_verdict_class(word)}">{html.escape(word)}</span>. {html.escape(text)}</li>')
+
+
 def _html_verdicts(results):
-    items = []
-    for verdict in results.get("verdicts", []):
-        items.append(
-            f"<li><strong>{html.escape(verdict['claim'])}</strong>: "
-            f'<span class="{_verdict_class(verdict["verdict"])}">{html.escape(verdict["verdict"])}</span>. '
-            f'{html.escape(verdict["sentence"])}</li>'
-        )
+    """A study's verdicts as a list (the comparison page shows them per study)."""
+    items = [_html_item(v["claim"], v["verdict"], v["sentence"]) for v in results.get("verdicts", [])]
     return f"<ul>{''.join(items)}</ul>" if items else "<p>No verdicts.</p>"
 
 
-def _html_skipped(results):
-    items = [f"<li>{html.escape(s['name'])}: {html.escape(s['reason'])}</li>" for s in results.get("skipped_arms", [])]
-    return f"<ul>{''.join(items)}</ul>" if items else "<p>No arm was skipped.</p>"
+def _html_document_section(section):
+    """A section of the document model (``._document``) in HTML."""
+    body = ""
+    if section.table is not None:
+        body += _html_table(section.table.header, section.table.rows)
+    if section.note:
+        body += f"<p>{html.escape(section.note)}</p>"
+    if section.items:
+        body += f"<ul>{''.join(_html_item(*item) for item in section.items)}</ul>"
+    return _html_section(section.key, section.title, body)
 
 
 def _html_versions(results):
@@ -744,36 +734,35 @@ def _learned_caption(extras):
             f"difference, that kernel's ||after - before|| / ||before||.{moved}")
 
 
-def _report_html(results, extras):
-    """Render the whole report page as one self-contained HTML string."""
-    sections = [
-        _html_section("summary", "Results", _html_table(fmt.SUMMARY_HEADER, fmt.summary_rows(results))),
-        _html_section(
-            "comparisons",
-            f"Comparisons with the reference: {results['evaluation']['test']}; p-values Holm-adjusted",
-            _html_table(fmt.COMPARISON_HEADER, fmt.comparison_rows(results)),
-        ),
-        _html_figure(
-            "fig-accuracy",
-            "Accuracy per arm",
-            f"Mean accuracy with its 95% interval ({results['evaluation']['interval']}); dots: single splits or seeds.",
-            _figure_accuracy(results),
-        ),
-    ]
-    if results.get("transfer"):
-        transfer = results["transfer"]
+def _report_html(results, extras, transfer, document):
+    """Render the whole report page as one self-contained HTML string: the document, figures beside it."""
+    beside = {
+        "summary": [
+            _html_figure(
+                "fig-accuracy",
+                "Accuracy per arm (figure)",
+                f"Mean accuracy with its 95% interval ({results['evaluation']['interval']}); dots: single splits or "
+                "seeds.",
+                _figure_accuracy(results),
+            ),
+            _html_figure(
+                "fig-time",
+                "Fit time per arm",
+                "Fit time of the whole pipeline per split or seed, arms in the order of the accuracy figure.",
+                _figure_time(results),
+            ),
+        ],
+    }
+    if transfer is not None and not transfer.get("skipped"):
         caption = (
             f"Kernels learned on classes {transfer.get('source_classes')}, then fixed, against training from "
             f"scratch on classes {transfer.get('target_classes')}; mean and 95% CI over repeats."
         )
-        sections.append(_html_figure("fig-transfer", "Data efficiency", caption, _figure_transfer(transfer)))
+        beside["transfer"] = [_html_figure("fig-transfer", "Data efficiency", caption, _figure_transfer(transfer))]
+    sections = []
+    for section in document.sections:
+        sections += [_html_document_section(section), *beside.get(section.key, ())]
     sections += [
-        _html_figure(
-            "fig-time",
-            "Fit time per arm",
-            "Fit time of the whole pipeline per split or seed, arms in the order of the accuracy figure.",
-            _figure_time(results),
-        ),
         _html_figure(
             "fig-filters",
             "Filters",
@@ -814,12 +803,11 @@ def _report_html(results, extras):
             "and the best fixed arm.",
             _figure_per_class(extras),
         ),
-        _html_section("verdicts", "Verdicts", _html_verdicts(results)),
-        _html_section("skipped", "Skipped arms", _html_skipped(results)),
         _html_section("versions", "Versions", _html_versions(results)),
     ]
-    body = _html_caveats(results) + f"<p>{html.escape(fmt.study_line(results))}</p>" + "".join(sections)
-    return _html_page(f"skconvfeat study: {results.get('dataset')}", body)
+    body = (_html_caveats(document.caveats) + f"<p>{html.escape(document.summary)}</p>" + "".join(sections)
+            + f"<p>{html.escape(document.closing)}</p>")
+    return _html_page(document.title, body)
 
 
 def _html_page(title, body, css=_CSS):
@@ -831,6 +819,6 @@ def _html_page(title, body, css=_CSS):
     )
 
 
-def _html_caveats(results):
-    """A study's caveats, each a paragraph styled as a refuted verdict."""
-    return "".join(f'<p class="refuted">{html.escape(line)}</p>' for line in fmt.caveats(results))
+def _html_caveats(lines):
+    """Caveat lines (``_format.caveats``), each a paragraph styled as a refuted verdict."""
+    return "".join(f'<p class="refuted">{html.escape(line)}</p>' for line in lines)
