@@ -33,9 +33,9 @@ def _images(n, seed=0):
 
 
 def _description(depth):
-    from skconvfeat.study._study import _description as study_description
+    from skconvfeat.study._design import description
 
-    return study_description("random", depth, 0)
+    return description("random", depth, 0)
 
 
 def ours(x, y, depth, epochs, batch_size, freeze):

@@ -162,3 +162,29 @@ def test_run_curves_end_to_end_verdicts(digits):
     assert roles == {"b", "a-raw", "a-learned", "kernels"}
     assert results["test_evaluations"] == 4
     assert any("not judged" in v["text"] for v in results["verdicts"])
+
+
+def test_curves_command_refuses_bad_options_before_any_work(capsys):
+    from skconvfeat.study._cli import main
+
+    assert main(["curves", "--dataset", "mnist", "--train-sizes", "100,lots"]) == 2
+    assert "--train-sizes" in capsys.readouterr().err
+    assert main(["curves", "--dataset", "mnist", "--train-sizes", "100", "--layers", "one"]) == 2
+    assert main(["curves", "--train-sizes", "100"]) == 2  # --dataset is required
+
+
+def test_curve_report_from_results(digits, tmp_path):
+    pytest.importorskip("matplotlib")
+    from skconvfeat.study import write_curves
+    from skconvfeat.study._curve_report import curve_document
+    from skconvfeat.study._document import to_markdown
+
+    X, y = digits
+    plan = plan_curves([100, 300], n_train=1500, depths=(1,), banks=("random",), seeds=1)
+    plan.arms = [arm for arm in plan.arms if arm.kind in ("raw", "fixed")]
+    results = run_curves(X[:1500], y[:1500], X[1500:], y[1500:], plan, TINY)
+    text = to_markdown(curve_document(results, "digits"))
+    assert "| Raw pixels (no conv) | raw |" in text and "2 test evaluations" not in text
+    assert "4 test evaluations" in text
+    paths = write_curves(results, tmp_path / "out", "digits")
+    assert all(p.exists() and p.stat().st_size > 0 for p in paths)

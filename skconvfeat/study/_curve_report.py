@@ -10,7 +10,7 @@ import numpy as np
 from ._curves import CURVE_KINDS
 from ._document import Document, Section, Table
 
-__all__ = ["curve_document", "figure_curves", "figure_cost"]
+__all__ = ["CURVE_FILES", "curve_document", "figure_cost", "figure_curves", "write_curves"]
 
 _KIND_STYLE = {"raw": ("C7", ":"), "fixed": ("C0", "-"), "frozen": ("C2", "--"), "learned": ("C3", "-"),
                "preset": ("C1", "-.")}
@@ -97,7 +97,7 @@ def curve_document(results, title):
                 Table(("Images", "Arm", "Reference", "Difference, points (95% CI)", "Holm p", "Outcome"),
                       _comparison_rows(results))),
         Section("settings", "Settings chosen on validation, training steps and cost",
-                Table(("Arm", "Images", "Seeds", "Chosen settings (per seed)", "At a grid edge", "Steps used of budget",
+                Table(("Arm", "Images", "Seeds", "Chosen settings (per seed)", "At a grid edge", "Steps to the best check, of budget",
                        "Fit wall / CPU (mean)"), _settings_rows(results))),
         Section("verdicts", "Verdicts, by data size",
                 items=tuple((f"({v['claim']})", None, v["text"]) for v in results["verdicts"])),
@@ -157,3 +157,30 @@ def figure_cost(results):
     axes.grid(alpha=0.3)
     axes.legend(fontsize=7, loc="lower right")
     return figure
+
+
+CURVE_FILES = ("curves.json", "summary.md", "curves.svg", "cost.svg")
+
+
+def write_curves(results, out_dir, title):
+    """Write ``results`` to ``out_dir`` whole or not at all: JSON, the Markdown summary and both figures.
+
+    Returns the paths written. Needs matplotlib (``pip install 'skconvfeat[report]'``) for the figures.
+    """
+    import json
+    from pathlib import Path
+
+    import matplotlib
+
+    from ._document import to_markdown
+    from ._report import write_folder
+
+    def write(folder):
+        (folder / "curves.json").write_text(json.dumps(results, indent=1, default=str))
+        (folder / "summary.md").write_text(to_markdown(curve_document(results, title)))
+        with matplotlib.rc_context({"svg.hashsalt": "skconvfeat", "svg.fonttype": "path"}):
+            figure_curves(results).savefig(folder / "curves.svg", format="svg", metadata={"Date": None})
+            figure_cost(results).savefig(folder / "cost.svg", format="svg", metadata={"Date": None})
+        return [Path(out_dir) / name for name in CURVE_FILES]
+
+    return write_folder(Path(out_dir), write)

@@ -43,6 +43,7 @@ from sklearn.preprocessing import StandardScaler
 
 from .._heads import GramRidgeClassifier
 from .._presets import PRESETS, make_preset
+from ._design import description
 from ._stats import accuracy_interval, holm, paired_holdout_test, wilson_interval
 
 __all__ = ["CurveProtocol", "CURVE_KINDS", "balanced_subset", "curve_arms", "run_curves", "seeds_for_size"]
@@ -354,9 +355,8 @@ def _select_network(model, X, y, splits, refit, protocol):
 
 
 def _description(arm, seed):
-    from ._study import _description as study_description  # the study's one network description
-
-    return study_description(arm.bank, max(arm.depth, 1), seed)
+    """The study's one network description of ``arm`` (raw pixels: the 1x1 identity layer)."""
+    return description(arm.bank, max(arm.depth, 1), seed)
 
 
 def _network(arm, seed, device, protocol):

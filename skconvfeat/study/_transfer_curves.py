@@ -4,7 +4,7 @@ Claim (c) of the seed, in its own sense: kernels trained on *another* dataset, f
 head trained on the target, against the alternatives a practitioner has. For each pair of
 (source, target) images:
 
-* **Source kernels.** The study's 2-layer network (``_study._description("random", 2, seed)``) is
+* **Source kernels.** The study's 2-layer network (``_design.description("random", 2, seed)``) is
   trained end to end by ``LearnedConvClassifier`` on a class-balanced subset of the source
   (``source_size`` images, one model per source seed), chosen and trained to a validation plateau
   by the protocol's ``fit_arm`` exactly like a learned arm of the curves. Its trained kernels
