@@ -9,21 +9,30 @@ results dict (see ``docs/results-schema.md``); :func:`write_report` turns
 them into files; :func:`write_comparison` puts several report folders side
 by side on one page. ``skconvfeat`` (``python -m skconvfeat``) is the command
 line over them (``skconvfeat report DIR ... --out OUT`` for the comparison).
+:func:`run_curves` is the study at every data size under one protocol (every arm tuned on held-out
+training images with equal budgets, networks trained to a validation plateau), ``skconvfeat curves``
+its command line, and :func:`write_curves` its report.
 Importing :mod:`skconvfeat` does not import this package.
 """
 
 from ._compare import read_results, write_comparison
+from ._curve_report import write_curves
+from ._curves import CurveProtocol, plan_curves, run_curves
 from ._report import write_report
 from ._settings import StudySettings, learned_recipe
 from ._study import run_study
 from ._transfer import run_transfer
 
 __all__ = [
+    "CurveProtocol",
     "StudySettings",
     "learned_recipe",
+    "plan_curves",
     "read_results",
+    "run_curves",
     "run_study",
     "run_transfer",
     "write_comparison",
+    "write_curves",
     "write_report",
 ]

@@ -263,6 +263,8 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["report"]:
         return _report_main(argv[1:])
+    if argv[:1] == ["curves"]:
+        return _curves_main(argv[1:])
     progress, close = None, lambda: None
     try:
         args = _parse(argv)
@@ -379,4 +381,70 @@ def _report_main(argv):
         print("skconvfeat report: interrupted", file=sys.stderr)
         return 130
     print(paths["comparison.html"])
+    return 0
+
+
+def build_curves_parser():
+    """The argument parser of ``skconvfeat curves``."""
+    parser = _Parser(
+        prog="skconvfeat curves",
+        description="The study at every training-set size under one protocol: every arm's settings chosen on "
+                    "images held out of its training subset with equal budgets, networks trained to a validation "
+                    "plateau, the official test set scored once per final model. Resumable with --cache.",
+        allow_abbrev=False,
+    )
+    parser.add_argument("--dataset", required=True, help="a dataset with an official test split, e.g. mnist")
+    parser.add_argument("--data-home", metavar="DIR", help="where the dataset's files are")
+    parser.add_argument("--train-sizes", required=True, metavar="SIZES",
+                        help="comma-separated training-set sizes, 'all' for the whole training set")
+    parser.add_argument("--layers", default="1,2", metavar="DEPTHS", help="network depths (default: %(default)s)")
+    parser.add_argument("--banks", default="random,gabor,kmeans", help="fixed banks (default: %(default)s)")
+    parser.add_argument("--preset", help="also the wide data-derived preset NAME with its ridge head")
+    parser.add_argument("--seeds", type=int, metavar="N",
+                        help="at most N seeds a size (default: 5 below 1,000 images, 3 up to 10,000, then 1)")
+    parser.add_argument("--cache", metavar="DIR", help="keep each finished model's record here and reuse it")
+    parser.add_argument("--out", metavar="DIR", help="write the curves' report to DIR")
+    parser.add_argument("--device", choices=DEVICES, default="cpu", help="where networks train")
+    parser.add_argument("--margin", type=_margin, default=1.0, metavar="POINTS",
+                        help="two arms within this many points count as equal (default: %(default)s)")
+    return parser
+
+
+def _curves_main(argv):
+    """``skconvfeat curves``: 0 done; 1 the data or the run failed; 2 a bad option; 130 interrupted."""
+    from ._curve_report import CURVE_FILES, curve_document, write_curves
+    from ._curves import plan_curves, run_curves
+
+    try:
+        args = build_curves_parser().parse_args(argv)
+        out = _check_out(args.out, CURVE_FILES)
+        sizes = ["all" if part == "all" else int(part) for part in _split(args.train_sizes)]
+        depths = _parse_layers(args.layers)
+    except SystemExit as exc:
+        return exc.code
+    except ValueError:
+        print(f"skconvfeat curves: error: argument --train-sizes: expected integers or 'all', got "
+              f"{args.train_sizes!r}", file=sys.stderr)
+        return 2
+    except UsageError as exc:
+        print(f"skconvfeat curves: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        train = load_dataset(args.dataset, data_home=args.data_home, subset="train")
+        test = load_dataset(args.dataset, data_home=args.data_home, subset="test")
+        plan = plan_curves(sizes, len(train.target), depths, tuple(_split(args.banks)), args.preset, args.seeds)
+    except (OSError, ValueError, pickle.UnpicklingError) as exc:
+        print(f"skconvfeat curves: error: {exc}", file=sys.stderr)
+        return 1
+    progress = _plain_progress()
+    try:
+        results = run_curves(train.images, train.target, test.images, test.target, plan, cache_dir=args.cache,
+                             device=args.device, margin=args.margin / 100, progress=progress)
+        title = f"skconvfeat learning curves: {args.dataset}"
+        print(to_text(curve_document(results, title)))
+        if out is not None:
+            write_curves(results, out, title)
+    except KeyboardInterrupt:
+        print("skconvfeat curves: interrupted; finished models are kept in --cache", file=sys.stderr)
+        return 130
     return 0

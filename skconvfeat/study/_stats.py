@@ -35,12 +35,16 @@ __all__ = [
     "holm",
     "judge",
     "paired_holdout_test",
+    "sign_flip_test",
     "wilson_interval",
 ]
 
 CV_TEST = "corrected repeated k-fold t-test (Bouckaert & Frank 2004)"
 MCNEMAR_TEST = "McNemar's exact test on the same test images"
 IMAGE_TEST = "paired t-test over test images of the accuracy averaged over seeds"
+SIGN_FLIP_TEST = "exact two-sided sign-flip permutation test over the seeds' differences"
+# The sign-flip test enumerates all 2**n sign patterns: at most this many differences.
+SIGN_FLIP_MAX = 16
 # A difference is "higher"/"lower" when its Holm-adjusted p-value is below
 # alpha, else "equivalent" when the Holm-adjusted TOST p-value is, else
 # "inconclusive".
@@ -338,3 +342,43 @@ def claim_verdict(outcome, claim):
     if outcome == "inconclusive":
         return "inconclusive"
     return "supported" if outcome == {"below": "lower", "above": "higher"}[claim] else "refuted"
+
+
+def sign_flip_test(differences):
+    """Exact two-sided sign-flip permutation test that paired differences are centred on 0.
+
+    Under the null each difference is as likely to have either sign, so the
+    2**n patterns of signs are equally likely; the p-value is the share of them
+    whose ``|sum|`` is at least the observed one. Valid for any n (no normal
+    law), but coarse: with n differences no p-value is below ``2 / 2**n``
+    (0.0625 for 5 seeds, 0.25 for 3), reported as ``min_p_value``.
+
+    Parameters
+    ----------
+    differences : array-like of shape (n,)
+        One difference per pair (e.g. per seed, A's accuracy minus B's), 1 <= n <= 16.
+
+    Returns
+    -------
+    result : dict
+        ``p_value``, ``min_p_value``, ``n``, ``mean_diff``, ``positive`` and
+        ``negative`` (how many differences have each sign) and ``test``.
+
+    Examples
+    --------
+    >>> sign_flip_test([0.02, 0.01, 0.03])["p_value"], sign_flip_test([0.02, 0.01, 0.03])["min_p_value"]
+    (0.25, 0.25)
+    """
+    d = np.asarray(differences, dtype=float)
+    if d.ndim != 1 or not 1 <= d.size <= SIGN_FLIP_MAX or not np.all(np.isfinite(d)):
+        raise ValueError(f"sign_flip_test needs 1 to {SIGN_FLIP_MAX} finite differences in a 1-D sequence. "
+                         f"Got {differences!r}.")
+    n = d.size
+    patterns = (np.arange(2**n)[:, None] >> np.arange(n)) & 1  # row k: the bits of k, 1 = flip
+    sums = np.abs((1 - 2 * patterns) @ d)
+    observed = abs(d.sum())
+    # Sums equal to the observed one up to rounding count as "at least as extreme".
+    tolerance = 1e-9 * max(1.0, float(np.abs(d).sum()))
+    return {"p_value": float(np.mean(sums >= observed - tolerance)), "min_p_value": 2.0 / 2**n, "n": int(n),
+            "mean_diff": float(d.mean()), "positive": int(np.sum(d > 0)), "negative": int(np.sum(d < 0)),
+            "test": SIGN_FLIP_TEST}

@@ -1,0 +1,186 @@
+"""The learning curves as a reader sees them: a document (text, Markdown, HTML) and two figures.
+
+:func:`curve_document` decides what is shown and in which order -- what was run and under which
+protocol, accuracy per arm and size, the comparisons at each size, the verdicts naming the sizes at
+which they hold -- and :mod:`._document` lays it out, as for the single-size study.
+"""
+
+import numpy as np
+
+from ._curves import CURVE_KINDS
+from ._document import Document, Section, Table
+
+__all__ = ["CURVE_FILES", "curve_document", "figure_cost", "figure_curves", "write_curves"]
+
+_KIND_STYLE = {"raw": ("C7", ":"), "fixed": ("C0", "-"), "frozen": ("C2", "--"), "learned": ("C3", "-"),
+               "preset": ("C1", "-.")}
+
+
+def _percent(value):
+    return f"{100 * value:.1f}%"
+
+
+def _size_key(sizes, size):
+    """Sizes are ints in memory and strings once read back from JSON."""
+    return size if size in sizes else str(size)
+
+
+def _accuracy_rows(results):
+    rows = []
+    for name, arm in results["arms"].items():
+        cells = []
+        for size in results["sizes"]:
+            entry = arm["sizes"].get(_size_key(arm["sizes"], size))
+            if entry is None:
+                cells.append("-")
+                continue
+            flag = "" if entry["converged"] else " (not converged)"
+            cells.append(f"{_percent(entry['accuracy'])} [{_percent(entry['low'])}, {_percent(entry['high'])}]{flag}")
+        rows.append((arm["label"], arm["kind"], *cells))
+    return tuple(rows)
+
+
+def _setting_text(settings):
+    return "; ".join(", ".join(f"{k}={v:g}" for k, v in s.items()) for s in settings)
+
+
+def _settings_rows(results):
+    rows = []
+    for name, arm in results["arms"].items():
+        for size in results["sizes"]:
+            entry = arm["sizes"].get(_size_key(arm["sizes"], size))
+            if entry is None:
+                continue
+            steps = [s for s in entry["steps"] if s is not None]
+            budget = [b for b in entry["budget_steps"] if b is not None]
+            rows.append((arm["label"], f"{size:,}", str(entry["seeds"]), _setting_text(entry["settings"]),
+                         f"{entry['at_grid_edge']} of {entry['seeds']}",
+                         f"{int(np.mean(steps)):,} of {int(np.mean(budget)):,}" if steps else "-",
+                         f"{entry['fit_wall']:.3g} s / {entry['fit_cpu']:.3g} s"))
+    return tuple(rows)
+
+
+def _comparison_rows(results):
+    labels = {name: arm["label"] for name, arm in results["arms"].items()}
+    rows = []
+    for c in results["comparisons"]:
+        outcome = c["outcome"] if c["judged"] else "not judged (a network had not converged)"
+        rows.append((f"{c['size']:,}", labels[c["arm"]], labels[c["reference"]],
+                     f"{100 * c['mean_diff']:+.1f} [{100 * c['ci_low']:+.1f}, {100 * c['ci_high']:+.1f}]",
+                     f"{c['holm_p']:.2g}", outcome))
+    return tuple(rows)
+
+
+def protocol_sentence(results):
+    """What every arm went through, in one paragraph."""
+    p = results["protocol"]
+    seeds = ", ".join(f"{n} at {int(s):,}" for s, n in results["seeds"].items())
+    return (f"Every arm trains on the same class-balanced subsets (seeds: {seeds}) and has {p['n_candidates']} "
+            f"candidate settings, chosen on images held out of its subset: a stratified {p['validation_fraction']:g} "
+            f"from {p['cv_below']:,} images on, {p['cv_folds']}-fold cross-validation below (the choice then refitted "
+            f"on the whole subset). Networks train with Adam at a constant rate, checked every {p['check_steps']} "
+            f"steps, stopping after {p['patience']} checks without a better validation accuracy, within a budget of "
+            f"max({p['min_budget_steps']:,} steps, {p['min_budget_epochs']} epochs); one that reaches its budget "
+            f"still improving is 'not converged', and no verdict rests on it. The official test set is scored once "
+            f"per final model: {results['test_evaluations']} test evaluations in all. Protocol {p['digest']}.")
+
+
+def curve_document(results, title):
+    """The document of :func:`~skconvfeat.study.run_curves`'s ``results``."""
+    sizes = [f"{int(s):,}" for s in results["sizes"]]
+    kinds = "; ".join(f"{kind}: {text}" for kind, text in CURVE_KINDS.items())
+    sections = (
+        Section("curves", "Test accuracy per arm and training-set size (95% CI)",
+                Table(("Arm", "Kind", *sizes), _accuracy_rows(results)), note=kinds),
+        Section("comparisons", "Comparisons at each size: paired test over the test images, Holm-adjusted per size; "
+                f"'equivalent' means within ±{100 * results['margin']:g} points, even when significant",
+                Table(("Images", "Arm", "Reference", "Difference, points (95% CI)", "Holm p", "Outcome"),
+                      _comparison_rows(results))),
+        Section("settings", "Settings chosen on validation, training steps and cost",
+                Table(("Arm", "Images", "Seeds", "Chosen settings (per seed)", "At a grid edge", "Steps to the best check, of budget",
+                       "Fit wall / CPU (mean)"), _settings_rows(results))),
+        Section("verdicts", "Verdicts, by data size",
+                items=tuple((f"({v['claim']})", None, v["text"]) for v in results["verdicts"])),
+    )
+    unconverged = [f"{arm['label']} at {int(s):,}" for arm in results["arms"].values()
+                   for s, e in arm["sizes"].items() if not e["converged"]]
+    caveats = tuple(f"NOTE: not converged within its budget: {name}." for name in unconverged)
+    return Document(title=title, caveats=caveats, summary=protocol_sentence(results), sections=sections,
+                    closing=f"Done in {results['wall_seconds']:.0f} s.")
+
+
+def _new_figure(width, height):
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    return figure, figure.subplots()
+
+
+def figure_curves(results):
+    """Test accuracy against training-set size, one line per arm with its 95% interval."""
+    figure, axes = _new_figure(7.5, 4.5)
+    for arm in results["arms"].values():
+        points = sorted((int(s), e) for s, e in arm["sizes"].items())
+        if not points:
+            continue
+        x = np.array([s for s, _ in points])
+        colour, style = _KIND_STYLE.get(arm["kind"], ("C4", "-"))
+        width = 2.0 if arm["kind"] == "learned" else 1.2
+        (line,) = axes.plot(x, [e["accuracy"] for _, e in points], style, marker="o", markersize=3,
+                            linewidth=width, label=arm["label"], color=None if arm["kind"] == "fixed" else colour)
+        axes.fill_between(x, [e["low"] for _, e in points], [e["high"] for _, e in points],
+                          color=line.get_color(), alpha=0.15, linewidth=0)
+        for s, e in points:
+            if not e["converged"]:
+                axes.scatter([s], [e["accuracy"]], marker="x", color="black", zorder=4)
+    axes.set_xscale("log")
+    axes.set_xlabel("training images (class-balanced; x: a network had not converged)")
+    axes.set_ylabel("test accuracy")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=7, loc="lower right")
+    return figure
+
+
+def figure_cost(results):
+    """Test accuracy against fit time (selection included), every arm at every size."""
+    figure, axes = _new_figure(7.5, 4.0)
+    for arm in results["arms"].values():
+        points = sorted((int(s), e) for s, e in arm["sizes"].items())
+        if not points:
+            continue
+        colour, style = _KIND_STYLE.get(arm["kind"], ("C4", "-"))
+        axes.plot([e["fit_wall"] for _, e in points], [e["accuracy"] for _, e in points], style, marker="o",
+                  markersize=3, label=arm["label"], color=None if arm["kind"] == "fixed" else colour)
+    axes.set_xscale("log")
+    axes.set_xlabel("fit time per model, seconds (wall, selection included; points: sizes, left to right)")
+    axes.set_ylabel("test accuracy")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=7, loc="lower right")
+    return figure
+
+
+CURVE_FILES = ("curves.json", "summary.md", "curves.svg", "cost.svg")
+
+
+def write_curves(results, out_dir, title):
+    """Write ``results`` to ``out_dir`` whole or not at all: JSON, the Markdown summary and both figures.
+
+    Returns the paths written. Needs matplotlib (``pip install 'skconvfeat[report]'``) for the figures.
+    """
+    import json
+    from pathlib import Path
+
+    import matplotlib
+
+    from ._document import to_markdown
+    from ._report import write_folder
+
+    def write(folder):
+        (folder / "curves.json").write_text(json.dumps(results, indent=1, default=str))
+        (folder / "summary.md").write_text(to_markdown(curve_document(results, title)))
+        with matplotlib.rc_context({"svg.hashsalt": "skconvfeat", "svg.fonttype": "path"}):
+            figure_curves(results).savefig(folder / "curves.svg", format="svg", metadata={"Date": None})
+            figure_cost(results).savefig(folder / "cost.svg", format="svg", metadata={"Date": None})
+        return [Path(out_dir) / name for name in CURVE_FILES]
+
+    return write_folder(Path(out_dir), write)

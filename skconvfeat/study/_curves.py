@@ -1,0 +1,627 @@
+"""Learning curves under one protocol: does a CNN with fixed kernels classify as well, at every data size?
+
+Every arm -- fixed banks with a logistic head, the same network with its kernels frozen or trained in
+PyTorch, raw pixels, and the wide data-derived preset with its ridge head -- is trained on the same
+class-balanced subsets of the training images and chosen on data held out *from those subsets*:
+
+* **Selection.** Each arm has the same number of candidate settings (``CurveProtocol.n_candidates``):
+  the logistic head's ``C``, the Adam learning rate, the ridge penalty. A subset of at least
+  ``cv_below`` images holds out a stratified ``validation_fraction``; every arm fits on the rest and
+  is chosen, and stopped, on it. Smaller subsets (where a tenth is a handful of images) choose by
+  stratified ``cv_folds``-fold cross-validation on the subset and refit the chosen setting on all of
+  it -- for a network, for the number of optimiser steps the folds chose.
+* **Convergence.** A network trains with a constant learning rate and is scored on the held-out
+  images every ``check_steps`` optimiser steps; it stops after ``patience`` checks without a better
+  score and keeps its best check. Its budget follows the data size (``budget_steps``): a network that
+  reaches it still improving is *not converged*, and no verdict rests on it.
+* **Test.** Each final model scores the official test images once; the number of test evaluations
+  is counted in the results.
+
+Each finished (arm, size, seed) is written at once to ``cache_dir`` (one small JSON file, replaced
+atomically), so a stopped run picks up where it stopped.
+"""
+
+import base64
+import copy
+import hashlib
+import json
+import math
+import os
+import tempfile
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression, RidgeClassifier
+from sklearn.model_selection import StratifiedKFold, train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from .._heads import GramRidgeClassifier
+from .._presets import PRESETS, make_preset
+from ._design import description
+from ._stats import accuracy_interval, holm, paired_holdout_test, wilson_interval
+
+__all__ = ["CurveProtocol", "CURVE_KINDS", "balanced_subset", "curve_arms", "run_curves", "seeds_for_size"]
+
+# What each kind of arm is: how its kernels are obtained and which head is trained.
+CURVE_KINDS = {
+    "raw": "raw pixels, logistic head (no convolution)",
+    "fixed": "fixed bank, logistic head (scikit-learn)",
+    "frozen": "random kernels frozen, linear head trained by Adam (the learned arm's network and optimiser)",
+    "learned": "random start, kernels and linear head trained by Adam",
+    "preset": "wide data-derived layer (make_preset), ridge head",
+}
+
+
+@dataclass(frozen=True)
+class CurveProtocol:
+    """The rules every arm of a learning curve is trained, chosen and stopped by.
+
+    The defaults are the ones ``docs/results.md`` reports; each says why it is what it is.
+    """
+
+    #: Share of a subset held out to choose settings and stop training, for subsets of at least
+    #: ``cv_below`` images (a fifth: 200 validation images at 1,000, enough to tell 1-point steps).
+    validation_fraction: float = 0.2
+    #: Below this many images a held-out fifth is too few to choose by: cross-validate instead.
+    cv_below: int = 1000
+    #: Folds of that cross-validation (3: every image validates once, at 3/5 of the cost of 5 folds).
+    cv_folds: int = 3
+    #: Inverse penalty of the logistic head on standardised features, a decade apart: a first run
+    #: with (0.01, 0.1, 1) chose its edge, 1, on MNIST at 300 images.
+    logistic_C: tuple = (0.01, 0.1, 1.0, 10.0)
+    #: Adam step sizes (constant), half a decade apart around the study's 2e-3 and 1e-2 recipes
+    #: (a first run with 1e-3..1e-2 chose its edge, 1e-2, at 300 images).
+    learning_rates: tuple = (1e-3, 3e-3, 1e-2, 3e-2)
+    #: Ridge penalty per training row of the preset's head (GramRidgeClassifier's scale).
+    ridge_alphas: tuple = (1e-4, 1e-3, 1e-2, 1e-1)
+    #: Optimiser steps between two validation checks of a network.
+    check_steps: int = 100
+    #: Checks without a better validation accuracy before a network stops: 1,000 steps at the
+    #: default, or 10 epochs once an epoch is longer than ``check_steps`` (5 stopped 1,000-image
+    #: networks after 400 steps on 200 validation images, where ties are common).
+    patience: int = 10
+    #: A network's budget: at least this many steps ...
+    min_budget_steps: int = 3000
+    #: ... or this many passes over its training images, whichever is more.
+    min_budget_epochs: int = 60
+    #: Images per Adam step, at most; small subsets take an eighth of their images a step.
+    batch_size: int = 128
+    #: Adam's L2 penalty (the study's recipe).
+    weight_decay: float = 1e-4
+
+    @property
+    def n_candidates(self):
+        """Candidate settings per arm: the same for every arm (equal tuning budgets)."""
+        return len(self.logistic_C)
+
+    def check(self):
+        """``self`` if it is a valid protocol, else a ValueError naming the field."""
+        sizes = {len(self.logistic_C), len(self.learning_rates), len(self.ridge_alphas)}
+        if len(sizes) != 1:
+            raise ValueError(
+                "CurveProtocol gives every arm the same tuning budget: logistic_C, learning_rates and "
+                f"ridge_alphas must have the same length. Got {len(self.logistic_C)}, "
+                f"{len(self.learning_rates)} and {len(self.ridge_alphas)}."
+            )
+        if not 0 < self.validation_fraction < 1:
+            raise ValueError(f"validation_fraction must be in (0, 1). Got {self.validation_fraction!r}.")
+        for name in ("cv_folds", "check_steps", "patience", "min_budget_steps", "min_budget_epochs", "batch_size"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < (2 if name == "cv_folds" else 1):
+                raise ValueError(f"CurveProtocol.{name} must be a positive integer. Got {getattr(self, name)!r}.")
+        return self
+
+    def batch(self, n_fit):
+        """Images per Adam step on ``n_fit`` training images: at least 8 steps an epoch."""
+        return int(max(8, min(self.batch_size, n_fit // 8)))
+
+    def budget_steps(self, n_fit):
+        """The most optimiser steps a network may take on ``n_fit`` images."""
+        epoch = math.ceil(n_fit / self.batch(n_fit))
+        return max(self.min_budget_steps, self.min_budget_epochs * epoch)
+
+    def digest(self):
+        """A short hash of every rule: cached results of another protocol are never reused."""
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def seeds_for_size(size):
+    """Seeds (repeats with another subset) at ``size`` images: 5 below 1,000, 3 up to 10,000, then 1."""
+    return 5 if size < 1000 else 3 if size <= 10_000 else 1
+
+
+def balanced_subset(target, size, seed):
+    """Indices of ``size`` images with the classes as equal as they can be (extras to random classes)."""
+    rng = np.random.default_rng(seed)
+    classes, counts = np.unique(target, return_counts=True)
+    if size > target.size:
+        raise ValueError(f"Cannot draw {size} training images from {target.size}.")
+    share = np.full(classes.size, size // classes.size)
+    share[rng.choice(classes.size, size % classes.size, replace=False)] += 1
+    if np.any(share > counts):
+        raise ValueError(f"A class-balanced subset of {size} images needs {share.max()} images of each class; "
+                         f"the rarest class has {counts.min()}.")
+    picked = [rng.choice(np.flatnonzero(target == c), k, replace=False) for c, k in zip(classes, share)]
+    return np.sort(np.concatenate(picked))
+
+
+@dataclass(frozen=True)
+class CurveArm:
+    """One arm of the curves: where its kernels come from, its depth, and how it is trained."""
+
+    name: str
+    label: str
+    kind: str
+    depth: int
+    bank: str = "random"
+    preset: str = None
+
+
+def curve_arms(depths, banks=("random", "gabor", "kmeans"), preset=None):
+    """The arms of a learning curve, at every depth of ``depths``.
+
+    Per depth: each fixed bank with the logistic head, the same network with random kernels frozen
+    (Adam head) and trained (the learned arm); raw pixels once; the wide ``preset`` once if given.
+    """
+    arms = [CurveArm("raw", "Raw pixels (no conv)", "raw", 0, "identity")]
+    for depth in depths:
+        suffix = f", {depth} layer{'s' if depth > 1 else ''}"
+        arms += [CurveArm(f"fixed-{bank}-d{depth}", f"{bank.capitalize()}, fixed{suffix}", "fixed", depth, bank)
+                 for bank in banks]
+        arms.append(CurveArm(f"frozen-d{depth}", f"Random, frozen (Adam head){suffix}", "frozen", depth))
+        arms.append(CurveArm(f"learned-d{depth}", f"Learned (random init){suffix}", "learned", depth))
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ValueError(f"Unknown preset {preset!r}; choose from {sorted(PRESETS)}.")
+        arms.append(CurveArm(f"preset-{preset}", f"Preset {preset} (ridge head)", "preset", 1, preset=preset))
+    return arms
+
+
+# -- selection splits ----------------------------------------------------------
+
+
+def selection_splits(target, protocol, seed):
+    """``(splits, refit)``: (fit, validation) index pairs into ``target``, and whether to refit on all.
+
+    One stratified hold-out at ``cv_below`` images and more (the model fitted on its fit part is the
+    final one), else stratified k-fold cross-validation, after which the chosen setting is refitted.
+    """
+    indices = np.arange(target.size)
+    if target.size >= protocol.cv_below:
+        fit, valid = train_test_split(indices, test_size=protocol.validation_fraction, stratify=target,
+                                      random_state=seed)
+        return [(fit, valid)], False
+    folds = min(protocol.cv_folds, int(np.unique(target, return_counts=True)[1].min()))
+    if folds < 2:
+        raise ValueError(f"{target.size} training images leave fewer than 2 of some class: nothing to validate on.")
+    splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    return list(splitter.split(indices, target)), True
+
+
+# -- the three ways of training an arm ---------------------------------------------
+
+
+def _logistic(C, seed):
+    # lbfgs on standardised features; 2,000 iterations converge on every arm of the curves.
+    return LogisticRegression(C=C, max_iter=2000, random_state=seed)
+
+
+def _features(description, X_fit, others):
+    conv = clone(description)
+    fitted = conv.fit_transform(X_fit)
+    return conv, fitted, [conv.transform(x) for x in others]
+
+
+def _select_logistic(description, X, y, splits, refit, protocol, seed):
+    """Choose C on the splits; the final (conv, scaler, head) and what selection saw."""
+    scores = np.zeros(len(protocol.logistic_C))
+    kept = None
+    for fit, valid in splits:
+        conv, f_fit, (f_valid,) = _features(description, X[fit], [X[valid]])
+        scaler = StandardScaler().fit(f_fit)
+        f_fit, f_valid = scaler.transform(f_fit), scaler.transform(f_valid)
+        heads = [_logistic(C, seed).fit(f_fit, y[fit]) for C in protocol.logistic_C]
+        scores += [head.score(f_valid, y[valid]) for head in heads]
+        kept = (conv, scaler, heads)
+    scores /= len(splits)
+    best = int(np.argmax(scores))
+    if refit:
+        conv, f_all, _ = _features(description, X, [])
+        scaler = StandardScaler().fit(f_all)
+        head = _logistic(protocol.logistic_C[best], seed).fit(scaler.transform(f_all), y)
+    else:
+        conv, scaler, heads = kept
+        head = heads[best]
+    converged = bool(np.all(head.n_iter_ < head.max_iter))
+
+    def predict(X_test):
+        return head.predict(scaler.transform(conv.transform(X_test)))
+
+    return predict, {"setting": {"C": protocol.logistic_C[best]}, "validation_accuracy": float(scores[best]),
+                     "validation_scores": scores.tolist(), "converged": converged,
+                     "at_grid_edge": best in (0, len(scores) - 1), "n_features": int(head.coef_.shape[1])}
+
+
+def _ridge_scores(f_fit, y_fit, f_valid, y_valid, alphas):
+    """``(scores, heads)``: each penalty's held-out accuracy, and the fitted heads (one per alpha).
+
+    With fewer rows than features scikit-learn's ridge solves the small n x n dual; otherwise the
+    Gram matrix is accumulated once and every penalty solved from it.
+    """
+    if f_fit.shape[0] <= f_fit.shape[1]:
+        heads = [make_pipeline(StandardScaler(), RidgeClassifier(alpha=a * len(y_fit))).fit(f_fit, y_fit)
+                 for a in alphas]
+        return np.array([h.score(f_valid, y_valid) for h in heads]), heads
+    head = GramRidgeClassifier(alphas=alphas, standardize=True)
+    head.partial_fit(f_fit, y_fit, classes=np.unique(y_fit)).select_alpha(f_valid, y_valid)
+    return head.validation_scores_, [head if a == head.alpha_ else None for a in alphas]
+
+
+def _select_ridge(preset, X, y, splits, refit, protocol, seed):
+    """The preset's features once per split, every penalty scored on the held-out part."""
+    scores = np.zeros(len(protocol.ridge_alphas))
+    for fit, valid in splits:
+        conv, f_fit, (f_valid,) = _features(make_preset(preset, random_state=seed), X[fit], [X[valid]])
+        split_scores, heads = _ridge_scores(f_fit, y[fit], f_valid, y[valid], protocol.ridge_alphas)
+        scores += split_scores
+    scores /= len(splits)
+    best = int(np.argmax(scores))
+    alpha = protocol.ridge_alphas[best]
+    if refit:
+        conv, f_all, _ = _features(make_preset(preset, random_state=seed), X, [])
+        _, (head,) = _ridge_scores(f_all, y, f_all[:2], y[:2], (alpha,))
+    else:
+        head = heads[best]  # fitted on the fit part with the chosen penalty, as every hold-out arm is
+
+    def predict(X_test):
+        return head.predict(conv.transform(X_test))
+
+    return predict, {"setting": {"alpha": alpha}, "validation_accuracy": float(scores[best]),
+                     "validation_scores": scores.tolist(), "converged": True,
+                     "at_grid_edge": best in (0, len(scores) - 1), "n_features": int(f_valid.shape[1])}
+
+
+def train_to_plateau(model, X_fit, y_fit, X_valid, y_valid, protocol):
+    """Train ``model`` (a LearnedConvClassifier) check by check until the validation score plateaus.
+
+    Returns ``(best_model, curve, converged, steps_per_check)``: the model at its best check, the
+    validation accuracy after each check, and whether it stopped on a plateau (``patience`` checks
+    without improvement) rather than at its budget.
+    """
+    batch = protocol.batch(len(y_fit))
+    epoch_steps = math.ceil(len(y_fit) / batch)
+    epochs_per_check = max(1, round(protocol.check_steps / epoch_steps))
+    steps_per_check = epochs_per_check * epoch_steps
+    n_checks = math.ceil(protocol.budget_steps(len(y_fit)) / steps_per_check)
+    model = clone(model).set_params(batch_size=batch, max_epochs=epochs_per_check, warm_start=True,
+                                    early_stopping=False, lr_schedule="constant")
+    curve, best, stall = [], None, 0
+    for _ in range(n_checks):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)  # the plateau rule below judges, not the loss
+            model.fit(X_fit, y_fit)
+        curve.append(float(model.score(X_valid, y_valid)))
+        if best is None or curve[-1] > max(curve[:-1]):
+            best, stall = copy.deepcopy(model), 0
+        else:
+            stall += 1
+            if stall >= protocol.patience:
+                return best, curve, True, steps_per_check
+    return best, curve, False, steps_per_check
+
+
+def _mean_curve(curves):
+    """Mean over folds of validation curves of different lengths (a stopped fold keeps its last score)."""
+    longest = max(len(c) for c in curves)
+    return np.mean([c + [c[-1]] * (longest - len(c)) for c in curves], axis=0)
+
+
+def _select_network(model, X, y, splits, refit, protocol):
+    """Choose the learning rate (and, when refitting, the number of steps) on the splits."""
+    results = []
+    for lr in protocol.learning_rates:
+        candidate = clone(model).set_params(learning_rate=lr)
+        runs = [train_to_plateau(candidate, X[fit], y[fit], X[valid], y[valid], protocol) for fit, valid in splits]
+        curve = _mean_curve([run[1] for run in runs])
+        results.append((float(curve.max()), lr, runs, int(np.argmax(curve))))
+    scores = [r[0] for r in results]
+    best = int(np.argmax(scores))
+    best_score, lr, runs, best_check = results[best]
+    converged = all(run[2] for run in runs)
+    steps = (best_check + 1) * runs[0][3]
+    if refit:
+        batch = protocol.batch(len(y))
+        epochs = max(1, round(steps / math.ceil(len(y) / batch)))
+        final = clone(model).set_params(learning_rate=lr, batch_size=batch, max_epochs=epochs,
+                                        early_stopping=False, lr_schedule="constant")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            final.fit(X, y)
+    else:
+        final = runs[0][0]
+    budget = protocol.budget_steps(len(splits[0][0]))
+    return final.predict, {"setting": {"learning_rate": lr}, "validation_accuracy": best_score,
+                           "validation_scores": scores, "converged": converged, "steps": int(steps),
+                           "at_grid_edge": best in (0, len(scores) - 1),
+                           "budget_steps": int(budget), "n_features": int(final.n_features_out_)}
+
+
+# -- one (arm, size, seed) ---------------------------------------------------------------
+
+
+def _description(arm, seed):
+    """The study's one network description of ``arm`` (raw pixels: the 1x1 identity layer)."""
+    return description(arm.bank, max(arm.depth, 1), seed)
+
+
+def _network(arm, seed, device, protocol):
+    from ..learned import LearnedConvClassifier
+
+    return LearnedConvClassifier(_description(arm, seed), head="linear", freeze_kernels=arm.kind == "frozen",
+                                 weight_decay=protocol.weight_decay, random_state=seed, device=device)
+
+
+def fit_arm(arm, X, y, protocol, seed, device="cpu"):
+    """Choose and fit ``arm`` on ``(X, y)`` under ``protocol``: ``(predict, record)``."""
+    splits, refit = selection_splits(y, protocol, seed)
+    if arm.kind in ("raw", "fixed"):
+        return _select_logistic(_description(arm, seed), X, y, splits, refit, protocol, seed)
+    if arm.kind == "preset":
+        return _select_ridge(arm.preset, X, y, splits, refit, protocol, seed)
+    return _select_network(_network(arm, seed, device, protocol), X, y, splits, refit, protocol)
+
+
+def _pack(correct):
+    return base64.b64encode(np.packbits(correct)).decode("ascii")
+
+
+def unpack_correct(text, n_test):
+    """The per-test-image correctness a record stores (packed bits, base64)."""
+    return np.unpackbits(np.frombuffer(base64.b64decode(text), dtype=np.uint8))[:n_test].astype(bool)
+
+
+def run_one(arm, images, target, test_images, test_target, size, seed, protocol, device="cpu"):
+    """Train ``arm`` on a balanced subset of ``size`` images (seed ``seed``) and score the test set once."""
+    subset = balanced_subset(target, size, seed)
+    X, y = images[subset], target[subset]
+    wall, cpu = time.perf_counter(), time.process_time()
+    predict, record = fit_arm(arm, X, y, protocol, seed, device)
+    record.update(fit_wall=time.perf_counter() - wall, fit_cpu=time.process_time() - cpu)
+    correct = predict(test_images) == test_target
+    return {**record, "arm": arm.name, "size": int(size), "seed": int(seed), "test_accuracy": float(correct.mean()),
+            "test_correct": _pack(correct), "n_test": int(correct.size), "protocol": protocol.digest()}
+
+
+# -- the resumable store of finished records --------------------------------------------------
+
+
+def _record_path(cache_dir, arm, size, seed):
+    return Path(cache_dir) / arm / f"n{size}-s{seed}.json"
+
+
+def _load_record(path, protocol):
+    """A cached record of this protocol, or None (absent, unreadable, or from another protocol)."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    ok = isinstance(record, dict) and record.get("protocol") == protocol.digest()
+    ok = ok and isinstance(record.get("test_correct"), str) and isinstance(record.get("n_test"), int)
+    return record if ok else None
+
+
+def _save_record(path, record):
+    """Write ``record`` whole or not at all (a temporary file renamed over the target)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(record, handle)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# -- the whole curve ----------------------------------------------------------------------
+
+
+@dataclass
+class CurvePlan:
+    """What a curve run trains: the arms, sizes and seeds per size."""
+
+    arms: list
+    sizes: list
+    seeds: dict = field(default_factory=dict)
+
+    def tasks(self):
+        # Small sizes first: a stopped run has the cheap end of every curve.
+        return [(size, seed, arm) for size in self.sizes for seed in self.seeds[size] for arm in self.arms]
+
+
+def plan_curves(sizes, n_train, depths=(1, 2), banks=("random", "gabor", "kmeans"), preset=None, seeds=None):
+    """The arms, and the seeds at each size (``seeds_for_size`` unless ``seeds`` caps them)."""
+    sizes = sorted({n_train if s == "all" else int(s) for s in sizes})
+    if not sizes or sizes[0] < 10 or sizes[-1] > n_train:
+        raise ValueError(f"Training sizes must lie in [10, {n_train}]. Got {sizes}.")
+    counts = {s: seeds_for_size(s) if seeds is None else min(seeds, seeds_for_size(s)) for s in sizes}
+    return CurvePlan(curve_arms(depths, banks, preset), sizes, {s: list(range(counts[s])) for s in sizes})
+
+
+def run_curves(images, target, test_images, test_target, plan, protocol=None, *, cache_dir=None,
+               device="cpu", margin=0.01, progress=None):
+    """Train every arm of ``plan`` at every size and seed; the learning-curve results dictionary.
+
+    Finished records are kept in ``cache_dir`` (if given) and reused by a later call with the same
+    protocol, so an interrupted run continues. ``progress(done, total, label)`` is called after each.
+    """
+    protocol = (protocol or CurveProtocol()).check()
+    tasks = plan.tasks()
+    records, started = [], time.perf_counter()
+    for done, (size, seed, arm) in enumerate(tasks, 1):
+        path = None if cache_dir is None else _record_path(cache_dir, arm.name, size, seed)
+        record = None if path is None else _load_record(path, protocol)
+        if record is None:
+            record = run_one(arm, images, target, test_images, test_target, size, seed, protocol, device)
+            if path is not None:
+                _save_record(path, record)
+        records.append(record)
+        if progress is not None:
+            progress(done, len(tasks), f"{arm.label} at {size} images, seed {seed}")
+    return summarise_curves(plan, records, protocol, margin, time.perf_counter() - started)
+
+
+# -- summaries and verdicts ---------------------------------------------------------------
+
+
+def _arm_size_summary(records):
+    accuracies = np.array([r["test_accuracy"] for r in records])
+    n_test = records[0]["n_test"]
+    if len(records) == 1:
+        low, high = wilson_interval(int(round(accuracies[0] * n_test)), n_test)
+    else:
+        _, low, high = accuracy_interval(accuracies, n_test=n_test)
+    return {"accuracy": float(accuracies.mean()), "low": float(low), "high": float(high),
+            "seeds": len(records), "accuracies": accuracies.tolist(),
+            "validation_accuracy": float(np.mean([r["validation_accuracy"] for r in records])),
+            "settings": [r["setting"] for r in records],
+            "converged": all(r["converged"] for r in records),
+            "at_grid_edge": sum(r["at_grid_edge"] for r in records),
+            "steps": [r.get("steps") for r in records], "budget_steps": [r.get("budget_steps") for r in records],
+            "fit_wall": float(np.mean([r["fit_wall"] for r in records])),
+            "fit_cpu": float(np.mean([r["fit_cpu"] for r in records])),
+            "n_features": records[0]["n_features"]}
+
+
+def _correct_matrix(records):
+    return np.array([unpack_correct(r["test_correct"], r["n_test"]) for r in sorted(records, key=lambda r: r["seed"])])
+
+
+def practical_outcome(test, alpha=0.05):
+    """Outcome of a difference A - B: equal within the margin wins over significance (practical equality)."""
+    if test["equivalence_p_value"] < alpha:
+        return "equivalent"
+    if test["p_value"] < alpha:
+        return "higher" if test["mean_diff"] > 0 else "lower"
+    return "inconclusive"
+
+
+def _compare(by_arm, a, b, size, margin):
+    test = paired_holdout_test(_correct_matrix(by_arm[a][size]), _correct_matrix(by_arm[b][size]), margin=margin)
+    keys = ("mean_diff", "ci_low", "ci_high", "p_value", "equivalence_p_value", "test")
+    return {"arm": a, "reference": b, "size": size, **{k: test[k] for k in keys}}
+
+
+def best_fixed_on_validation(summary, depth, size):
+    """The fixed arm (any bank, frozen included) of ``depth`` with the best validation accuracy at ``size``."""
+    candidates = [name for name, arm in summary.items() if arm["depth"] == depth
+                  and arm["kind"] in ("fixed", "frozen") and size in arm["sizes"]]
+    return max(candidates, key=lambda name: summary[name]["sizes"][size]["validation_accuracy"], default=None)
+
+
+def _records_by_arm(records):
+    by_arm = {}
+    for r in records:
+        by_arm.setdefault(r["arm"], {}).setdefault(r["size"], []).append(r)
+    return by_arm
+
+
+def summarise_arms(arms, sizes, records):
+    """Per arm (a ``CurveArm``) and size: accuracy with its interval, settings, convergence, fit time."""
+    by_arm = _records_by_arm(records)
+    return {arm.name: {"label": arm.label, "kind": arm.kind, "depth": arm.depth,
+                       "sizes": {s: _arm_size_summary(by_arm[arm.name][s]) for s in sizes
+                                 if s in by_arm.get(arm.name, {})}} for arm in arms}
+
+
+def summarise_curves(plan, records, protocol, margin, wall):
+    """Per arm and size: accuracy with its interval; per size: the comparisons and verdicts."""
+    by_arm = _records_by_arm(records)
+    summary = summarise_arms(plan.arms, plan.sizes, records)
+    depths = sorted({arm.depth for arm in plan.arms if arm.kind == "learned"})
+    comparisons = []
+    for size in plan.sizes:
+        family = []
+        for depth in depths:
+            learned = f"learned-d{depth}"
+            best = best_fixed_on_validation(summary, depth, size)
+            pairs = [(best, learned, "b"), (f"fixed-random-d{depth}", "raw", "a-raw"),
+                     (f"fixed-random-d{depth}", learned, "a-learned"), (f"frozen-d{depth}", learned, "kernels")]
+            pairs += [(arm.name, learned, "preset") for arm in plan.arms if arm.kind == "preset"]
+            for a, b, role in pairs:
+                if a in summary and b in summary and size in summary[a]["sizes"] and size in summary[b]["sizes"]:
+                    family.append({**_compare(by_arm, a, b, size, margin), "role": role, "depth": depth})
+        for comparison, p in zip(family, holm([c["p_value"] for c in family])):
+            comparison["holm_p"] = float(p)
+            comparison["outcome"] = practical_outcome({**comparison, "p_value": p})
+            judged = all(summary[name]["sizes"][size]["converged"] for name in (comparison["arm"],
+                                                                                  comparison["reference"]))
+            comparison["judged"] = judged
+        comparisons += family
+    return {"kind": "learning_curves", "protocol": {**asdict(protocol), "digest": protocol.digest(),
+                                                    "n_candidates": protocol.n_candidates},
+            "sizes": plan.sizes, "seeds": {str(s): len(v) for s, v in plan.seeds.items()},
+            "arms": summary, "comparisons": comparisons, "margin": margin,
+            "test_evaluations": len(records), "wall_seconds": wall,
+            "verdicts": curve_verdicts(summary, comparisons, plan.sizes, depths, margin)}
+
+
+def crossover(comparisons, sizes, role="b", depth=1):
+    """``(low, high)``: learned kernels beat fixed from ``high`` images on (at every larger size), and not
+    at ``low``, the size before (None when never, or when already at the smallest size)."""
+    outcomes = {c["size"]: c for c in comparisons if c["role"] == role and c["depth"] == depth}
+    tested = [s for s in sizes if s in outcomes]
+    start = None
+    for size in reversed(tested):
+        c = outcomes[size]
+        if c["judged"] and c["outcome"] == "lower":  # fixed arm - learned < 0: learned better
+            start = size
+        else:
+            break
+    if start is None:
+        return None
+    before = [s for s in tested if s < start]
+    return (before[-1] if before else None, start)
+
+
+def _sizes_text(sizes):
+    return ", ".join(f"{s:,}" for s in sizes) if sizes else "none"
+
+
+def curve_verdicts(summary, comparisons, sizes, depths, margin):
+    """One verdict a claim and depth, naming the sizes at which each outcome holds."""
+    verdicts = []
+    for depth in depths:
+        rows = [c for c in comparisons if c["depth"] == depth]
+        by = {}
+        for c in rows:
+            key = "not judged" if not c["judged"] else c["outcome"]
+            by.setdefault(c["role"], {}).setdefault(key, []).append(c["size"])
+        b = by.get("b", {})
+        cross = crossover(comparisons, sizes, "b", depth)
+        cross_text = ("learned kernels never beat the best fixed arm at every size from one on"
+                      if cross is None else f"learned kernels beat the best fixed arm from {cross[1]:,} images on"
+                      + (f" (not at {cross[0]:,})" if cross[0] else " (at every size tested)"))
+        verdicts.append({
+            "claim": "b", "depth": depth, "crossover": cross,
+            "text": (f"Depth {depth}: the best fixed arm (chosen on validation) is below learned kernels at "
+                     f"{_sizes_text(b.get('lower'))} images, equal within ±{margin * 100:g} points at "
+                     f"{_sizes_text(b.get('equivalent'))}, above at {_sizes_text(b.get('higher'))}, undecided at "
+                     f"{_sizes_text(b.get('inconclusive'))}; not judged (a network had not converged) at "
+                     f"{_sizes_text(b.get('not judged'))}. So {cross_text}."),
+        })
+        raw, learned = by.get("a-raw", {}), by.get("a-learned", {})
+        verdicts.append({
+            "claim": "a", "depth": depth,
+            "text": (f"Depth {depth}: random fixed kernels are above raw pixels at {_sizes_text(raw.get('higher'))} "
+                     f"images (below at {_sizes_text(raw.get('lower'))}); against learned kernels they are below at "
+                     f"{_sizes_text(learned.get('lower'))}, equal within ±{margin * 100:g} points at "
+                     f"{_sizes_text(learned.get('equivalent'))}, above at {_sizes_text(learned.get('higher'))}; "
+                     f"not judged at {_sizes_text(learned.get('not judged'))}."),
+        })
+    return verdicts

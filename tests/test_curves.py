@@ -1,0 +1,190 @@
+"""Learning curves under one protocol: subsets, selection splits, the plateau rule, resuming, verdicts."""
+
+import json
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+
+from skconvfeat.study import _curves
+from skconvfeat.study._curves import (
+    CurveProtocol,
+    balanced_subset,
+    crossover,
+    plan_curves,
+    practical_outcome,
+    run_curves,
+    selection_splits,
+    train_to_plateau,
+)
+
+# A protocol small enough for tests: a check every 5 steps, at most 40 steps.
+TINY = CurveProtocol(check_steps=5, patience=2, min_budget_steps=40, min_budget_epochs=1, cv_below=300)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    return X.reshape(-1, 8, 8), y
+
+
+@pytest.mark.parametrize("size", [10, 57, 300])
+def test_balanced_subset_is_balanced_and_reproducible(size):
+    y = np.repeat(np.arange(10), 40)
+    picked = balanced_subset(y, size, seed=3)
+    counts = np.bincount(y[picked], minlength=10)
+    assert picked.size == size == np.unique(picked).size
+    assert counts.max() - counts.min() <= 1
+    assert np.array_equal(picked, balanced_subset(y, size, seed=3))
+    assert not np.array_equal(picked, balanced_subset(y, size, seed=4)) or size == 400
+
+
+def test_balanced_subset_refuses_what_the_data_cannot_give():
+    y = np.array([0] * 50 + [1] * 5)
+    with pytest.raises(ValueError, match="rarest class has 5"):
+        balanced_subset(y, 20, seed=0)
+    with pytest.raises(ValueError, match="Cannot draw 60"):
+        balanced_subset(y, 60, seed=0)
+
+
+def test_selection_splits_hold_out_or_cross_validate():
+    y = np.repeat(np.arange(10), 50)
+    (split,), refit = selection_splits(y, TINY, seed=0)
+    fit, valid = split
+    assert not refit and valid.size == 100 and np.intersect1d(fit, valid).size == 0
+    assert np.all(np.bincount(y[valid]) == 10)  # stratified
+    splits, refit = selection_splits(y[:200], TINY, seed=0)  # below cv_below: folds, then refit
+    assert refit and len(splits) == TINY.cv_folds
+    assert np.array_equal(np.sort(np.concatenate([v for _, v in splits])), np.arange(200))
+
+
+def test_protocol_budgets_are_equal_and_checked():
+    protocol = CurveProtocol()
+    assert len(protocol.logistic_C) == len(protocol.learning_rates) == len(protocol.ridge_alphas)
+    with pytest.raises(ValueError, match="same tuning budget"):
+        CurveProtocol(logistic_C=(1.0,)).check()
+    with pytest.raises(ValueError, match="validation_fraction"):
+        CurveProtocol(validation_fraction=1.5).check()
+    assert protocol.budget_steps(45_000) == 60 * 352  # 60 epochs of 128-image steps beat 3,000 steps
+    assert protocol.budget_steps(800) == 3000
+    assert protocol.digest() != CurveProtocol(patience=3).digest()
+
+
+def _network(seed=0):
+    pytest.importorskip("torch")
+    from skconvfeat import FixedConvTransformer, LearnedConvClassifier
+
+    return LearnedConvClassifier(FixedConvTransformer("random", kernel_size=3, pool_grid=2, random_state=seed),
+                                 random_state=seed)
+
+
+def test_train_to_plateau_keeps_the_best_check_and_flags_the_budget(digits):
+    X, y = digits
+    fit, valid = np.arange(0, 300), np.arange(300, 400)
+    best, curve, converged, steps_per_check = train_to_plateau(_network(), X[fit], y[fit], X[valid], y[valid], TINY)
+    assert steps_per_check >= TINY.check_steps
+    assert best.score(X[valid], y[valid]) == pytest.approx(max(curve))
+    # Stopped on a plateau: the last `patience` checks did not beat the best one before them.
+    if converged:
+        assert max(curve[-TINY.patience:]) <= max(curve[:-TINY.patience])
+    # A budget too small for a plateau: not converged, whatever the curve did.
+    short = CurveProtocol(check_steps=5, patience=50, min_budget_steps=10, min_budget_epochs=1)
+    _, curve, converged, steps_per_check = train_to_plateau(_network(), X[fit], y[fit], X[valid], y[valid], short)
+    assert not converged and len(curve) == -(-short.budget_steps(300) // steps_per_check)
+
+
+def test_practical_outcome_prefers_equivalence_to_significance():
+    significant_but_equal = {"equivalence_p_value": 0.01, "p_value": 1e-6, "mean_diff": 0.004}
+    assert practical_outcome(significant_but_equal) == "equivalent"
+    assert practical_outcome({"equivalence_p_value": 0.4, "p_value": 1e-6, "mean_diff": -0.03}) == "lower"
+    assert practical_outcome({"equivalence_p_value": 0.4, "p_value": 0.2, "mean_diff": -0.03}) == "inconclusive"
+
+
+def _crossover_reference(outcomes, sizes):
+    """Slow reference: the smallest size from which every larger judged size is 'lower'."""
+    for i, size in enumerate(sizes):
+        if all(outcomes[s] == "lower" for s in sizes[i:]):
+            return (sizes[i - 1] if i else None, size)
+    return None
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_crossover_matches_reference(seed):
+    rng = np.random.default_rng(seed)
+    sizes = [100, 300, 1000, 3000, 10000]
+    outcomes = dict(zip(sizes, rng.choice(["lower", "higher", "equivalent", "inconclusive"], len(sizes),
+                                          p=[0.6, 0.1, 0.2, 0.1])))
+    comparisons = [{"role": "b", "depth": 1, "size": s, "outcome": o, "judged": True} for s, o in outcomes.items()]
+    assert crossover(comparisons, sizes) == _crossover_reference(outcomes, sizes)
+
+
+def test_crossover_is_not_judged_on_unconverged_networks():
+    comparisons = [{"role": "b", "depth": 1, "size": s, "outcome": "lower", "judged": s != 300}
+                   for s in (100, 300, 1000)]
+    assert crossover(comparisons, [100, 300, 1000]) == (300, 1000)
+
+
+def test_run_curves_resumes_from_its_records(digits, tmp_path, monkeypatch):
+    X, y = digits
+    plan = plan_curves([100, 300], n_train=1500, depths=(1,), banks=("random",), seeds=1)
+    plan.arms = [arm for arm in plan.arms if arm.kind in ("raw", "fixed")]
+    calls = []
+    real = _curves.run_one
+    monkeypatch.setattr(_curves, "run_one", lambda *a, **k: calls.append(a[0].name) or real(*a, **k))
+    first = run_curves(X[:1500], y[:1500], X[1500:], y[1500:], plan, TINY, cache_dir=tmp_path)
+    assert len(calls) == 4 and first["test_evaluations"] == 4
+    again = run_curves(X[:1500], y[:1500], X[1500:], y[1500:], plan, TINY, cache_dir=tmp_path)
+    assert len(calls) == 4  # nothing trained twice
+    assert again["arms"] == first["arms"]
+    # A damaged record and a record of another protocol are trained again; no temporary files survive.
+    (tmp_path / "raw" / "n100-s0.json").write_text("{not json")
+    record = tmp_path / "fixed-random-d1" / "n300-s0.json"
+    record.write_text(json.dumps({**json.loads(record.read_text()), "protocol": "other"}))
+    run_curves(X[:1500], y[:1500], X[1500:], y[1500:], plan, TINY, cache_dir=tmp_path)
+    assert sorted(calls[4:]) == ["fixed-random-d1", "raw"]
+    assert not list(tmp_path.rglob(".tmp-*"))
+
+
+def test_run_curves_end_to_end_verdicts(digits):
+    pytest.importorskip("torch")
+    X, y = digits
+    plan = plan_curves([200], n_train=1500, depths=(1,), banks=("random",), seeds=1)
+    results = run_curves(X[:1500], y[:1500], X[1500:], y[1500:], plan, TINY)
+    arms = results["arms"]
+    assert set(arms) == {"raw", "fixed-random-d1", "frozen-d1", "learned-d1"}
+    for arm in arms.values():
+        entry = arm["sizes"][200]
+        assert 0.1 < entry["accuracy"] <= 1 and entry["low"] <= entry["accuracy"] <= entry["high"]
+    learned = arms["learned-d1"]["sizes"][200]
+    assert learned["settings"][0]["learning_rate"] in TINY.learning_rates
+    assert learned["budget_steps"] == [TINY.budget_steps(200 * 2 // 3)] or learned["budget_steps"][0] > 0
+    roles = {c["role"] for c in results["comparisons"]}
+    assert roles == {"b", "a-raw", "a-learned", "kernels"}
+    assert results["test_evaluations"] == 4
+    assert any("not judged" in v["text"] for v in results["verdicts"])
+
+
+def test_curves_command_refuses_bad_options_before_any_work(capsys):
+    from skconvfeat.study._cli import main
+
+    assert main(["curves", "--dataset", "mnist", "--train-sizes", "100,lots"]) == 2
+    assert "--train-sizes" in capsys.readouterr().err
+    assert main(["curves", "--dataset", "mnist", "--train-sizes", "100", "--layers", "one"]) == 2
+    assert main(["curves", "--train-sizes", "100"]) == 2  # --dataset is required
+
+
+def test_curve_report_from_results(digits, tmp_path):
+    pytest.importorskip("matplotlib")
+    from skconvfeat.study import write_curves
+    from skconvfeat.study._curve_report import curve_document
+    from skconvfeat.study._document import to_markdown
+
+    X, y = digits
+    plan = plan_curves([100, 300], n_train=1500, depths=(1,), banks=("random",), seeds=1)
+    plan.arms = [arm for arm in plan.arms if arm.kind in ("raw", "fixed")]
+    results = run_curves(X[:1500], y[:1500], X[1500:], y[1500:], plan, TINY)
+    text = to_markdown(curve_document(results, "digits"))
+    assert "| Raw pixels (no conv) | raw |" in text and "2 test evaluations" not in text
+    assert "4 test evaluations" in text
+    paths = write_curves(results, tmp_path / "out", "digits")
+    assert all(p.exists() and p.stat().st_size > 0 for p in paths)
