@@ -11,7 +11,7 @@ import pytest
 from numpy.testing import assert_allclose
 
 from fake_cupy import FakeCupy
-from skconvfeat import FixedConvTransformer, _backend
+from skconvfeat import FixedConvTransformer, _device
 
 # float32 tolerance: relative to the largest feature, as the folded sums cancel (|z|^2 - 2 d.z + |d|^2 for the
 # triangle differs by ~5e-6 of the largest feature between the CPU's NumPy and numba passes); a 1% change of
@@ -31,9 +31,9 @@ def cuda(request, monkeypatch):
     """The CuPy module device='cuda' computes with: the NumPy-backed fake, or the real one."""
     if request.param == "fake":
         cupy = FakeCupy()
-        monkeypatch.setattr(_backend, "_cupy", lambda: cupy)
+        monkeypatch.setattr(_device, "_cupy", lambda: cupy)
         return cupy
-    if not _backend.gpu_available():
+    if not _device.gpu_available():
         pytest.skip("needs CuPy and a CUDA device")
     import cupy
 
