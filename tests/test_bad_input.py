@@ -197,7 +197,7 @@ def test_learned_classifier_refuses_data_derived_banks():
     pytest.importorskip("torch")
     from skconvfeat import LearnedConvClassifier
 
-    conv = FixedConvTransformer(bank="kmeans", bank_params={"n_filters": 4}, kernel_size=3)
+    conv = FixedConvTransformer(bank="kmeans", bank_params={"n_filters": 4}, kernel_size=3, random_state=0)
     with pytest.raises(ValueError, match=r"LearnedConvClassifier trains plain convolutions .* but layer 1 of 'conv' preprocesses its patches"):
         LearnedConvClassifier(conv).fit(DIGITS_LIKE, np.arange(10) % 2)
 

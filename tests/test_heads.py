@@ -206,7 +206,7 @@ def test_partial_fit_errors_name_the_problem():
 
 
 @parametrize_with_checks(
-    [GramRidgeClassifier(random_state=0), GramRidgeClassifier(alphas=[1e-3]), GramRidgeClassifier(standardize=True)]
+    [GramRidgeClassifier(random_state=0), GramRidgeClassifier(alphas=[1e-3]), GramRidgeClassifier(standardize=True, random_state=0)]
 )
 def test_sklearn_contract(estimator, check):
     check(estimator)

@@ -604,9 +604,9 @@ def curve_verdicts(summary, comparisons, sizes, depths, margin):
             by.setdefault(c["role"], {}).setdefault(key, []).append(c["size"])
         b = by.get("b", {})
         cross = crossover(comparisons, sizes, "b", depth)
-        cross_text = ("learned kernels never beat the best fixed arm at every size from one on"
-                      if cross is None else f"learned kernels beat the best fixed arm from {cross[1]:,} images on"
-                      + (f" (not at {cross[0]:,})" if cross[0] else " (at every size tested)"))
+        cross_text = ("no size was found from which learned kernels beat the best fixed arm at every larger size "
+                      "tested" if cross is None else f"learned kernels beat the best fixed arm from {cross[1]:,} "
+                      "images on" + (f" (not at {cross[0]:,})" if cross[0] else " (at every size tested)"))
         verdicts.append({
             "claim": "b", "depth": depth, "crossover": cross,
             "text": (f"Depth {depth}: the best fixed arm (chosen on validation) is below learned kernels at "

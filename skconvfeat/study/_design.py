@@ -144,7 +144,7 @@ def make_head(classifier, random_state):
     if classifier == "logistic":
         return LogisticRegression(max_iter=1000)  # C=1; 1000 lbfgs steps converge on every arm
     if classifier == "linear_svm":
-        return LinearSVC(C=0.01, max_iter=5000)  # small C: converges on ~250 standardised features
+        return LinearSVC(C=0.01, max_iter=5000, random_state=random_state)  # small C: converges
     if classifier == "mlp":
         # One hidden layer of 100 ReLU units: the two-layer FC head of a small CNN. It stops, as the
         # learned arms do, on the accuracy of a held-out tenth of its training set (patience 10
