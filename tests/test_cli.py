@@ -152,13 +152,32 @@ def test_report_failure_exits_1_after_printing_the_results(tmp_path, monkeypatch
     assert "cannot write the report" in captured.err and "Traceback" not in captured.err
 
 
-def test_plain_progress_prints_a_line_per_tenth(capsys):
+def test_plain_progress_prints_a_line_per_model_with_time_left(capsys, monkeypatch):
+    clock = iter(range(0, 1000, 10))  # each model takes 10 s
+    monkeypatch.setattr("time.perf_counter", lambda: next(clock))
     progress = _cli._plain_progress()
     for done in range(1, 41):
         progress(done, 40, "gabor 0")
     lines = capsys.readouterr().err.splitlines()
-    assert len(lines) == 11  # the first model, then every tenth
-    assert lines[0] == "skconvfeat: 1/40 models fitted" and lines[-1] == "skconvfeat: 40/40 models fitted"
+    assert len(lines) == 40
+    assert lines[0] == "skconvfeat: 1/40 gabor 0: 10s elapsed, about 6m30s left"
+    assert lines[-1] == "skconvfeat: 40/40 gabor 0: 6m40s elapsed, about 0s left"
+
+
+def test_missing_extra_is_reported_before_any_work(monkeypatch, capsys, tmp_path):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_matplotlib(name, *args, **kwargs):
+        if name == "matplotlib":
+            raise ImportError("no matplotlib")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    monkeypatch.setattr(_cli, "run_study", lambda *a, **k: pytest.fail("the study ran"))
+    assert main(["--out", str(tmp_path / "out")]) == 2
+    assert "pip install 'skconvfeat[report]'" in capsys.readouterr().err
 
 
 def test_module_entry_point_reports_a_bad_bank_without_traceback():

@@ -223,16 +223,41 @@ def _progress_bar():
 
 
 def _plain_progress():
-    """A ``progress(done, total, label)`` callable printing plain lines on stderr (no rich)."""
-    last = [-1]
+    """A ``progress(done, total, label)`` callable printing one line per finished model on stderr (no rich):
+    the model, the elapsed time and an estimate of the time left (the mean time per model so far)."""
+    import time
+
+    start = time.perf_counter()
 
     def progress(done, total, label):
-        tenth = 10 * done // total
-        if tenth != last[0]:  # a line for the first model, then one per tenth of the work
-            last[0] = tenth
-            print(f"skconvfeat: {done}/{total} models fitted", file=sys.stderr, flush=True)
+        elapsed = time.perf_counter() - start
+        left = elapsed / done * (total - done) if done else float("nan")
+        print(f"skconvfeat: {done}/{total} {label}: {_duration(elapsed)} elapsed, about {_duration(left)} left",
+              file=sys.stderr, flush=True)
 
     return progress
+
+
+def _duration(seconds):
+    """``seconds`` as ``1h02m``, ``3m05s`` or ``42s``."""
+    seconds = int(round(seconds))
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def _check_extras(args):
+    """Every optional dependency the chosen options need, before any work: a usage error naming the extra."""
+    needed = []
+    if getattr(args, "out", None) is not None:
+        needed.append(("matplotlib", "report", "--out"))
+    if getattr(args, "scheduler", None):
+        needed.append(("distributed", "dask", "--scheduler"))
+    for module, extra, option in needed:
+        try:
+            __import__(module)
+        except ImportError:
+            raise UsageError(f"{option} needs {module}: pip install 'skconvfeat[{extra}]'") from None
 
 
 def _check_out(path, files=REPORT_FILES):
@@ -325,6 +350,7 @@ def _parse(argv):
     args.settings = _settings(args)
     _check_dataset(args.dataset)
     args.out = _check_out(args.out)
+    _check_extras(args)
     return args
 
 
@@ -418,6 +444,7 @@ def _curves_main(argv):
     try:
         args = build_curves_parser().parse_args(argv)
         out = _check_out(args.out, CURVE_FILES)
+        _check_extras(args)
         sizes = ["all" if part == "all" else int(part) for part in _split(args.train_sizes)]
         depths = _parse_layers(args.layers)
     except SystemExit as exc:
