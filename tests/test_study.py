@@ -210,6 +210,17 @@ def test_unfair_learned_baseline_is_not_judged():
     assert _verdicts.baseline(results, "learned")["reached"] is True
 
 
+def test_unconverged_learned_baseline_is_not_judged():
+    learned = 0.90 + NOISE
+    scores = {"gabor": learned + 0.05 + NOISE[::-1], "learned": learned}
+    results, evaluation, _ = _results(scores, {"learned": "learned"})
+    assert _verdicts.verdicts(results, evaluation, None, alpha=0.05, small_sizes=2)[1]["verdict"] == "refuted"
+    results["arms"][1]["converged"] = [True] * 7 + [False] * 3
+    verdict = _verdicts.verdicts(results, evaluation, None, alpha=0.05, small_sizes=2)[1]
+    assert verdict["verdict"] == "inconclusive"  # "refuted" if judged: never on a network still improving
+    assert verdict["sentence"].startswith("Not judged: the learned baseline had not converged: learned (3 of 10 fits)")
+
+
 def test_verdict_transfer_uses_the_smallest_sizes():
     seeds = np.array([0.0, 0.01, -0.01, 0.02, -0.02])
 

@@ -139,6 +139,13 @@ def _verdict_fixed(results, arms, learned, tests):
             f"freezing them changes accuracy by {fmt.difference(cited[-1])}."
         )
     outcome = claim_verdict(res["outcome"], "below")
+    unconverged = [arm for arm in (learned, best) if _stopped_early(arm)]
+    if unconverged:
+        outcome = "inconclusive"
+        names = " and ".join(f"{arm['label']} ({_stopped_early(arm)} of {len(arm['converged'])} fits)"
+                             for arm in unconverged)
+        sentence = (f"Not judged: the learned baseline had not converged: {names} stopped at max_epochs still "
+                    f"improving, so the gap measures the training budget as much as the kernels. {sentence}")
     floor = results["baseline"]
     if floor is not None and not floor["reached"]:
         outcome = "inconclusive"
@@ -148,6 +155,11 @@ def _verdict_fixed(results, arms, learned, tests):
             f"comparison is not a fair one. {sentence}"
         )
     return {"claim": claim, "verdict": outcome, "sentence": sentence, "tests": cited}
+
+
+def _stopped_early(arm):
+    """How many of ``arm``'s fits stopped at their epoch cap still improving (0 for arms without a stop rule)."""
+    return sum(converged is False for converged in arm.get("converged") or ())
 
 
 def _verdict_transfer(transfer, tests, small_sizes):
