@@ -9,6 +9,7 @@ import numpy as np
 
 from ._curves import CURVE_KINDS
 from ._document import Document, Section, Table
+from ._report import new_figure
 
 __all__ = ["CURVE_FILES", "curve_document", "figure_cost", "figure_curves", "write_curves"]
 
@@ -109,55 +110,46 @@ def curve_document(results, title):
                     closing=f"Done in {results['wall_seconds']:.0f} s.")
 
 
-def _new_figure(width, height):
-    from matplotlib.figure import Figure
+def _plot_arms(results, x_of, xlabel, height, band=False):
+    """One line per arm over its sizes, accuracy against ``x_of(size, entry)``, coloured by kind.
 
-    figure = Figure(figsize=(width, height), dpi=100, layout="constrained")
-    return figure, figure.subplots()
+    ``band`` adds each arm's 95% interval and marks with an x the points where a network had not converged.
+    """
+    figure, axes = new_figure(7.5, height)
+    axes = axes[0, 0]
+    for arm in results["arms"].values():
+        points = sorted((int(s), e) for s, e in arm["sizes"].items())
+        if not points:
+            continue
+        x = np.array([x_of(s, e) for s, e in points])
+        colour, style = _KIND_STYLE.get(arm["kind"], ("C4", "-"))
+        (line,) = axes.plot(x, [e["accuracy"] for _, e in points], style, marker="o", markersize=3,
+                            linewidth=2.0 if arm["kind"] == "learned" else 1.2, label=arm["label"],
+                            color=None if arm["kind"] == "fixed" else colour)
+        if band:
+            axes.fill_between(x, [e["low"] for _, e in points], [e["high"] for _, e in points],
+                              color=line.get_color(), alpha=0.15, linewidth=0)
+            unconverged = [(xi, e["accuracy"]) for xi, (_, e) in zip(x, points) if not e["converged"]]
+            if unconverged:
+                axes.scatter(*zip(*unconverged), marker="x", color="black", zorder=4)
+    axes.set_xscale("log")
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel("test accuracy")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=7, loc="lower right")
+    return figure
 
 
 def figure_curves(results):
     """Test accuracy against training-set size, one line per arm with its 95% interval."""
-    figure, axes = _new_figure(7.5, 4.5)
-    for arm in results["arms"].values():
-        points = sorted((int(s), e) for s, e in arm["sizes"].items())
-        if not points:
-            continue
-        x = np.array([s for s, _ in points])
-        colour, style = _KIND_STYLE.get(arm["kind"], ("C4", "-"))
-        width = 2.0 if arm["kind"] == "learned" else 1.2
-        (line,) = axes.plot(x, [e["accuracy"] for _, e in points], style, marker="o", markersize=3,
-                            linewidth=width, label=arm["label"], color=None if arm["kind"] == "fixed" else colour)
-        axes.fill_between(x, [e["low"] for _, e in points], [e["high"] for _, e in points],
-                          color=line.get_color(), alpha=0.15, linewidth=0)
-        for s, e in points:
-            if not e["converged"]:
-                axes.scatter([s], [e["accuracy"]], marker="x", color="black", zorder=4)
-    axes.set_xscale("log")
-    axes.set_xlabel("training images (class-balanced; x: a network had not converged)")
-    axes.set_ylabel("test accuracy")
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize=7, loc="lower right")
-    return figure
+    return _plot_arms(results, lambda size, entry: size, "training images (class-balanced; x: a network had not "
+                      "converged)", 4.5, band=True)
 
 
 def figure_cost(results):
     """Test accuracy against fit time (selection included), every arm at every size."""
-    figure, axes = _new_figure(7.5, 4.0)
-    for arm in results["arms"].values():
-        points = sorted((int(s), e) for s, e in arm["sizes"].items())
-        if not points:
-            continue
-        colour, style = _KIND_STYLE.get(arm["kind"], ("C4", "-"))
-        axes.plot([e["fit_wall"] for _, e in points], [e["accuracy"] for _, e in points], style, marker="o",
-                  markersize=3, label=arm["label"], color=None if arm["kind"] == "fixed" else colour)
-    axes.set_xscale("log")
-    axes.set_xlabel("fit time per model, seconds (wall, selection included; points: sizes, left to right)")
-    axes.set_ylabel("test accuracy")
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize=7, loc="lower right")
-    return figure
-
+    return _plot_arms(results, lambda size, entry: entry["fit_wall"], "fit time per model, seconds (wall, "
+                      "selection included; points: sizes, left to right)", 4.0)
 
 CURVE_FILES = ("curves.json", "summary.md", "curves.svg", "cost.svg")
 

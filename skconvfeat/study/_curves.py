@@ -404,28 +404,35 @@ def _record_path(cache_dir, arm, size, seed):
     return Path(cache_dir) / arm / f"n{size}-s{seed}.json"
 
 
-def _load_record(path, protocol):
-    """A cached record of this protocol, or None (absent, unreadable, or from another protocol)."""
+def read_record(path, field, value):
+    """The JSON record at ``path`` if its ``field`` equals ``value`` and it holds test results, else None
+    (absent, unreadable, foreign, or from another protocol or source): such a record is trained again."""
     try:
         record = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    ok = isinstance(record, dict) and record.get("protocol") == protocol.digest()
+    ok = isinstance(record, dict) and record.get(field) == value
     ok = ok and isinstance(record.get("test_correct"), str) and isinstance(record.get("n_test"), int)
     return record if ok else None
 
 
-def _save_record(path, record):
-    """Write ``record`` whole or not at all (a temporary file renamed over the target)."""
+def write_atomic(path, write):
+    """Call ``write(binary_handle)`` on a temporary file renamed over ``path`` once complete: the file
+    is whole or absent, never half-written, whatever interrupts the write."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
     try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(record, handle)
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_record(path, record):
+    """Write the JSON ``record`` at ``path`` whole or not at all."""
+    write_atomic(path, lambda handle: handle.write(json.dumps(record).encode()))
 
 
 # -- the whole curve ----------------------------------------------------------------------
@@ -465,11 +472,11 @@ def run_curves(images, target, test_images, test_target, plan, protocol=None, *,
     records, started = [], time.perf_counter()
     for done, (size, seed, arm) in enumerate(tasks, 1):
         path = None if cache_dir is None else _record_path(cache_dir, arm.name, size, seed)
-        record = None if path is None else _load_record(path, protocol)
+        record = None if path is None else read_record(path, "protocol", protocol.digest())
         if record is None:
             record = run_one(arm, images, target, test_images, test_target, size, seed, protocol, device)
             if path is not None:
-                _save_record(path, record)
+                write_record(path, record)
         records.append(record)
         if progress is not None:
             progress(done, len(tasks), f"{arm.label} at {size} images, seed {seed}")

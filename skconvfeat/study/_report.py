@@ -39,7 +39,7 @@ import numpy as np
 
 from ._document import study_document, to_markdown
 
-__all__ = ["REPORT_FILES", "SCHEMA_VERSION", "check_out_dir", "write_report"]
+__all__ = ["REPORT_FILES", "SCHEMA_VERSION", "check_out_dir", "new_figure", "write_folder", "write_report"]
 
 # Figures are SVG, sharp at any zoom (a projector, a slide). Raster parts (kernels,
 # feature maps, the confusion matrix) are embedded at their own pixel size and drawn unsmoothed; this
@@ -296,7 +296,7 @@ def _blank(value):
 # --------------------------------------------------------------------------- figures
 
 
-def _new_figure(width, height, layout="constrained", **subplots):
+def new_figure(width, height, layout="constrained", **subplots):
     """Return a matplotlib figure and its axes, without touching pyplot.
 
     A bare :class:`matplotlib.figure.Figure` renders through the canvas of
@@ -362,7 +362,7 @@ def _arm_rows(arms, width):
     """
     labels = [_wrap(arm["label"]) for arm in arms]
     lines = max(label.count("\n") + 1 for label in labels)
-    figure, axes = _new_figure(width, 1.1 + len(arms) * (0.12 + 0.15 * lines))
+    figure, axes = new_figure(width, 1.1 + len(arms) * (0.12 + 0.15 * lines))
     axes = axes[0, 0]
     positions = np.arange(len(arms))[::-1]
     axes.set_yticks(positions, labels, fontsize=8)
@@ -390,7 +390,7 @@ def _figure_accuracy(results, width=_PAGE_INCHES):
 
 def _figure_transfer(transfer):
     """Accuracy against training-set size for each transfer arm, mean and 95% CI over repeats."""
-    figure, axes = _new_figure(6.0, 3.6)
+    figure, axes = new_figure(6.0, 3.6)
     axes = axes[0, 0]
     sizes = np.asarray(transfer["train_sizes"])
     for name, arm in transfer["arms"].items():
@@ -441,7 +441,7 @@ def _figure_image_rows(rows):
     width, height, label_width = 0.55 * n_columns + 1.6, 0.7 * len(rows) + 0.2, 1.5
     # A fixed layout: constrained layout takes most of a second on ~80 image axes.
     margins = {"left": label_width / width, "right": 0.99, "bottom": 0.1 / height, "top": 1 - 0.1 / height}
-    figure, axes = _new_figure(
+    figure, axes = new_figure(
         width, height, layout=None, nrows=len(rows), ncols=n_columns, gridspec_kw={**margins, "wspace": 0.1, "hspace": 0.15}
     )
     for row_axes, (label, images, scaling) in zip(axes, rows):
@@ -521,7 +521,7 @@ def _figure_confusion(extras):
     labels = [str(label) for label in confusion["labels"]]
     # Capped: CIFAR-100 would otherwise give a 36-inch figure.
     size = min(1.2 + 0.35 * len(labels), 7.0)
-    figure, axes = _new_figure(size + 0.8, size)
+    figure, axes = new_figure(size + 0.8, size)
     axes = axes[0, 0]
     image = axes.imshow(matrix, cmap="Blues", interpolation="none")
     figure.colorbar(image, ax=axes, shrink=0.8)
@@ -565,7 +565,7 @@ def _figure_learned_kernels(extras):
     n_columns = len(rows[0])
     width, height = 0.6 * n_columns + 2.6, 3 * 0.75 + 0.9
     margins = {"left": 1.3 / width, "right": 1 - 1.1 / width, "bottom": 0.35 / height, "top": 1 - 0.55 / height}
-    figure, axes = _new_figure(width, height, layout=None, nrows=3, ncols=n_columns,
+    figure, axes = new_figure(width, height, layout=None, nrows=3, ncols=n_columns,
                                gridspec_kw={**margins, "wspace": 0.1, "hspace": 0.35})
     colour = rows[0][0].ndim == 3
     for row_axes, images, label in zip(axes, rows, ("before", "after", "after - before")):
@@ -596,7 +596,7 @@ def _figure_learning_curves(extras):
     curves = {label: history for label, history in (extras.get("learning_curves") or {}).items() if history}
     if not curves:
         return None
-    figure, axes = _new_figure(9.0, 3.6, ncols=2)
+    figure, axes = new_figure(9.0, 3.6, ncols=2)
     loss_axes, accuracy_axes = axes[0]
     for index, (label, history) in enumerate(curves.items()):
         colour = f"C{index % 10}"
@@ -632,7 +632,7 @@ def _figure_per_class(extras):
     labels = [str(label) for label in per_class["labels"]]
     arms = per_class["accuracy"]
     width = min(max(4.0, 1.5 + 0.45 * len(labels)), 12.0)
-    figure, axes = _new_figure(width, 3.6)
+    figure, axes = new_figure(width, 3.6)
     axes = axes[0, 0]
     positions = np.arange(len(labels))
     bar = 0.8 / len(arms)

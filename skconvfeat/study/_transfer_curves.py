@@ -36,8 +36,6 @@ use them, the source kernels), so a stopped run continues where it stopped.
 
 import hashlib
 import json
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -50,10 +48,13 @@ from ._curves import (
     balanced_subset,
     fit_arm,
     practical_outcome,
+    read_record,
     run_one,
     seeds_for_size,
     summarise_arms,
     unpack_correct,
+    write_atomic,
+    write_record,
 )
 from ._stats import holm, paired_holdout_test, sign_flip_test
 
@@ -218,19 +219,6 @@ def _digest(*parts):
     return h.hexdigest()[:16]
 
 
-def _write_atomic(path, write):
-    """Call ``write(binary_handle)`` on a temporary file renamed over ``path`` once complete."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _load_source(path, key):
     """``(kernels, record)`` cached under ``key`` at ``path``, or None (absent, unreadable, other key)."""
     try:
@@ -244,21 +232,7 @@ def _load_source(path, key):
 
 def _save_source(path, kernels, record):
     arrays = {f"layer{i}": k for i, k in enumerate(kernels)}
-    _write_atomic(path, lambda handle: np.savez(handle, record=np.array(json.dumps(record)), **arrays))
-
-
-def _load_record(path, key):
-    """A target record cached under ``key``, or None."""
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    ok = isinstance(record, dict) and record.get("key") == key
-    return record if ok and isinstance(record.get("test_correct"), str) and isinstance(record.get("n_test"), int) else None
-
-
-def _save_record(path, record):
-    _write_atomic(path, lambda handle: handle.write(json.dumps(record).encode()))
+    write_atomic(path, lambda handle: np.savez(handle, record=np.array(json.dumps(record)), **arrays))
 
 
 # -- source kernels ---------------------------------------------------------------------------
@@ -375,13 +349,13 @@ def run_transfer(data, *, sizes=TARGET_SIZES, source_size=SOURCE_SIZE, n_sources
                 from_source = TRANSFER_ARMS[arm.name][2]
                 key = _digest(target_key, sources[source_seed][1]["key"] if from_source else None)
                 path = None if cache_dir is None else Path(cache_dir) / "targets" / arm.name / f"n{size}-s{seed}.json"
-                record = None if path is None else _load_record(path, key)
+                record = None if path is None else read_record(path, "key", key)
                 if record is None:
                     record = run_one(arm, data.target_images, data.target_target, data.test_images,
                                      data.test_target, size, seed, protocol, device)
                     record.update(key=key, source_seed=source_seed if from_source else None)
                     if path is not None:
-                        _save_record(path, record)
+                        write_record(path, record)
                 records.append(record)
                 step(f"{TRANSFER_ARMS[arm.name][0]} at {size} images, seed {seed}")
     return summarise_transfer(records, sizes, seeds, [s[1] for s in sources], protocol, margin,
