@@ -171,6 +171,15 @@ def test_curves_command_refuses_bad_options_before_any_work(capsys):
     assert "--train-sizes" in capsys.readouterr().err
     assert main(["curves", "--dataset", "mnist", "--train-sizes", "100", "--layers", "one"]) == 2
     assert main(["curves", "--train-sizes", "100"]) == 2  # --dataset is required
+    assert main(["curves", "--dataset", "mnist", "--train-sizes", "100", "--seeds", "0"]) == 2
+    assert "--seeds: expected a positive integer, got '0'" in capsys.readouterr().err
+
+
+def test_plan_refuses_bad_seeds_and_banks():
+    with pytest.raises(ValueError, match="'seeds' parameter of plan_curves must be a positive integer"):
+        plan_curves([100], n_train=1000, seeds=0)
+    with pytest.raises(ValueError, match=r"'banks' parameter of plan_curves must name registered banks .*'gabr'"):
+        plan_curves([100], n_train=1000, banks=("gabr",))
 
 
 def test_curve_report_from_results(digits, tmp_path):

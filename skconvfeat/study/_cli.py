@@ -426,7 +426,7 @@ def build_curves_parser():
     parser.add_argument("--layers", default="1,2", metavar="DEPTHS", help="network depths (default: %(default)s)")
     parser.add_argument("--banks", default="random,gabor,kmeans", help="fixed banks (default: %(default)s)")
     parser.add_argument("--preset", help="also the wide data-derived preset NAME with its ridge head")
-    parser.add_argument("--seeds", type=int, metavar="N",
+    parser.add_argument("--seeds", type=_positive_int, metavar="N",
                         help="at most N seeds a size (default: 5 below 1,000 images, 3 up to 10,000, then 1)")
     parser.add_argument("--cache", metavar="DIR", help="keep each finished model's record here and reuse it")
     parser.add_argument("--out", metavar="DIR", help="write the curves' report to DIR")

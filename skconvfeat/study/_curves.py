@@ -41,6 +41,7 @@ from sklearn.model_selection import StratifiedKFold, train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from .._banks import list_banks
 from .._heads import GramRidgeClassifier
 from .._presets import PRESETS, make_preset
 from ._design import description
@@ -456,6 +457,12 @@ def plan_curves(sizes, n_train, depths=(1, 2), banks=("random", "gabor", "kmeans
     sizes = sorted({n_train if s == "all" else int(s) for s in sizes})
     if not sizes or sizes[0] < 10 or sizes[-1] > n_train:
         raise ValueError(f"Training sizes must lie in [10, {n_train}]. Got {sizes}.")
+    if seeds is not None and (not isinstance(seeds, int) or seeds < 1):
+        raise ValueError(f"The 'seeds' parameter of plan_curves must be a positive integer or None. Got {seeds!r}.")
+    unknown = sorted(set(banks) - set(list_banks()))
+    if unknown or not banks:
+        raise ValueError(f"The 'banks' parameter of plan_curves must name registered banks {sorted(list_banks())}. "
+                         f"Got {list(banks)!r} instead.")
     counts = {s: seeds_for_size(s) if seeds is None else min(seeds, seeds_for_size(s)) for s in sizes}
     return CurvePlan(curve_arms(depths, banks, preset), sizes, {s: list(range(counts[s])) for s in sizes})
 
