@@ -162,6 +162,19 @@ def test_run_curves_end_to_end_verdicts(digits):
     assert roles == {"b", "a-raw", "a-learned", "kernels"}
     assert results["test_evaluations"] == 4
     assert any("not judged" in v["text"] for v in results["verdicts"])
+    # Holm counts each pair of arms once, even when two claims rest on the same test.
+    p_values = {(c["arm"], c["reference"]): c["p_value"] for c in results["comparisons"]}
+    adjusted = dict(zip(p_values, _curves.holm(list(p_values.values()))))
+    for c in results["comparisons"]:
+        assert c["holm_p"] == pytest.approx(adjusted[c["arm"], c["reference"]])
+
+
+def test_verdict_sentences_name_only_outcomes_that_occurred():
+    text = _curves.outcomes_text({"higher": [100, 300], "not judged": [3000]}, "learned kernels", 0.01)
+    assert text == ("above learned kernels at 100, 300 images; not judged against learned kernels at 3,000 images "
+                    "(a network had not converged)")
+    assert "none" not in text
+    assert _curves.outcomes_text({}, "raw pixels", 0.01) == "not compared with raw pixels"
 
 
 def test_curves_command_refuses_bad_options_before_any_work(capsys):
@@ -172,7 +185,7 @@ def test_curves_command_refuses_bad_options_before_any_work(capsys):
     assert main(["curves", "--dataset", "mnist", "--train-sizes", "100", "--layers", "one"]) == 2
     assert main(["curves", "--train-sizes", "100"]) == 2  # --dataset is required
     assert main(["curves", "--dataset", "mnist", "--train-sizes", "100", "--seeds", "0"]) == 2
-    assert "--seeds: expected a positive integer, got '0'" in capsys.readouterr().err
+    assert "--seeds: expected a positive integer or a comma-separated list, got '0'" in capsys.readouterr().err
 
 
 def test_plan_refuses_bad_seeds_and_banks():
@@ -197,3 +210,20 @@ def test_curve_report_from_results(digits, tmp_path):
     assert "4 test evaluations" in text
     paths = write_curves(results, tmp_path / "out", "digits")
     assert all(p.exists() and p.stat().st_size > 0 for p in paths)
+
+
+def test_plan_takes_one_seed_cap_per_size():
+    # A short run drops seeds at its largest sizes first: 5, 3 and 1 seeds, capped by the default rule.
+    plan = plan_curves([100, 3000, "all"], n_train=20_000, depths=(1,), banks=("random",), seeds=[9, 2, 1])
+    assert plan.seeds == {100: list(range(5)), 3000: [0, 1], 20_000: [0]}
+    with pytest.raises(ValueError, match="one positive integer per training size"):
+        plan_curves([100, 300], n_train=1000, seeds=[1])
+    with pytest.raises(ValueError, match="one positive integer per training size"):
+        plan_curves([100, 300], n_train=1000, seeds=[1, 0])
+
+
+def test_curves_command_refuses_a_seed_list_of_another_length(capsys):
+    from skconvfeat.study._cli import main
+
+    assert main(["curves", "--dataset", "mnist", "--train-sizes", "100,300,1000", "--seeds", "5,3"]) == 2
+    assert "--seeds: expected one count or one per --train-sizes entry (3), got 2" in capsys.readouterr().err

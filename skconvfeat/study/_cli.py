@@ -70,6 +70,8 @@ def _number(cast, accept, expected):
 
 
 _positive_int = _number(int, lambda value: value >= 1, "a positive integer")
+_seed_caps = _number(lambda text: [int(part) for part in _split(text)],
+                     lambda counts: bool(counts) and min(counts) >= 1, "a positive integer or a comma-separated list")
 _n_jobs = _number(int, lambda value: value != 0, "a worker count (-1 for all cores)")
 _margin = _number(float, lambda value: 0 < value < 50, "a number of accuracy points between 0 and 50")
 
@@ -426,8 +428,9 @@ def build_curves_parser():
     parser.add_argument("--layers", default="1,2", metavar="DEPTHS", help="network depths (default: %(default)s)")
     parser.add_argument("--banks", default="random,gabor,kmeans", help="fixed banks (default: %(default)s)")
     parser.add_argument("--preset", help="also the wide data-derived preset NAME with its ridge head")
-    parser.add_argument("--seeds", type=_positive_int, metavar="N",
-                        help="at most N seeds a size (default: 5 below 1,000 images, 3 up to 10,000, then 1)")
+    parser.add_argument("--seeds", type=_seed_caps, metavar="N[,N...]",
+                        help="at most N seeds a size, or one N per --train-sizes entry "
+                             "(default: 5 below 1,000 images, 3 up to 10,000, then 1)")
     parser.add_argument("--cache", metavar="DIR", help="keep each finished model's record here and reuse it")
     parser.add_argument("--out", metavar="DIR", help="write the curves' report to DIR")
     parser.add_argument("--device", choices=DEVICES, default="cpu", help="where networks train")
@@ -447,6 +450,9 @@ def _curves_main(argv):
         _check_extras(args)
         sizes = ["all" if part == "all" else int(part) for part in _split(args.train_sizes)]
         depths = _parse_layers(args.layers)
+        if args.seeds is not None and len(args.seeds) not in (1, len(sizes)):
+            raise UsageError(f"argument --seeds: expected one count or one per --train-sizes entry ({len(sizes)}), "
+                             f"got {len(args.seeds)}")
     except SystemExit as exc:
         return exc.code
     except ValueError:
@@ -459,7 +465,8 @@ def _curves_main(argv):
     try:
         train = load_dataset(args.dataset, data_home=args.data_home, subset="train")
         test = load_dataset(args.dataset, data_home=args.data_home, subset="test")
-        plan = plan_curves(sizes, len(train.target), depths, tuple(_split(args.banks)), args.preset, args.seeds)
+        seeds = None if args.seeds is None else args.seeds[0] if len(args.seeds) == 1 else args.seeds
+        plan = plan_curves(sizes, len(train.target), depths, tuple(_split(args.banks)), args.preset, seeds)
     except (OSError, ValueError, pickle.UnpicklingError) as exc:
         print(f"skconvfeat curves: error: {exc}", file=sys.stderr)
         return 1

@@ -453,18 +453,32 @@ class CurvePlan:
 
 
 def plan_curves(sizes, n_train, depths=(1, 2), banks=("random", "gabor", "kmeans"), preset=None, seeds=None):
-    """The arms, and the seeds at each size (``seeds_for_size`` unless ``seeds`` caps them)."""
+    """The arms, and the seeds at each size (``seeds_for_size`` unless ``seeds`` caps them).
+
+    ``seeds`` is one cap for every size, or one cap per entry of ``sizes`` (so the largest sizes can
+    lose seeds before a size is dropped, as a short run must).
+    """
+    caps = _seed_caps(sizes, seeds)
     sizes = sorted({n_train if s == "all" else int(s) for s in sizes})
     if not sizes or sizes[0] < 10 or sizes[-1] > n_train:
         raise ValueError(f"Training sizes must lie in [10, {n_train}]. Got {sizes}.")
-    if seeds is not None and (not isinstance(seeds, int) or seeds < 1):
-        raise ValueError(f"The 'seeds' parameter of plan_curves must be a positive integer or None. Got {seeds!r}.")
     unknown = sorted(set(banks) - set(list_banks()))
     if unknown or not banks:
         raise ValueError(f"The 'banks' parameter of plan_curves must name registered banks {sorted(list_banks())}. "
                          f"Got {list(banks)!r} instead.")
-    counts = {s: seeds_for_size(s) if seeds is None else min(seeds, seeds_for_size(s)) for s in sizes}
+    caps = {n_train if s == "all" else int(s): cap for s, cap in caps.items()}
+    counts = {s: seeds_for_size(s) if caps[s] is None else min(caps[s], seeds_for_size(s)) for s in sizes}
     return CurvePlan(curve_arms(depths, banks, preset), sizes, {s: list(range(counts[s])) for s in sizes})
+
+
+def _seed_caps(sizes, seeds):
+    """``{size: cap or None}`` from one cap (or None) for all sizes, or a cap per size."""
+    per_size = list(seeds) if isinstance(seeds, (list, tuple)) else [seeds] * len(sizes)
+    if len(per_size) != len(sizes) or not all(
+            s is None or (isinstance(s, int) and not isinstance(s, bool) and s >= 1) for s in per_size):
+        raise ValueError("The 'seeds' parameter of plan_curves must be a positive integer, None, or one positive "
+                         f"integer per training size ({len(sizes)}). Got {seeds!r}.")
+    return dict(zip(sizes, per_size))
 
 
 def run_curves(images, target, test_images, test_target, plan, protocol=None, *, cache_dir=None,
@@ -570,7 +584,13 @@ def summarise_curves(plan, records, protocol, margin, wall):
             for a, b, role in pairs:
                 if a in summary and b in summary and size in summary[a]["sizes"] and size in summary[b]["sizes"]:
                     family.append({**_compare(by_arm, a, b, size, margin), "role": role, "depth": depth})
-        for comparison, p in zip(family, holm([c["p_value"] for c in family])):
+        # One test per pair of arms: when the best fixed arm is the random one, claims (a) and (b) share
+        # a test, which must count once in the size's Holm family.
+        pairs = list(dict.fromkeys((c["arm"], c["reference"]) for c in family))
+        adjusted = dict(zip(pairs, holm([next(c["p_value"] for c in family if (c["arm"], c["reference"]) == pair)
+                                          for pair in pairs])))
+        for comparison in family:
+            p = adjusted[comparison["arm"], comparison["reference"]]
             comparison["holm_p"] = float(p)
             comparison["outcome"] = practical_outcome({**comparison, "p_value": p})
             judged = all(summary[name]["sizes"][size]["converged"] for name in (comparison["arm"],
@@ -604,38 +624,39 @@ def crossover(comparisons, sizes, role="b", depth=1):
 
 
 def _sizes_text(sizes):
-    return ", ".join(f"{s:,}" for s in sizes) if sizes else "none"
+    return ", ".join(f"{s:,}" for s in sizes)
+
+
+def outcomes_text(outcomes, reference, margin):
+    """``outcomes`` ({outcome: [sizes]}) as a sentence, naming only the outcomes that occurred."""
+    phrases = {"higher": f"above {reference} at {{}} images", "lower": f"below {reference} at {{}} images",
+               "equivalent": f"equal to {reference} within ±{margin * 100:g} points at {{}} images",
+               "inconclusive": f"undecided against {reference} at {{}} images",
+               "not judged": f"not judged against {reference} at {{}} images (a network had not converged)"}
+    parts = [phrase.format(_sizes_text(outcomes[key])) for key, phrase in phrases.items() if outcomes.get(key)]
+    return "; ".join(parts) if parts else f"not compared with {reference}"
 
 
 def curve_verdicts(summary, comparisons, sizes, depths, margin):
     """One verdict a claim and depth, naming the sizes at which each outcome holds."""
     verdicts = []
     for depth in depths:
-        rows = [c for c in comparisons if c["depth"] == depth]
         by = {}
-        for c in rows:
+        for c in (c for c in comparisons if c["depth"] == depth):
             key = "not judged" if not c["judged"] else c["outcome"]
             by.setdefault(c["role"], {}).setdefault(key, []).append(c["size"])
-        b = by.get("b", {})
         cross = crossover(comparisons, sizes, "b", depth)
         cross_text = ("no size was found from which learned kernels beat the best fixed arm at every larger size "
                       "tested" if cross is None else f"learned kernels beat the best fixed arm from {cross[1]:,} "
                       "images on" + (f" (not at {cross[0]:,})" if cross[0] else " (at every size tested)"))
         verdicts.append({
             "claim": "b", "depth": depth, "crossover": cross,
-            "text": (f"Depth {depth}: the best fixed arm (chosen on validation) is below learned kernels at "
-                     f"{_sizes_text(b.get('lower'))} images, equal within ±{margin * 100:g} points at "
-                     f"{_sizes_text(b.get('equivalent'))}, above at {_sizes_text(b.get('higher'))}, undecided at "
-                     f"{_sizes_text(b.get('inconclusive'))}; not judged (a network had not converged) at "
-                     f"{_sizes_text(b.get('not judged'))}. So {cross_text}."),
+            "text": (f"Depth {depth}: the best fixed arm (chosen on validation) is "
+                     f"{outcomes_text(by.get('b', {}), 'learned kernels', margin)}. So {cross_text}."),
         })
-        raw, learned = by.get("a-raw", {}), by.get("a-learned", {})
         verdicts.append({
             "claim": "a", "depth": depth,
-            "text": (f"Depth {depth}: random fixed kernels are above raw pixels at {_sizes_text(raw.get('higher'))} "
-                     f"images (below at {_sizes_text(raw.get('lower'))}); against learned kernels they are below at "
-                     f"{_sizes_text(learned.get('lower'))}, equal within ±{margin * 100:g} points at "
-                     f"{_sizes_text(learned.get('equivalent'))}, above at {_sizes_text(learned.get('higher'))}; "
-                     f"not judged at {_sizes_text(learned.get('not judged'))}."),
+            "text": (f"Depth {depth}: random fixed kernels are {outcomes_text(by.get('a-raw', {}), 'raw pixels', margin)}"
+                     f"; they are {outcomes_text(by.get('a-learned', {}), 'learned kernels', margin)}."),
         })
     return verdicts
