@@ -50,7 +50,7 @@ def test_table_and_answers(capsys):
         (["--banks", "gabr"], "Did you mean 'gabor'?"),
         (["--dataset", "digts"], "Did you mean 'digits'?"),
         (["--margin", "0"], "--margin"),
-        (["--layers", "3"], "argument --layers: The 'depths' parameter of StudySettings must hold depths among"),
+        (["--layers", "4"], "argument --layers: The 'depths' parameter of StudySettings must hold depths among"),
         (["--layers", "1,x"], "argument --layers: expected comma-separated depths"),
         (["--device", "tpu"], "invalid choice"),
     ],

@@ -227,3 +227,16 @@ def test_curves_command_refuses_a_seed_list_of_another_length(capsys):
 
     assert main(["curves", "--dataset", "mnist", "--train-sizes", "100,300,1000", "--seeds", "5,3"]) == 2
     assert "--seeds: expected one count or one per --train-sizes entry (3), got 2" in capsys.readouterr().err
+
+
+def test_depth_three_trains_in_every_kind_of_arm(digits):
+    # The third layer of the study's network: every arm kind builds and trains it (fixed, frozen, learned).
+    pytest.importorskip("torch")
+    X, y = digits
+    plan = plan_curves([150], n_train=1500, depths=(3,), banks=("gabor",), seeds=1)
+    assert {arm.name for arm in plan.arms} == {"raw", "fixed-gabor-d3", "frozen-d3", "learned-d3"}
+    results = run_curves(X[:1500], y[:1500], X[1500:], y[1500:], plan, TINY)
+    for name in ("fixed-gabor-d3", "learned-d3"):
+        assert results["arms"][name]["sizes"][150]["accuracy"] > 0.3
+    with pytest.raises(ValueError, match="'depths' parameter of plan_curves must hold depths among"):
+        plan_curves([150], n_train=1500, depths=(4,))

@@ -320,7 +320,7 @@ def test_bad_arguments(digits):
     with pytest.raises(ValueError, match="'device' parameter of StudySettings"):
         StudySettings(device="gpu")
     with pytest.raises(ValueError, match="'depths' parameter of StudySettings must hold depths among"):
-        StudySettings(depths=(3,))
+        StudySettings(depths=(4,))
     with pytest.raises(ValueError, match="'transfer_seeds' parameter of StudySettings"):
         StudySettings(transfer_seeds=1)
     with pytest.raises(ValueError, match="'settings' parameter of run_study"):

@@ -44,7 +44,7 @@ from sklearn.preprocessing import StandardScaler
 from .._banks import list_banks
 from .._heads import GramRidgeClassifier
 from .._presets import PRESETS, make_preset
-from ._design import description
+from ._design import DEPTHS, description
 from ._stats import accuracy_interval, holm, paired_holdout_test, wilson_interval
 
 __all__ = ["CurveProtocol", "CURVE_KINDS", "balanced_subset", "curve_arms", "run_curves", "seeds_for_size"]
@@ -462,6 +462,8 @@ def plan_curves(sizes, n_train, depths=(1, 2), banks=("random", "gabor", "kmeans
     sizes = sorted({n_train if s == "all" else int(s) for s in sizes})
     if not sizes or sizes[0] < 10 or sizes[-1] > n_train:
         raise ValueError(f"Training sizes must lie in [10, {n_train}]. Got {sizes}.")
+    if not depths or not set(depths) <= set(DEPTHS):
+        raise ValueError(f"The 'depths' parameter of plan_curves must hold depths among {DEPTHS}. Got {depths!r}.")
     unknown = sorted(set(banks) - set(list_banks()))
     if unknown or not banks:
         raise ValueError(f"The 'banks' parameter of plan_curves must name registered banks {sorted(list_banks())}. "

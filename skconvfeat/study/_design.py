@@ -74,12 +74,17 @@ BANK_SETTINGS = {"kmeans": {"bank_params": {"n_filters": 16}, "n_patches": KMEAN
 NET_LAYERS = (
     {"kernel_size": 5, "n_filters": 32, "padding": "same", "nonlinearity": "relu", "pooling": "max", "pool_size": 2},
     {"kernel_size": 3, "n_filters": 64, "padding": "same", "nonlinearity": "relu", "pooling": "max", "pool_size": 2},
+    # Depth 3 doubles the width again, the usual VGG-style step: 128 kernels on 7x7 MNIST / 8x8 CIFAR
+    # maps, pooled to 3x3 / 4x4 (1,152 / 2,048 features, fewer than depth 2's 3,136 / 4,096).
+    {"kernel_size": 3, "n_filters": 128, "padding": "same", "nonlinearity": "relu", "pooling": "max", "pool_size": 2},
 )
-DEPTHS = (1, len(NET_LAYERS))
+# Depth d is the first d layers of NET_LAYERS (depth 1 is the study's single LAYER instead).
+DEPTHS = tuple(range(1, len(NET_LAYERS) + 1))
 # Banks with a deep arm (hand-crafted, random, data-derived), and the Gabor
 # parameters giving each layer its width (orientations x frequencies x 2 phases).
 DEEP_BANKS = ("gabor", "random", "kmeans")
-GABOR_WIDTHS = {32: {"n_orientations": 8}, 64: {"n_orientations": 8, "frequencies": (0.1, 0.2, 0.3, 0.4)}}
+GABOR_WIDTHS = {32: {"n_orientations": 8}, 64: {"n_orientations": 8, "frequencies": (0.1, 0.2, 0.3, 0.4)},
+                128: {"n_orientations": 8, "frequencies": (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4)}}
 BANK_LABELS = {"identity": "Raw pixels (no conv)", "kmeans": "K-means, fixed (data-derived)"}
 
 # Heads, i.e. the trainable "fully-connected" part. Fitted on standardised features.

@@ -63,7 +63,7 @@ class StudySettings:
     banks : sequence of str, default=DEFAULT_BANKS
         Fixed banks to try (see :func:`skconvfeat.list_banks`); ``"identity"``
         is the raw-pixel baseline.
-    depths : sequence of {1, 2}, default=(1,)
+    depths : sequence of {1, 2, 3}, default=(1,)
         Networks to build every arm in: 1, the one-layer CNN; 2, the two-layer
         CNN (Gabor, random and k-means banks among ``banks``, learned and
         frozen arms). The deepest holds the reference, the best fixed arm and
