@@ -210,6 +210,17 @@ def test_curve_report_from_results(digits, tmp_path):
     assert "4 test evaluations" in text
     paths = write_curves(results, tmp_path / "out", "digits")
     assert all(p.exists() and p.stat().st_size > 0 for p in paths)
+    page = (tmp_path / "out" / "report.html").read_text()
+    # The page is the same document as summary.md, with both figures beside their sections.
+    for key in ("curves", "comparisons", "settings", "verdicts", "fig-curves", "fig-cost"):
+        assert f'<section id="{key}">' in page
+    assert page.count("data:image/svg+xml;base64,") == 2
+    fits = sum(e["fit_wall"] * e["seeds"] for arm in results["arms"].values() for e in arm["sizes"].values())
+    assert f"The 4 models took {_duration_text(fits)} of fitting in all" in text
+
+
+def _duration_text(seconds):
+    return f"{int(round(seconds)) // 60} min {int(round(seconds)) % 60:02d} s"
 
 
 def test_plan_takes_one_seed_cap_per_size():

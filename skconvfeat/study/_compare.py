@@ -22,9 +22,9 @@ from ._report import (
     _CSS,
     SCHEMA_VERSION,
     _figure_accuracy,
-    _html_caveats,
-    _html_figure,
-    _html_page,
+    html_caveats,
+    html_figure,
+    html_page,
     _html_section,
     _html_table,
     _html_verdicts,
@@ -253,12 +253,12 @@ def _verdict_table(header, rows):
 
 def _study_column(index, name, results):
     """One study's column: caveats, what was run, accuracy figure and verdict sentences."""
-    figure = _html_figure(
+    figure = html_figure(
         f"fig-accuracy-{index}", "Accuracy per arm",
         f"Mean accuracy with its 95% interval ({results['evaluation']['interval']}); dots: single splits or seeds.",
         _figure_accuracy(results, width=_COLUMN_INCHES),
     )
-    body = (f"{_html_caveats(fmt.caveats(results))}<p>{html.escape(fmt.study_line(results))}</p>{figure}"
+    body = (f"{html_caveats(fmt.caveats(results))}<p>{html.escape(fmt.study_line(results))}</p>{figure}"
             f"<h3>Verdicts</h3>{_html_verdicts(results)}")
     return _html_section(f"study-{index}", _title(name, results), body)
 
@@ -272,4 +272,4 @@ def _comparison_html(studies):
         + _html_section("accuracy", "Accuracy per arm (95% CI)", _html_table(accuracy_header, _accuracy_rows(studies)))
         + f'<div class="studies">{columns}</div>'
     )
-    return _html_page(f"skconvfeat: {len(studies)} studies compared", body, css=_CSS + _COMPARISON_CSS)
+    return html_page(f"skconvfeat: {len(studies)} studies compared", body, css=_CSS + _COMPARISON_CSS)

@@ -107,7 +107,19 @@ def curve_document(results, title):
                    for s, e in arm["sizes"].items() if not e["converged"]]
     caveats = tuple(f"NOTE: not converged within its budget: {name}." for name in unconverged)
     return Document(title=title, caveats=caveats, summary=protocol_sentence(results), sections=sections,
-                    closing=f"Done in {results['wall_seconds']:.0f} s.")
+                    closing=_cost_sentence(results))
+
+
+def _cost_sentence(results):
+    """What the curves cost: every model's fit (models reused from a cache included), and this run."""
+    fits = sum(entry["fit_wall"] * entry["seeds"] for arm in results["arms"].values() for entry in arm["sizes"].values())
+    return (f"The {results['test_evaluations']} models took {_duration(fits)} of fitting in all (wall clock, "
+            f"models reused from the cache included); this run took {_duration(results['wall_seconds'])}.")
+
+
+def _duration(seconds):
+    hours, rest = divmod(int(round(seconds)), 3600)
+    return f"{hours} h {rest // 60:02d} min" if hours else f"{rest // 60} min {rest % 60:02d} s"
 
 
 def _plot_arms(results, x_of, xlabel, height, band=False):
@@ -151,7 +163,12 @@ def figure_cost(results):
     return _plot_arms(results, lambda size, entry: entry["fit_wall"], "fit time per model, seconds (wall, "
                       "selection included; points: sizes, left to right)", 4.0)
 
-CURVE_FILES = ("curves.json", "summary.md", "curves.svg", "cost.svg")
+CURVE_FILES = ("curves.json", "summary.md", "report.html", "curves.svg", "cost.svg")
+
+
+_CURVES_CAPTION = ("Mean test accuracy over seeds with its 95% interval, per arm, against the number of training "
+                   "images (log scale).")
+_COST_CAPTION = "Mean test accuracy against the wall time of one model's fit, settings selection included."
 
 
 def write_curves(results, out_dir, title):
@@ -165,14 +182,22 @@ def write_curves(results, out_dir, title):
     import matplotlib
 
     from ._document import to_markdown
-    from ._report import write_folder
+    from ._report import document_page, html_figure, write_folder
+
+    document = curve_document(results, title)
 
     def write(folder):
         (folder / "curves.json").write_text(json.dumps(results, indent=1, default=str))
-        (folder / "summary.md").write_text(to_markdown(curve_document(results, title)))
+        (folder / "summary.md").write_text(to_markdown(document))
         with matplotlib.rc_context({"svg.hashsalt": "skconvfeat", "svg.fonttype": "path"}):
-            figure_curves(results).savefig(folder / "curves.svg", format="svg", metadata={"Date": None})
-            figure_cost(results).savefig(folder / "cost.svg", format="svg", metadata={"Date": None})
+            curves, cost = figure_curves(results), figure_cost(results)
+            curves.savefig(folder / "curves.svg", format="svg", metadata={"Date": None})
+            cost.savefig(folder / "cost.svg", format="svg", metadata={"Date": None})
+            beside = {
+                "curves": [html_figure("fig-curves", "Accuracy against training-set size", _CURVES_CAPTION, curves)],
+                "settings": [html_figure("fig-cost", "Accuracy against fit time", _COST_CAPTION, cost)],
+            }
+            (folder / "report.html").write_text(document_page(document, beside))
         return [Path(out_dir) / name for name in CURVE_FILES]
 
     return write_folder(Path(out_dir), write)

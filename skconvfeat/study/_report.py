@@ -39,7 +39,8 @@ import numpy as np
 
 from ._document import study_document, to_markdown
 
-__all__ = ["REPORT_FILES", "SCHEMA_VERSION", "check_out_dir", "new_figure", "write_folder", "write_report"]
+__all__ = ["REPORT_FILES", "SCHEMA_VERSION", "check_out_dir", "document_page", "html_caveats", "html_figure", "html_page",
+           "new_figure", "write_folder", "write_report"]
 
 # Figures are SVG, sharp at any zoom (a projector, a slide). Raster parts (kernels,
 # feature maps, the confusion matrix) are embedded at their own pixel size and drawn unsmoothed; this
@@ -678,7 +679,7 @@ def _html_section(section_id, title, body):
     return f'<section id="{section_id}"><h2>{html.escape(title)}</h2>{body}</section>'
 
 
-def _html_figure(section_id, title, caption, figure):
+def html_figure(section_id, title, caption, figure):
     """A section holding ``figure`` as an embedded SVG image, or a note when there is none."""
     if figure is None:
         body = "<p>Not available for this study.</p>"
@@ -738,14 +739,14 @@ def _report_html(results, extras, transfer, document):
     """Render the whole report page as one self-contained HTML string: the document, figures beside it."""
     beside = {
         "summary": [
-            _html_figure(
+            html_figure(
                 "fig-accuracy",
                 "Accuracy per arm (figure)",
                 f"Mean accuracy with its 95% interval ({results['evaluation']['interval']}); dots: single splits or "
                 "seeds.",
                 _figure_accuracy(results),
             ),
-            _html_figure(
+            html_figure(
                 "fig-time",
                 "Fit time per arm",
                 "Fit time of the whole pipeline per split or seed, arms in the order of the accuracy figure.",
@@ -758,45 +759,42 @@ def _report_html(results, extras, transfer, document):
             f"Kernels learned on classes {transfer.get('source_classes')}, then fixed, against training from "
             f"scratch on classes {transfer.get('target_classes')}; mean and 95% CI over repeats."
         )
-        beside["transfer"] = [_html_figure("fig-transfer", "Data efficiency", caption, _figure_transfer(transfer))]
-    sections = []
-    for section in document.sections:
-        sections += [_html_document_section(section), *beside.get(section.key, ())]
-    sections += [
-        _html_figure(
+        beside["transfer"] = [html_figure("fig-transfer", "Data efficiency", caption, _figure_transfer(transfer))]
+    after = [
+        html_figure(
             "fig-filters",
             "Filters",
             "Kernels of each fixed bank, each scaled on its own: red positive, blue negative "
             "(grey input: channel mean; three channels: shown in colour).",
             _figure_filters(extras),
         ),
-        _html_figure(
+        html_figure(
             "fig-learned-kernels",
             "Learned kernels before and after training",
             _learned_caption(extras),
             _figure_learned_kernels(extras),
         ),
-        _html_figure(
+        html_figure(
             "fig-curves",
             "Training and validation curves",
             "Every arm trained in PyTorch, on the first split or seed: loss per epoch on its training images and on "
             "its held-out validation images, and validation accuracy; early stopping keeps the circled epoch.",
             _figure_learning_curves(extras),
         ),
-        _html_figure(
+        html_figure(
             "fig-feature-maps",
             "Feature maps",
             "One test image through each fixed bank, before pooling; each map scaled on its own.",
             _figure_feature_maps(extras),
         ),
-        _html_figure(
+        html_figure(
             "fig-confusion",
             "Confusion matrix of the best fixed arm",
             "The fixed arm with the highest mean accuracy (the one verdict (b) uses), on the first split or seed. "
             "Rows: true class; columns: predicted class; cells: counts.",
             _figure_confusion(extras),
         ),
-        _html_figure(
+        html_figure(
             "fig-per-class",
             "Per-class accuracy",
             "Fraction of each class's test images classified right, on the first split or seed, by the reference "
@@ -805,12 +803,24 @@ def _report_html(results, extras, transfer, document):
         ),
         _html_section("versions", "Versions", _html_versions(results)),
     ]
-    body = (_html_caveats(document.caveats) + f"<p>{html.escape(document.summary)}</p>" + "".join(sections)
-            + f"<p>{html.escape(document.closing)}</p>")
-    return _html_page(document.title, body)
+    return document_page(document, beside, after)
 
 
-def _html_page(title, body, css=_CSS):
+def document_page(document, beside=None, after=()):
+    """A document model (``._document``) as one self-contained HTML page.
+
+    ``beside`` maps a section's key to HTML (figures) shown right after that section; ``after`` is
+    HTML shown after the last section.
+    """
+    sections = []
+    for section in document.sections:
+        sections += [_html_document_section(section), *(beside or {}).get(section.key, ())]
+    body = (html_caveats(document.caveats) + f"<p>{html.escape(document.summary)}</p>" + "".join(sections)
+            + "".join(after) + f"<p>{html.escape(document.closing)}</p>")
+    return html_page(document.title, body)
+
+
+def html_page(title, body, css=_CSS):
     """A whole HTML page: ``title`` as its title and heading, then ``body``."""
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
@@ -819,6 +829,6 @@ def _html_page(title, body, css=_CSS):
     )
 
 
-def _html_caveats(lines):
+def html_caveats(lines):
     """Caveat lines (``_format.caveats``), each a paragraph styled as a refuted verdict."""
     return "".join(f'<p class="refuted">{html.escape(line)}</p>' for line in lines)
