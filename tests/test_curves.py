@@ -200,6 +200,7 @@ def test_curve_report_from_results(digits, tmp_path):
     from skconvfeat.study import write_curves
     from skconvfeat.study._curve_report import curve_document
     from skconvfeat.study._document import to_markdown
+    from skconvfeat.study._format import duration
 
     X, y = digits
     plan = plan_curves([100, 300], n_train=1500, depths=(1,), banks=("random",), seeds=1)
@@ -216,11 +217,7 @@ def test_curve_report_from_results(digits, tmp_path):
         assert f'<section id="{key}">' in page
     assert page.count("data:image/svg+xml;base64,") == 2
     fits = sum(e["fit_wall"] * e["seeds"] for arm in results["arms"].values() for e in arm["sizes"].values())
-    assert f"The 4 models took {_duration_text(fits)} of fitting in all" in text
-
-
-def _duration_text(seconds):
-    return f"{int(round(seconds)) // 60} min {int(round(seconds)) % 60:02d} s"
+    assert f"The 4 models took {duration(fits)} of fitting in all" in text
 
 
 def test_plan_takes_one_seed_cap_per_size():

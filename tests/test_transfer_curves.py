@@ -176,3 +176,32 @@ def test_tiny_transfer_run_resumes_from_its_cache(digits_pair, tmp_path, fits):
     del fits[:]
     _run(digits_pair, tmp_path, source_size=70, sizes=(20,))
     assert sorted(set(fits)) == ["fine-tuned", "source", "transfer-frozen"] and len(fits) == 2 + 2 * 2
+
+
+def test_transfer_report_shows_sources_comparisons_and_time_saved(digits_pair, tmp_path):
+    pytest.importorskip("matplotlib")
+    from skconvfeat.study._curve_report import transfer_document, write_curves
+    from skconvfeat.study._document import to_markdown
+
+    results = _run(digits_pair, None, n_sources=1, max_seeds=2, sizes=(20,))
+    text = to_markdown(transfer_document(results, "digits 0-4 -> 5-9"))
+    for heading in ("## Source networks", "## Target test accuracy", "## Transferred frozen kernels minus",
+                    "## Fit time saved", "## Verdict"):
+        assert heading in text
+    c = results["comparisons"][0]
+    assert f"{c['seed_holm_p']:.2g} ({c['seed_min_p_value']:.2g})" in text  # the least p two seeds allow: 0.5
+    assert results["verdict"]["text"] in text
+    paths = write_curves(results, tmp_path / "out", "transfer")
+    assert all(p.exists() and p.stat().st_size > 0 for p in paths)
+    assert json.loads((tmp_path / "out" / "curves.json").read_text())["kind"] == "transfer_curves"
+    assert '<section id="sources">' in (tmp_path / "out" / "report.html").read_text()
+
+
+def test_transfer_command_refuses_bad_options_before_any_work(capsys):
+    from skconvfeat.study._cli import main
+
+    assert main(["transfer", "--pair", "mnist-to-svhn"]) == 2
+    assert "invalid choice: 'mnist-to-svhn'" in capsys.readouterr().err
+    assert main(["transfer", "--pair", "cifar10-to-mnist", "--sizes", "20,lots"]) == 2
+    assert "--sizes: expected integers, got '20,lots'" in capsys.readouterr().err
+    assert main(["transfer", "--pair", "cifar10-to-mnist", "--sources", "0"]) == 2

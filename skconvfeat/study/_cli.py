@@ -36,6 +36,7 @@ from .. import __version__
 from .._banks import list_banks
 from .._hints import did_you_mean
 from ..datasets import list_datasets, load_dataset
+from . import _format as fmt
 from ._compare import COMPARISON_FILES, write_comparison
 from ._design import CLASSIFIERS, DEFAULT_BANKS, DEPTHS, DEVICES
 from ._document import study_document, to_text
@@ -234,18 +235,10 @@ def _plain_progress():
     def progress(done, total, label):
         elapsed = time.perf_counter() - start
         left = elapsed / done * (total - done) if done else float("nan")
-        print(f"skconvfeat: {done}/{total} {label}: {_duration(elapsed)} elapsed, about {_duration(left)} left",
+        print(f"skconvfeat: {done}/{total} {label}: {fmt.duration(elapsed)} elapsed, about {fmt.duration(left)} left",
               file=sys.stderr, flush=True)
 
     return progress
-
-
-def _duration(seconds):
-    """``seconds`` as ``1h02m``, ``3m05s`` or ``42s``."""
-    seconds = int(round(seconds))
-    if seconds >= 3600:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
 def _check_extras(args):
@@ -292,6 +285,8 @@ def main(argv=None):
         return _report_main(argv[1:])
     if argv[:1] == ["curves"]:
         return _curves_main(argv[1:])
+    if argv[:1] == ["transfer"]:
+        return _transfer_main(argv[1:])
     progress, close = None, lambda: None
     try:
         args = _parse(argv)
@@ -480,5 +475,69 @@ def _curves_main(argv):
             write_curves(results, out, title)
     except KeyboardInterrupt:
         print("skconvfeat curves: interrupted; finished models are kept in --cache", file=sys.stderr)
+        return 130
+    return 0
+
+
+def build_transfer_parser():
+    """The argument parser of ``skconvfeat transfer``."""
+    from ._transfer_curves import N_SOURCES, SOURCE_SIZE, TARGET_SIZES, TRANSFER_PAIRS
+
+    parser = _Parser(
+        prog="skconvfeat transfer",
+        description="Claim (c) across datasets: kernels learned on a source dataset, frozen, with a new head on a "
+                    "target dataset, against random fixed kernels, the same kernels fine-tuned and training from "
+                    "scratch, at every target size, under the curves' protocol. Resumable with --cache.",
+        allow_abbrev=False,
+    )
+    parser.add_argument("--pair", required=True, choices=sorted(TRANSFER_PAIRS), help="source and target")
+    parser.add_argument("--data-home", metavar="DIR", help="where the datasets' files are")
+    parser.add_argument("--sizes", default=",".join(map(str, TARGET_SIZES)), metavar="SIZES",
+                        help="comma-separated target training-set sizes (default: %(default)s)")
+    parser.add_argument("--source-size", type=_positive_int, default=SOURCE_SIZE, metavar="N",
+                        help="source images each source network trains on (default: %(default)s)")
+    parser.add_argument("--sources", type=_positive_int, default=N_SOURCES, metavar="N",
+                        help="source networks (seeds); target seed i uses source i mod N (default: %(default)s)")
+    parser.add_argument("--seeds", type=_positive_int, metavar="N",
+                        help="at most N target seeds a size (default: 5 below 1,000 images, 3 up to 10,000)")
+    parser.add_argument("--cache", metavar="DIR", help="keep source kernels and finished models here and reuse them")
+    parser.add_argument("--out", metavar="DIR", help="write the report to DIR")
+    parser.add_argument("--device", choices=DEVICES, default="cpu", help="where networks train")
+    parser.add_argument("--margin", type=_margin, default=1.0, metavar="POINTS",
+                        help="two arms within this many points count as equal (default: %(default)s)")
+    return parser
+
+
+def _transfer_main(argv):
+    """``skconvfeat transfer``: 0 done; 1 the data or the run failed; 2 a bad option; 130 interrupted."""
+    from ._curve_report import CURVE_FILES, transfer_document, write_curves
+    from ._transfer_curves import run_transfer_pair
+
+    try:
+        args = build_transfer_parser().parse_args(argv)
+        out = _check_out(args.out, CURVE_FILES)
+        _check_extras(args)
+        sizes = [int(part) for part in _split(args.sizes)]
+    except SystemExit as exc:
+        return exc.code
+    except ValueError:
+        print(f"skconvfeat transfer: error: argument --sizes: expected integers, got {args.sizes!r}", file=sys.stderr)
+        return 2
+    except UsageError as exc:
+        print(f"skconvfeat transfer: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        results = run_transfer_pair(args.pair, args.data_home, args.cache, sizes=sizes, source_size=args.source_size,
+                                    n_sources=args.sources, max_seeds=args.seeds, device=args.device,
+                                    margin=args.margin / 100, progress=_plain_progress())
+        title = f"skconvfeat transfer: {args.pair}"
+        print(to_text(transfer_document(results, title)))
+        if out is not None:
+            write_curves(results, out, title)
+    except (OSError, ValueError, pickle.UnpicklingError) as exc:
+        print(f"skconvfeat transfer: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("skconvfeat transfer: interrupted; finished models are kept in --cache", file=sys.stderr)
         return 130
     return 0

@@ -7,11 +7,12 @@ which they hold -- and :mod:`._document` lays it out, as for the single-size stu
 
 import numpy as np
 
+from . import _format as fmt
 from ._curves import CURVE_KINDS
 from ._document import Document, Section, Table
 from ._report import new_figure
 
-__all__ = ["CURVE_FILES", "curve_document", "figure_cost", "figure_curves", "write_curves"]
+__all__ = ["CURVE_FILES", "curve_document", "figure_cost", "figure_curves", "transfer_document", "write_curves"]
 
 _KIND_STYLE = {"raw": ("C7", ":"), "fixed": ("C0", "-"), "frozen": ("C2", "--"), "learned": ("C3", "-"),
                "preset": ("C1", "-.")}
@@ -110,16 +111,69 @@ def curve_document(results, title):
                     closing=_cost_sentence(results))
 
 
+def transfer_document(results, title):
+    """The document of :func:`~skconvfeat.study.run_transfer_pair`'s ``results`` (claim (c) across datasets)."""
+    sizes = [f"{int(s):,}" for s in results["sizes"]]
+    pair = results.get("pair") or {}
+    sections = (
+        Section("sources", f"Source networks ({results['depth']} layers, trained end to end on the source)",
+                Table(("Seed", "Images", "Chosen setting", "Validation", "Converged", "Steps to the best check, of "
+                       "budget", "Fit wall", "Source test accuracy"), _source_rows(results["sources"]))),
+        Section("curves", "Target test accuracy per arm and training-set size (95% CI)",
+                Table(("Arm", "Kind", *sizes), _accuracy_rows(results))),
+        Section("comparisons", "Transferred frozen kernels minus each reference: paired test over the test images "
+                "(decides the outcome) and exact sign-flip test over seeds, each Holm-adjusted per size; "
+                f"'equivalent' means within ±{100 * results['margin']:g} points",
+                Table(("Images", "Reference", "Difference, points (95% CI)", "Holm p (images)",
+                       "Sign-flip Holm p over seeds (least possible)", "Seeds +/-", "Outcome"),
+                      _transfer_comparison_rows(results))),
+        Section("times", "Fit time saved by reusing frozen kernels (wall, mean per model)",
+                Table(("Images", "Frozen transferred", "Saved vs fine-tuned", "Saved vs scratch"),
+                      _saved_rows(results["times"])),
+                note=f"{results['times']['note']} Source fit: {fmt.duration(results['times']['source_fit_mean']['fit_wall'])} "
+                     "a network (wall, mean)."),
+        Section("settings", "Settings chosen on validation, training steps and cost",
+                Table(("Arm", "Images", "Seeds", "Chosen settings (per seed)", "At a grid edge",
+                       "Steps to the best check, of budget", "Fit wall / CPU (mean)"), _settings_rows(results))),
+        Section("verdicts", "Verdict", items=(("(c)", None, results["verdict"]["text"]),)),
+    )
+    caveats = tuple(f"NOTE: not converged within its budget: {arm['label']} at {int(s):,}."
+                    for arm in results["arms"].values() for s, e in arm["sizes"].items() if not e["converged"])
+    summary = f"{pair.get('description', 'Transfer')}. " + protocol_sentence(results)
+    return Document(title=title, caveats=caveats, summary=summary, sections=sections, closing=_cost_sentence(results))
+
+
+def _source_rows(sources):
+    return tuple((str(s["seed"]), f"{s['size']:,}", _setting_text([s["setting"]]), _percent(s["validation_accuracy"]),
+                  "yes" if s["converged"] else "no (budget reached)", f"{s['steps']:,} of {s['budget_steps']:,}",
+                  fmt.duration(s["fit_wall"]), "-" if s.get("test_accuracy") is None else _percent(s["test_accuracy"]))
+                 for s in sources)
+
+
+def _transfer_comparison_rows(results):
+    labels = {name: arm["label"] for name, arm in results["arms"].items()}
+    return tuple((f"{c['size']:,}", labels[c["reference"]],
+                  f"{100 * c['mean_diff']:+.1f} [{100 * c['ci_low']:+.1f}, {100 * c['ci_high']:+.1f}]",
+                  f"{c['holm_p']:.2g}", f"{c['seed_holm_p']:.2g} ({c['seed_min_p_value']:.2g})",
+                  f"{c['seeds_positive']}/{c['seeds_negative']}",
+                  c["outcome"] if c["judged"] else "not judged (a network had not converged)")
+                 for c in results["comparisons"])
+
+
+def _saved_rows(times):
+    rows = []
+    for size, entry in times["by_size"].items():
+        rows.append((f"{int(size):,}", fmt.duration(entry["fit"]["transfer-frozen"]["fit_wall"]),
+                     fmt.duration(entry["saved_vs_fine-tuned"]["fit_wall"]),
+                     fmt.duration(entry["saved_vs_scratch"]["fit_wall"])))
+    return tuple(rows)
+
+
 def _cost_sentence(results):
     """What the curves cost: every model's fit (models reused from a cache included), and this run."""
     fits = sum(entry["fit_wall"] * entry["seeds"] for arm in results["arms"].values() for entry in arm["sizes"].values())
-    return (f"The {results['test_evaluations']} models took {_duration(fits)} of fitting in all (wall clock, "
-            f"models reused from the cache included); this run took {_duration(results['wall_seconds'])}.")
-
-
-def _duration(seconds):
-    hours, rest = divmod(int(round(seconds)), 3600)
-    return f"{hours} h {rest // 60:02d} min" if hours else f"{rest // 60} min {rest % 60:02d} s"
+    return (f"The {results['test_evaluations']} models took {fmt.duration(fits)} of fitting in all (wall clock, "
+            f"models reused from the cache included); this run took {fmt.duration(results['wall_seconds'])}.")
 
 
 def _plot_arms(results, x_of, xlabel, height, band=False):
@@ -184,7 +238,7 @@ def write_curves(results, out_dir, title):
     from ._document import to_markdown
     from ._report import document_page, html_figure, write_folder
 
-    document = curve_document(results, title)
+    document = (transfer_document if results["kind"] == "transfer_curves" else curve_document)(results, title)
 
     def write(folder):
         (folder / "curves.json").write_text(json.dumps(results, indent=1, default=str))

@@ -36,6 +36,18 @@ COMPARISON_HEADER = ("Arm", "Reference", "Difference (95% CI)", "Holm p", "Outco
 TRANSFER_HEADER = ("Arm", "Training images", "Accuracy (95% CI)", "Fit time (mean)")
 
 
+def duration(seconds):
+    """``seconds`` as ``1h02m``, ``3m05s`` or ``42s`` (``?`` when unknown)."""
+    if not np.isfinite(seconds):
+        return "?"
+    if seconds < 0:  # a time saved can be negative
+        return "-" + duration(-seconds)
+    seconds = int(round(seconds))
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
 def percent(fraction):
     """``0.9473`` -> ``"94.7%"``; ``None`` -> ``"n/a"``."""
     return "n/a" if fraction is None else f"{100 * fraction:.1f}%"
