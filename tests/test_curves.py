@@ -248,3 +248,15 @@ def test_depth_three_trains_in_every_kind_of_arm(digits):
         assert results["arms"][name]["sizes"][150]["accuracy"] > 0.3
     with pytest.raises(ValueError, match="'depths' parameter of plan_curves must hold depths among"):
         plan_curves([150], n_train=1500, depths=(4,))
+
+
+@pytest.mark.parametrize("outcome, arm_ok, reference_ok, judged", [
+    ("lower", True, True, True), ("equivalent", True, True, True),
+    # The unconverged learned reference is already ahead: more training only widens the gap.
+    ("lower", True, False, True),
+    # ... but a fixed arm ahead of an unconverged network, or equal to it, could change.
+    ("higher", True, False, False), ("equivalent", True, False, False), ("inconclusive", True, False, False),
+    ("higher", False, True, True), ("lower", False, True, False), ("higher", False, False, False),
+])
+def test_unconverged_networks_are_judged_only_where_they_already_win(outcome, arm_ok, reference_ok, judged):
+    assert _curves.is_judged(outcome, arm_ok, reference_ok) is judged

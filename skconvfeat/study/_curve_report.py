@@ -62,11 +62,20 @@ def _settings_rows(results):
     return tuple(rows)
 
 
+def outcome_cell(c):
+    """A comparison's outcome as a table shows it, saying when it rests on an unconverged network."""
+    if not c["judged"]:
+        return "not judged (a network had not converged)"
+    if c.get("a_fortiori"):
+        return f"{c['outcome']} (a fortiori: the side ahead had not converged)"
+    return c["outcome"]
+
+
 def _comparison_rows(results):
     labels = {name: arm["label"] for name, arm in results["arms"].items()}
     rows = []
     for c in results["comparisons"]:
-        outcome = c["outcome"] if c["judged"] else "not judged (a network had not converged)"
+        outcome = outcome_cell(c)
         rows.append((f"{c['size']:,}", labels[c["arm"]], labels[c["reference"]],
                      f"{100 * c['mean_diff']:+.1f} [{100 * c['ci_low']:+.1f}, {100 * c['ci_high']:+.1f}]",
                      f"{c['holm_p']:.2g}", outcome))
@@ -83,7 +92,9 @@ def protocol_sentence(results):
             f"on the whole subset). Networks train with Adam at a constant rate, checked every {p['check_steps']} "
             f"steps, stopping after {p['patience']} checks without a better validation accuracy, within a budget of "
             f"max({p['min_budget_steps']:,} steps, {p['min_budget_epochs']} epochs); one that reaches its budget "
-            f"still improving is 'not converged', and no verdict rests on it. The official test set is scored once "
+            f"still improving is 'not converged': a comparison resting on it is judged only when that network is "
+            f"already significantly ahead (more training keeps its best check, so it holds a fortiori), else 'not "
+            f"judged'. The official test set is scored once "
             f"per final model: {results['test_evaluations']} test evaluations in all. Protocol {p['digest']}.")
 
 
@@ -156,7 +167,7 @@ def _transfer_comparison_rows(results):
                   f"{100 * c['mean_diff']:+.1f} [{100 * c['ci_low']:+.1f}, {100 * c['ci_high']:+.1f}]",
                   f"{c['holm_p']:.2g}", f"{c['seed_holm_p']:.2g} ({c['seed_min_p_value']:.2g})",
                   f"{c['seeds_positive']}/{c['seeds_negative']}",
-                  c["outcome"] if c["judged"] else "not judged (a network had not converged)")
+                  outcome_cell(c))
                  for c in results["comparisons"])
 
 

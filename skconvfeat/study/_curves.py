@@ -13,7 +13,8 @@ class-balanced subsets of the training images and chosen on data held out *from 
 * **Convergence.** A network trains with a constant learning rate and is scored on the held-out
   images every ``check_steps`` optimiser steps; it stops after ``patience`` checks without a better
   score and keeps its best check. Its budget follows the data size (``budget_steps``): a network that
-  reaches it still improving is *not converged*, and no verdict rests on it.
+  reaches it still improving is *not converged*, and a comparison resting on it is judged only when
+  that network is already significantly ahead (``is_judged``: more training keeps its best check).
 * **Test.** Each final model scores the official test images once; the number of test evaluations
   is counted in the results.
 
@@ -595,9 +596,11 @@ def summarise_curves(plan, records, protocol, margin, wall):
             p = adjusted[comparison["arm"], comparison["reference"]]
             comparison["holm_p"] = float(p)
             comparison["outcome"] = practical_outcome({**comparison, "p_value": p})
-            judged = all(summary[name]["sizes"][size]["converged"] for name in (comparison["arm"],
-                                                                                  comparison["reference"]))
-            comparison["judged"] = judged
+            converged = {name: summary[name]["sizes"][size]["converged"]
+                         for name in (comparison["arm"], comparison["reference"])}
+            comparison["judged"] = is_judged(comparison["outcome"], converged[comparison["arm"]],
+                                             converged[comparison["reference"]])
+            comparison["a_fortiori"] = comparison["judged"] and not all(converged.values())
         comparisons += family
     return {"kind": "learning_curves", "protocol": {**asdict(protocol), "digest": protocol.digest(),
                                                     "n_candidates": protocol.n_candidates},
@@ -605,6 +608,20 @@ def summarise_curves(plan, records, protocol, margin, wall):
             "arms": summary, "comparisons": comparisons, "margin": margin,
             "test_evaluations": len(records), "wall_seconds": wall,
             "verdicts": curve_verdicts(summary, comparisons, plan.sizes, depths, margin)}
+
+
+def is_judged(outcome, arm_converged, reference_converged):
+    """Whether an outcome of ``arm - reference`` can be judged when a network may not have converged.
+
+    A network that reached its budget still improving would only gain with more training (its best
+    validation check is kept), so a significant difference *in its favour* holds a fortiori; any other
+    outcome (equal, undecided, or against it) could change, and is not judged.
+    """
+    if arm_converged and reference_converged:
+        return True
+    winner_unconverged = (outcome == "higher" and not arm_converged and reference_converged) or (
+        outcome == "lower" and not reference_converged and arm_converged)
+    return winner_unconverged
 
 
 def crossover(comparisons, sizes, role="b", depth=1):

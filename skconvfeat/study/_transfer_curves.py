@@ -47,6 +47,7 @@ from ._curves import (
     CurveProtocol,
     balanced_subset,
     fit_arm,
+    is_judged,
     practical_outcome,
     read_record,
     run_one,
@@ -396,9 +397,10 @@ def transfer_comparisons(arms, records, sizes, margin):
                   for role, (reference, _) in TRANSFER_COMPARISONS.items()]
         for c, p, seed_p in zip(family, holm([c["p_value"] for c in family]),
                                 holm([c["seed_p_value"] for c in family])):
-            c.update(holm_p=float(p), seed_holm_p=float(seed_p),
-                     outcome=practical_outcome({**c, "p_value": p}),
-                     judged=all(arms[name]["sizes"][size]["converged"] for name in (c["arm"], c["reference"])))
+            converged = [arms[name]["sizes"][size]["converged"] for name in (c["arm"], c["reference"])]
+            c.update(holm_p=float(p), seed_holm_p=float(seed_p), outcome=practical_outcome({**c, "p_value": p}))
+            c.update(judged=is_judged(c["outcome"], *converged), a_fortiori=not all(converged))
+            c["a_fortiori"] = c["judged"] and c["a_fortiori"]
         comparisons += family
     return comparisons
 
