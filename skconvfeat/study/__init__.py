@@ -11,7 +11,8 @@ by side on one page. ``skconvfeat`` (``python -m skconvfeat``) is the command
 line over them (``skconvfeat report DIR ... --out OUT`` for the comparison).
 :func:`run_curves` is the study at every data size under one protocol (every arm tuned on held-out
 training images with equal budgets, networks trained to a validation plateau), ``skconvfeat curves``
-its command line, and :func:`write_curves` its report.
+its command line, and :func:`write_curves` its report; :func:`run_transfer_pair` is claim (c) across
+datasets under the same protocol (``skconvfeat transfer``), its report written by :func:`write_curves` too.
 Importing :mod:`skconvfeat` does not import this package.
 """
 
@@ -22,16 +23,19 @@ from ._report import write_report
 from ._settings import StudySettings, learned_recipe
 from ._study import run_study
 from ._transfer import run_transfer
+from ._transfer_curves import TRANSFER_PAIRS, run_transfer_pair
 
 __all__ = [
     "CurveProtocol",
     "StudySettings",
+    "TRANSFER_PAIRS",
     "learned_recipe",
     "plan_curves",
     "read_results",
     "run_curves",
     "run_study",
     "run_transfer",
+    "run_transfer_pair",
     "write_comparison",
     "write_curves",
     "write_report",
