@@ -260,3 +260,19 @@ def test_depth_three_trains_in_every_kind_of_arm(digits):
 ])
 def test_unconverged_networks_are_judged_only_where_they_already_win(outcome, arm_ok, reference_ok, judged):
     assert _curves.is_judged(outcome, arm_ok, reference_ok) is judged
+
+
+def test_mixing_arms_train_and_get_their_own_verdict(digits):
+    pytest.importorskip("torch")
+    X, y = digits
+    plan = plan_curves([150], n_train=1500, depths=(1,), banks=("gabor", "kmeans"), seeds=1, mixing=True)
+    # The whitened k-means layer is no plain convolution: no torch network starts from it.
+    assert [arm.name for arm in plan.arms if arm.kind == "mixing"] == ["mixing-gabor-d1"]
+    plan.arms = [arm for arm in plan.arms if arm.kind in ("raw", "learned", "mixing")]
+    results = run_curves(X[:1500], y[:1500], X[1500:], y[1500:], plan, TINY)
+    assert results["arms"]["mixing-gabor-d1"]["sizes"][150]["accuracy"] > 0.3
+    [comparison] = [c for c in results["comparisons"] if c["role"] == "mixing"]
+    assert (comparison["arm"], comparison["reference"]) == ("mixing-gabor-d1", "learned-d1")
+    [verdict] = [v for v in results["verdicts"] if v["claim"] == "mixing"]
+    assert verdict["text"].startswith("Depth 1, the question of the wiring: with a learned 1x1 mixing after each "
+                                      "layer, frozen gabor spatial kernels are ")

@@ -46,6 +46,9 @@ _TORCH_MISSING = "LearnedConvClassifier needs PyTorch: pip install 'skconvfeat[t
 _PREDICT_CHUNK_BYTES = 64 << 20
 # The keys an ``augment`` dict may set.
 _AUGMENT_KEYS = ("crop_padding", "horizontal_flip")
+# What training may change (the ``train`` parameter): everything, the head only, or the head and a
+# 1x1 recombination of each layer's frozen maps.
+TRAIN_MODES = ("all", "head", "mixing")
 
 
 def _import_torch():
@@ -90,6 +93,17 @@ class LearnedConvClassifier(ClassifierMixin, BaseEstimator):
         this same optimiser: the fixed arm under identical training, a control
         separating "learned kernels" from "different optimiser". Without
         augmentation the features are then computed once, so this is faster.
+        The same as ``train="head"``.
+
+    train : {"all", "head", "mixing"}, default=None
+        What training changes. ``"all"``: every kernel and the head.
+        ``"head"``: the head only (``freeze_kernels=True``). ``"mixing"``: the
+        spatial kernels stay as the bank made them, and after each layer's
+        convolution a learned 1x1 convolution recombines its maps, started at
+        the identity (so the untrained network is the fixed one), before the
+        nonlinearity: learned linear combinations of frozen kernels (Gavrikov
+        & Keuper 2023), separating "are the kernels' shapes needed?" from "is
+        the wiring needed?". ``None`` follows ``freeze_kernels``.
 
     max_epochs : int, default=30
         Most passes over the training set in one ``fit``.
@@ -237,6 +251,7 @@ class LearnedConvClassifier(ClassifierMixin, BaseEstimator):
         "head": [StrOptions({"linear", "mlp"})],
         "hidden_units": [Interval(numbers.Integral, 1, None, closed="left")],
         "freeze_kernels": ["boolean"],
+        "train": [None, StrOptions(set(TRAIN_MODES))],
         "max_epochs": [Interval(numbers.Integral, 1, None, closed="left")],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
         "learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
@@ -260,6 +275,7 @@ class LearnedConvClassifier(ClassifierMixin, BaseEstimator):
         head="linear",
         hidden_units=100,
         freeze_kernels=False,
+        train=None,
         max_epochs=30,
         batch_size=128,
         learning_rate=1e-2,
@@ -279,6 +295,7 @@ class LearnedConvClassifier(ClassifierMixin, BaseEstimator):
         self.head = head
         self.hidden_units = hidden_units
         self.freeze_kernels = freeze_kernels
+        self.train = train
         self.max_epochs = max_epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
@@ -490,6 +507,7 @@ class LearnedConvClassifier(ClassifierMixin, BaseEstimator):
         """Everything that can be refused before any heavy work: the device, ``augment``, the layers."""
         _training.torch_device(self.device, fitting=True)
         _augmentation(self.augment, image_height=1)
+        self._train_mode()
         if not new:
             return
         conv = FixedConvTransformer() if self.conv is None else self.conv
@@ -507,6 +525,17 @@ class LearnedConvClassifier(ClassifierMixin, BaseEstimator):
                     f"{NONLINEARITIES}, but layer {i + 1} of 'conv' preprocesses its patches or uses "
                     f"nonlinearity={params['nonlinearity']!r}. Use FixedConvTransformer/FixedConvNet for it."
                 )
+
+    def _train_mode(self):
+        """What training changes: ``train``, or ``freeze_kernels``'s answer when ``train`` is None."""
+        if self.train is None:
+            return "head" if self.freeze_kernels else "all"
+        if self.freeze_kernels and self.train != "head":
+            raise ValueError(
+                f"The 'freeze_kernels' and 'train' parameters of LearnedConvClassifier disagree: "
+                f"freeze_kernels=True means train='head', but train={self.train!r}. Set one of them."
+            )
+        return self.train
 
     def _initialise(self, _network, X, classes, rng):
         """Fit the description on ``X``, freeze the standardisation, initialise the head."""
@@ -526,9 +555,17 @@ class LearnedConvClassifier(ClassifierMixin, BaseEstimator):
         mean, scale = features.mean(axis=0), features.std(axis=0)
         scale[scale < 10 * np.finfo(np.float64).eps] = 1.0
         state = {_network.kernel_key(i): f for i, f in enumerate(self.initial_filters_)}
+        self.train_ = self._train_mode()
+        if self.train_ == "mixing":
+            state.update({_network.mixing_key(i): _network.identity_mixing(_conv_maps(layer.layer_))
+                          for i, layer in enumerate(layers)})
         state.update(zip(_network.STANDARDISATION, (mean, scale)))
         state.update(_init_head(rng, self._head_sizes(), self.n_features_out_, _network.head_keys))
         self._state = state
+        self.n_trainable_params_ = int(sum(
+            value.size for key, value in state.items()
+            if key.startswith("head.") or (self.train_ == "all" and key.endswith(".kernels"))
+            or (self.train_ == "mixing" and key.endswith(".mixing"))))
         self._optimizer_state = None
         self._rng = np.random.default_rng(rng.randint(np.iinfo(np.int32).max))
         self.history_, self.n_iter_, self.best_epoch_, self.converged_ = [], 0, None, False
@@ -558,7 +595,7 @@ class LearnedConvClassifier(ClassifierMixin, BaseEstimator):
 
         net = self._network(torch.float32, _training.torch_device(self.device, fitting=True))
         return _training.Session(
-            net, freeze_kernels=self.freeze_kernels, learning_rate=self.learning_rate,
+            net, train=self.train_, learning_rate=self.learning_rate,
             weight_decay=self.weight_decay, optimizer_state=self._optimizer_state, augmentation=self.augmentation_,
             rng=self._rng, macs=self._macs(self.batch_size), chunk=self._chunk_size(),
         )
@@ -608,7 +645,7 @@ class LearnedConvClassifier(ClassifierMixin, BaseEstimator):
         state = session.numpy_state()
         kernels = [_network.kernel_key(i) for i in range(len(self.initial_filters_))]
         # What training did not change stays exactly as it was, not rounded through float32.
-        frozen = [*_network.STANDARDISATION, *(kernels if self.freeze_kernels else [])]
+        frozen = [*_network.STANDARDISATION, *(kernels if self.train_ != "all" else [])]
         state.update({k: self._state[k] for k in frozen})
         self._state = state
         self._optimizer_state = session.optimizer_state()
@@ -687,6 +724,12 @@ def transfer_bank(estimator, **params):
 def _layers(conv):
     """The fitted FixedConvTransformer layers of a fitted description."""
     return [layer for _, layer in conv.layers_] if isinstance(conv, FixedConvNet) else [conv]
+
+
+def _conv_maps(fitted):
+    """Maps a fitted layer's convolution makes (before a two-sided nonlinearity doubles them)."""
+    separate = fitted.spec.channel_mode == "separate"
+    return fitted.filters.shape[0] * (fitted.image_shape[2] if separate else 1)
 
 
 def _pair(value):

@@ -30,12 +30,17 @@ class ConvLayer(nn.Module):
     """One fixed layer (:func:`skconvfeat._layer.layer`) on ``(B, C, H, W)`` tensors, kernels trainable.
 
     Returns pooled maps ``(B, M, ph, pw)``; flattening them gives the fixed
-    layer's map-major features.
+    layer's map-major features. With ``mixing`` (an ``(M, M, 1, 1)`` tensor), a
+    1x1 convolution recombines the M maps before the nonlinearity: learned
+    linear combinations of the spatial kernels (Gavrikov & Keuper 2023). It has
+    no normalisation, so that identity mixing is exactly the fixed layer (the
+    features are standardised before the head anyway).
     """
 
-    def __init__(self, kernels, spec):
+    def __init__(self, kernels, spec, mixing=None):
         super().__init__()
         self.kernels = nn.Parameter(kernels)
+        self.mixing = None if mixing is None else nn.Parameter(mixing)
         self.spec = spec
 
     def forward(self, x):
@@ -55,6 +60,8 @@ class ConvLayer(nn.Module):
             maps = F.conv2d(x, self.kernels.repeat(n_channels, 1, 1, 1), groups=n_channels)
         else:
             maps = F.conv2d(x, self.kernels)
+        if self.mixing is not None:
+            maps = F.conv2d(maps, self.mixing)
         maps = _activate(maps, spec.nonlinearity)
         if spec.pool_grid is not None:
             pool = F.adaptive_avg_pool2d if spec.pooling == "avg" else F.adaptive_max_pool2d
@@ -83,6 +90,16 @@ def kernel_key(i):
     return f"layers.{i}.kernels"
 
 
+def mixing_key(i):
+    """The ``state_dict`` name of layer ``i``'s 1x1 mixing weights (present only when mixing is trained)."""
+    return f"layers.{i}.mixing"
+
+
+def identity_mixing(n_maps):
+    """Mixing weights ``(n_maps, n_maps, 1, 1)`` that leave every map as it is."""
+    return np.eye(n_maps)[:, :, None, None]
+
+
 def head_keys(i):
     """The ``state_dict`` names of the weight and bias of the head's affine layer ``i``: ``ConvNetwork.head[i]``."""
     return f"head.{i}.weight", f"head.{i}.bias"
@@ -103,7 +120,9 @@ class ConvNetwork(nn.Module):
 
     def __init__(self, layers, output, output_grid, n_features, head_sizes):
         super().__init__()
-        self.layers = nn.ModuleList(ConvLayer(torch.zeros(k), spec) for k, spec in layers)
+        self.layers = nn.ModuleList(
+            ConvLayer(torch.zeros(k), spec, None if m is None else torch.zeros(m)) for k, spec, m in layers
+        )
         self.output, self.output_grid = output, output_grid
         mean, scale = STANDARDISATION
         self.register_buffer(mean, torch.zeros(n_features))
@@ -148,8 +167,9 @@ class HeadOnly(nn.Module):
 def build_network(layer_specs, output, output_grid, state, head_sizes, dtype, device):
     """A :class:`ConvNetwork` holding the NumPy ``state`` (names as its ``state_dict``)."""
     kernel_shapes = [state[kernel_key(i)].shape for i in range(len(layer_specs))]
+    mixing_shapes = [state[mixing_key(i)].shape if mixing_key(i) in state else None for i in range(len(layer_specs))]
     net = ConvNetwork(
-        list(zip(kernel_shapes, layer_specs)), output, output_grid, state["mean"].shape[0], head_sizes
+        list(zip(kernel_shapes, layer_specs, mixing_shapes)), output, output_grid, state["mean"].shape[0], head_sizes
     )
     net.load_state_dict({k: torch.as_tensor(np.asarray(v)) for k, v in state.items()})
     return net.to(device=device, dtype=dtype)

@@ -206,13 +206,14 @@ class Session:
     is entered; ``chunk`` is the images per call when features are precomputed.
     """
 
-    def __init__(self, net, *, freeze_kernels, learning_rate, weight_decay, optimizer_state, augmentation, rng,
+    def __init__(self, net, *, train, learning_rate, weight_decay, optimizer_state, augmentation, rng,
                  macs, chunk):
         self.net, self.rng, self.chunk = net, rng, chunk
         self.device = next(net.parameters()).device
         self._threads = torch_threads(self.device, macs)
+        # train: "all" trains the spatial kernels; "mixing" only their 1x1 recombinations; "head" neither.
         for layer in net.layers:
-            layer.kernels.requires_grad_(not freeze_kernels)
+            layer.kernels.requires_grad_(train == "all")
         trainable = [(n, p) for n, p in net.named_parameters() if p.requires_grad]
         # L2 on kernels and weight matrices only, as LogisticRegression leaves the intercept free.
         self.optimizer = torch.optim.Adam(
@@ -226,7 +227,7 @@ class Session:
             self.optimizer.load_state_dict(optimizer_state_from_numpy(optimizer_state))
         self.augment = augmenter(augmentation["crop_padding"], augmentation["horizontal_flip"], rng)
         # Frozen kernels and no augmentation: the standardised features never change, compute them once.
-        self.precompute = freeze_kernels and self.augment is None
+        self.precompute = train == "head" and self.augment is None
         self.model = _network.HeadOnly(net) if self.precompute else net
 
     def __enter__(self):

@@ -423,6 +423,8 @@ def build_curves_parser():
     parser.add_argument("--layers", default="1,2", metavar="DEPTHS", help="network depths (default: %(default)s)")
     parser.add_argument("--banks", default="random,gabor,kmeans", help="fixed banks (default: %(default)s)")
     parser.add_argument("--preset", help="also the wide data-derived preset NAME with its ridge head")
+    parser.add_argument("--mixing", action="store_true",
+                        help="also each bank's kernels frozen with a learned 1x1 mixing after each layer")
     parser.add_argument("--seeds", type=_seed_caps, metavar="N[,N...]",
                         help="at most N seeds a size, or one N per --train-sizes entry "
                              "(default: 5 below 1,000 images, 3 up to 10,000, then 1)")
@@ -461,7 +463,8 @@ def _curves_main(argv):
         train = load_dataset(args.dataset, data_home=args.data_home, subset="train")
         test = load_dataset(args.dataset, data_home=args.data_home, subset="test")
         seeds = None if args.seeds is None else args.seeds[0] if len(args.seeds) == 1 else args.seeds
-        plan = plan_curves(sizes, len(train.target), depths, tuple(_split(args.banks)), args.preset, seeds)
+        plan = plan_curves(sizes, len(train.target), depths, tuple(_split(args.banks)), args.preset, seeds,
+                           mixing=args.mixing)
     except (OSError, ValueError, pickle.UnpicklingError) as exc:
         print(f"skconvfeat curves: error: {exc}", file=sys.stderr)
         return 1

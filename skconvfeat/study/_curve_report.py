@@ -15,7 +15,7 @@ from ._report import new_figure
 __all__ = ["CURVE_FILES", "curve_document", "figure_cost", "figure_curves", "transfer_document", "write_curves"]
 
 _KIND_STYLE = {"raw": ("C7", ":"), "fixed": ("C0", "-"), "frozen": ("C2", "--"), "learned": ("C3", "-"),
-               "preset": ("C1", "-.")}
+               "preset": ("C1", "-."), "mixing": ("C5", "--")}
 
 
 def _percent(value):

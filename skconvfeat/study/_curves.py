@@ -45,6 +45,7 @@ from sklearn.preprocessing import StandardScaler
 from .._banks import list_banks
 from .._heads import GramRidgeClassifier
 from .._presets import PRESETS, make_preset
+from .._fitted import resolved_preprocessing
 from ._design import DEPTHS, description
 from ._stats import accuracy_interval, holm, paired_holdout_test, wilson_interval
 
@@ -57,7 +58,11 @@ CURVE_KINDS = {
     "frozen": "random kernels frozen, linear head trained by Adam (the learned arm's network and optimiser)",
     "learned": "random start, kernels and linear head trained by Adam",
     "preset": "wide data-derived layer (make_preset), ridge head",
+    "mixing": "the bank's spatial kernels frozen, a learned 1x1 recombination of each layer's maps and the linear "
+              "head trained by Adam (LearnedConvClassifier(train='mixing'))",
 }
+# How each kind of network arm is trained (LearnedConvClassifier's ``train``).
+_NETWORK_TRAIN = {"frozen": "head", "learned": "all", "mixing": "mixing"}
 
 
 @dataclass(frozen=True)
@@ -164,11 +169,13 @@ class CurveArm:
     preset: str = None
 
 
-def curve_arms(depths, banks=("random", "gabor", "kmeans"), preset=None):
+def curve_arms(depths, banks=("random", "gabor", "kmeans"), preset=None, mixing=False):
     """The arms of a learning curve, at every depth of ``depths``.
 
     Per depth: each fixed bank with the logistic head, the same network with random kernels frozen
     (Adam head) and trained (the learned arm); raw pixels once; the wide ``preset`` once if given.
+    With ``mixing``, per depth and bank that a torch network can start from (plain convolutions: not
+    the whitened k-means layer), the bank's kernels frozen with a learned 1x1 mixing after each layer.
     """
     arms = [CurveArm("raw", "Raw pixels (no conv)", "raw", 0, "identity")]
     for depth in depths:
@@ -177,11 +184,19 @@ def curve_arms(depths, banks=("random", "gabor", "kmeans"), preset=None):
                  for bank in banks]
         arms.append(CurveArm(f"frozen-d{depth}", f"Random, frozen (Adam head){suffix}", "frozen", depth))
         arms.append(CurveArm(f"learned-d{depth}", f"Learned (random init){suffix}", "learned", depth))
+        if mixing:
+            arms += [CurveArm(f"mixing-{bank}-d{depth}", f"{bank.capitalize()}, frozen + learned mixing{suffix}",
+                              "mixing", depth, bank) for bank in banks if _plain_convolution(bank)]
     if preset is not None:
         if preset not in PRESETS:
             raise ValueError(f"Unknown preset {preset!r}; choose from {sorted(PRESETS)}.")
         arms.append(CurveArm(f"preset-{preset}", f"Preset {preset} (ridge head)", "preset", 1, preset=preset))
     return arms
+
+
+def _plain_convolution(bank):
+    """Whether the study's layer of ``bank`` is a plain convolution, which a torch network can train."""
+    return not any(resolved_preprocessing(description(bank, 1, 0).get_params(deep=False)))
 
 
 # -- selection splits ----------------------------------------------------------
@@ -364,7 +379,7 @@ def _description(arm, seed):
 def _network(arm, seed, device, protocol):
     from ..learned import LearnedConvClassifier
 
-    return LearnedConvClassifier(_description(arm, seed), head="linear", freeze_kernels=arm.kind == "frozen",
+    return LearnedConvClassifier(_description(arm, seed), head="linear", train=_NETWORK_TRAIN[arm.kind],
                                  weight_decay=protocol.weight_decay, random_state=seed, device=device)
 
 
@@ -453,7 +468,8 @@ class CurvePlan:
         return [(size, seed, arm) for size in self.sizes for seed in self.seeds[size] for arm in self.arms]
 
 
-def plan_curves(sizes, n_train, depths=(1, 2), banks=("random", "gabor", "kmeans"), preset=None, seeds=None):
+def plan_curves(sizes, n_train, depths=(1, 2), banks=("random", "gabor", "kmeans"), preset=None, seeds=None,
+                mixing=False):
     """The arms, and the seeds at each size (``seeds_for_size`` unless ``seeds`` caps them).
 
     ``seeds`` is one cap for every size, or one cap per entry of ``sizes`` (so the largest sizes can
@@ -471,7 +487,7 @@ def plan_curves(sizes, n_train, depths=(1, 2), banks=("random", "gabor", "kmeans
                          f"Got {list(banks)!r} instead.")
     caps = {n_train if s == "all" else int(s): cap for s, cap in caps.items()}
     counts = {s: seeds_for_size(s) if caps[s] is None else min(caps[s], seeds_for_size(s)) for s in sizes}
-    return CurvePlan(curve_arms(depths, banks, preset), sizes, {s: list(range(counts[s])) for s in sizes})
+    return CurvePlan(curve_arms(depths, banks, preset, mixing), sizes, {s: list(range(counts[s])) for s in sizes})
 
 
 def _seed_caps(sizes, seeds):
@@ -584,6 +600,7 @@ def summarise_curves(plan, records, protocol, margin, wall):
             pairs = [(best, learned, "b"), (f"fixed-random-d{depth}", "raw", "a-raw"),
                      (f"fixed-random-d{depth}", learned, "a-learned"), (f"frozen-d{depth}", learned, "kernels")]
             pairs += [(arm.name, learned, "preset") for arm in plan.arms if arm.kind == "preset"]
+            pairs += [(arm.name, learned, "mixing") for arm in plan.arms if arm.kind == "mixing" and arm.depth == depth]
             for a, b, role in pairs:
                 if a in summary and b in summary and size in summary[a]["sizes"] and size in summary[b]["sizes"]:
                     family.append({**_compare(by_arm, a, b, size, margin), "role": role, "depth": depth})
@@ -677,5 +694,23 @@ def curve_verdicts(summary, comparisons, sizes, depths, margin):
             "claim": "a", "depth": depth,
             "text": (f"Depth {depth}: random fixed kernels are {outcomes_text(by.get('a-raw', {}), 'raw pixels', margin)}"
                      f"; they are {outcomes_text(by.get('a-learned', {}), 'learned kernels', margin)}."),
+        })
+        verdicts += _mixing_verdicts(summary, comparisons, depth, margin)
+    return verdicts
+
+
+def _mixing_verdicts(summary, comparisons, depth, margin):
+    """Per mixing arm of ``depth``: are frozen spatial kernels enough once their wiring is learned?"""
+    verdicts = []
+    for name in sorted({c["arm"] for c in comparisons if c["role"] == "mixing" and c["depth"] == depth}):
+        by = {}
+        for c in comparisons:
+            if c["role"] == "mixing" and c["arm"] == name:
+                by.setdefault("not judged" if not c["judged"] else c["outcome"], []).append(c["size"])
+        bank = name.split("-")[1]
+        verdicts.append({
+            "claim": "mixing", "depth": depth, "arm": name,
+            "text": (f"Depth {depth}, the question of the wiring: with a learned 1x1 mixing after each layer, frozen "
+                     f"{bank} spatial kernels are {outcomes_text(by, 'learned kernels', margin)}."),
         })
     return verdicts
