@@ -227,6 +227,12 @@ def _build_filters(params, n_channels, spec, patches, rng):
     bank, bank_params = params["bank"], params["bank_params"]
     bank_channels = 1 if spec.channel_mode == "separate" else n_channels
     if isinstance(bank, str):
+        reserved = sorted(set(bank_params or {}) & set(_SET_BY_THE_LAYER))
+        if reserved:
+            raise ValueError(
+                f"The 'bank_params' parameter of FixedConvTransformer may not set {reserved}: the layer sets "
+                f"them ({_SET_BY_THE_LAYER[reserved[0]]}). Got bank_params={bank_params!r}."
+            )
         return make_bank(
             bank,
             kernel_size=pair_param(params["kernel_size"], "kernel_size"),
@@ -243,9 +249,18 @@ def _build_filters(params, n_channels, spec, patches, rng):
     return _user_filters(bank, bank_channels)
 
 
+# make_bank arguments the layer passes itself, and where each comes from.
+_SET_BY_THE_LAYER = {"kernel_size": "set 'kernel_size' instead", "n_channels": "from the images",
+                     "random_state": "set 'random_state' instead", "patches": "from the training images",
+                     "name": "set 'bank' instead"}
+
+
 def _user_filters(bank, n_channels):
     """Validate a user-supplied kernel array and shape it ``(n_filters, n_channels, kh, kw)``."""
     filters = check_array(bank, allow_nd=True, dtype=np.float64, input_name="bank", ensure_2d=False)
+    if 0 in filters.shape:
+        raise ValueError(f"The 'bank' parameter of FixedConvTransformer must hold kernels, but the array has an "
+                         f"empty dimension: shape {filters.shape}.")
     if filters.ndim == 3:
         return filters[:, None].repeat(n_channels, axis=1) / n_channels
     if filters.ndim == 4 and filters.shape[1] == n_channels:

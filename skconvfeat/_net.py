@@ -216,7 +216,12 @@ class FixedConvNet(TransformerMixin, _BaseComposition):
                 # Maps from the layer before are channels last by construction, and may
                 # have more channels than pixels: not the ambiguous user input data_format=None refuses.
                 layer.set_params(data_format="channels_last")
-            x = as_images(layer.fit_transform(x), layer)
+            try:
+                x = as_images(layer.fit_transform(x), layer)
+            except ValueError as exc:
+                # A stack's error is only useful with the layer it comes from.
+                # Same type (an InvalidParameterError stays one), with the layer named first.
+                raise type(exc)(f"Layer {name!r} ({i + 1} of {len(self.layers)}) of FixedConvNet: {exc}") from exc
             fitted.append((name, layer))
             outputs.append(x)
         self.layers_ = fitted

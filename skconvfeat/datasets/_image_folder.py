@@ -28,6 +28,7 @@ _ALL = "all"
 _CONSTRAINTS = {
     "max_members": [Interval(Integral, 1, None, closed="left")],
     "max_total_bytes": [Interval(Integral, 1, None, closed="left")],
+    "grayscale": ["boolean"],  # a string such as "no" would otherwise count as true
 }
 
 
@@ -99,7 +100,7 @@ def load_image_folder(path, *, subset=None, image_size=None, grayscale=False,
     """
     size = _check_image_size(image_size)
     validate_parameter_constraints(
-        _CONSTRAINTS, {"max_members": max_members, "max_total_bytes": max_total_bytes},
+        _CONSTRAINTS, {"max_members": max_members, "max_total_bytes": max_total_bytes, "grayscale": grayscale},
         caller_name="load_image_folder",
     )
     Image = _import_pillow()

@@ -338,6 +338,7 @@ class LearnedConvClassifier(ClassifierMixin, BaseEstimator):
             train, valid = self._split(y, rng)
             if continuing:
                 self._check_known_classes(y)
+                self._check_same_description()
             else:
                 self._initialise(_network, _safe_indexing(X, train), np.unique(y), rng)
             images, y_encoded = self._fit_images(X), np.searchsorted(self.classes_, y)
@@ -525,6 +526,19 @@ class LearnedConvClassifier(ClassifierMixin, BaseEstimator):
                     f"{NONLINEARITIES}, but layer {i + 1} of 'conv' preprocesses its patches or uses "
                     f"nonlinearity={params['nonlinearity']!r}. Use FixedConvTransformer/FixedConvNet for it."
                 )
+
+    def _check_same_description(self):
+        """warm_start continues the fitted network: refuse a ``conv`` changed since (it would be ignored)."""
+        now = _description_params(FixedConvTransformer() if self.conv is None else self.conv)
+        then = _description_params(self.conv_)
+        changed = sorted(k for k in now.keys() | then.keys() if not _same(now.get(k), then.get(k)))
+        if self._train_mode() != self.train_:
+            changed.append(f"train: {self.train_!r} -> {self._train_mode()!r}")
+        if changed:
+            raise ValueError(
+                f"LearnedConvClassifier has warm_start=True, which continues the fitted network, but 'conv' "
+                f"changed since it was fitted ({', '.join(changed)}). Set warm_start=False to train a new network."
+            )
 
     def _train_mode(self):
         """What training changes: ``train``, or ``freeze_kernels``'s answer when ``train`` is None."""
@@ -724,6 +738,20 @@ def transfer_bank(estimator, **params):
 def _layers(conv):
     """The fitted FixedConvTransformer layers of a fitted description."""
     return [layer for _, layer in conv.layers_] if isinstance(conv, FixedConvNet) else [conv]
+
+
+def _description_params(conv):
+    """The settings of a description that decide its network (not its output container)."""
+    return {k: v for k, v in conv.get_params(deep=True).items()
+            if not isinstance(v, BaseEstimator) and k != "layers" and not k.endswith("data_format")}
+
+
+def _same(a, b):
+    if isinstance(a, np.random.RandomState) or isinstance(b, np.random.RandomState):
+        return True  # a generator's state moves as it is used: it cannot tell a changed description
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return np.array_equal(np.asarray(a), np.asarray(b))
+    return a == b
 
 
 def _conv_maps(fitted):

@@ -144,7 +144,8 @@ def _parse_layers(text):
 
 # The option that sets each StudySettings field the library may refuse.
 _OPTIONS = {"banks": "--banks", "depths": "--layers", "n_splits": "--folds", "n_repeats": "--repeats",
-            "n_seeds": "--seeds", "train_size": "--train-size", "device": "--device", "margin": "--margin"}
+            "n_seeds": "--seeds", "train_size": "--train-size", "device": "--device", "margin": "--margin",
+            "random_state": "--seed"}
 
 
 def _settings(args):
