@@ -2,6 +2,7 @@
 
 import itertools
 import multiprocessing
+import pickle
 import subprocess
 import sys
 import warnings
@@ -589,3 +590,36 @@ def test_fixed_seed_predictions_are_the_head_on_the_fixed_layer_of_the_learned_k
     # Near-constant features (digits' blank borders) have tiny scales that magnify float64 rounding.
     assert_allclose(est.predict_proba(X[300:400]), softmax(logits, axis=1), rtol=1e-6, atol=1e-9)
     assert_array_equal(est.predict(X[300:400]), est.classes_[np.argmax(logits, axis=1)])
+
+
+_LOAD_WITHOUT_TORCH = """
+import pickle, sys, warnings
+
+class BlockTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("No module named 'torch'")
+
+sys.meta_path.insert(0, BlockTorch())
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    with open(sys.argv[1], "rb") as f:
+        model = pickle.load(f)
+messages = [str(w.message) for w in caught]
+assert any("loaded without PyTorch; predicting with it needs PyTorch. pip install 'skconvfeat[torch]'" in m
+           for m in messages), messages
+"""
+
+
+def test_loading_a_fitted_model_without_torch_says_predict_needs_it(tmp_path):
+    X, y = load_digits(return_X_y=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = LearnedConvClassifier(max_epochs=1, random_state=0).fit(X[:100], y[:100])
+    path = tmp_path / "model.pkl"
+    path.write_bytes(pickle.dumps(model))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # with torch present, loading is silent
+        pickle.loads(path.read_bytes())
+    result = subprocess.run([sys.executable, "-c", _LOAD_WITHOUT_TORCH, str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

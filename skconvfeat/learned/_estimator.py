@@ -11,6 +11,7 @@ PyTorch is an optional dependency: ``_network`` and ``_training`` import it
 and are imported only inside the methods that train or predict.
 """
 
+import importlib.util
 import math
 import numbers
 import warnings
@@ -58,6 +59,13 @@ def _import_torch():
     except ImportError as exc:  # pragma: no cover - exercised only without torch
         raise ImportError(_TORCH_MISSING) from exc
     return _network, _training
+
+
+def _torch_installed():
+    try:
+        return importlib.util.find_spec("torch") is not None
+    except (ImportError, ValueError):  # an import hook refusing it, or a broken install
+        return False
 
 
 class LearnedConvClassifier(ClassifierMixin, BaseEstimator):
@@ -455,6 +463,14 @@ class LearnedConvClassifier(ClassifierMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.three_d_array = True
         return tags
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        # A fitted model unpickles without torch (its state is NumPy) but cannot predict without it:
+        # say so at load time, not at the first predict.
+        if "_state" in state and not _torch_installed():
+            warnings.warn(f"This fitted LearnedConvClassifier was loaded without PyTorch; predicting with it "
+                          f"needs PyTorch. {_TORCH_MISSING.split(': ', 1)[1]}", UserWarning, stacklevel=2)
 
     # -- set-up -----------------------------------------------------------
 
