@@ -2,6 +2,8 @@
 
 import itertools
 import multiprocessing
+import os
+import signal
 import subprocess
 import sys
 import warnings
@@ -438,6 +440,54 @@ def test_predict_in_a_fork_started_child_does_not_hang():
         assert_array_equal(queue.get(timeout=5), expected)
     finally:
         torch.set_num_threads(before)
+
+
+# torch used first, the model loaded next, then a fork: the package has not imported its own torch
+# modules before the fork, so a hook registered by them would come too late.
+_TORCH_FIRST_THEN_FORK = """
+import multiprocessing, sys
+import numpy as np
+import torch
+torch.set_num_threads(2)
+a = torch.randn(600, 600)
+(a @ a).sum()
+torch.nn.functional.conv2d(torch.randn(64, 8, 32, 32), torch.randn(16, 8, 5, 5)).sum()
+import joblib
+model = joblib.load(sys.argv[1])
+X = np.random.default_rng(1).random((2000, 32, 32, 3))
+
+def predict(_):
+    return model.predict(X).tolist()
+
+with multiprocessing.get_context("fork").Pool(2) as pool:
+    first, second = pool.map(predict, range(2))
+assert first == second == model.predict(X).tolist()
+print("ok")
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no fork on Windows")
+def test_fork_safety_does_not_depend_on_import_order(tmp_path):
+    # Colour images and enough kernels that predict runs torch on two threads (it hung so, 2 of 2 runs).
+    X = np.random.default_rng(0).random((20, 32, 32, 3))
+    conv = FixedConvTransformer("gabor", kernel_size=5, padding="same", pool_grid=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = LearnedConvClassifier(conv, max_epochs=1, early_stopping=False, random_state=0).fit(X, np.arange(20) % 2)
+    joblib.dump(model, tmp_path / "model.joblib")
+    # Without the thread limits the suite may run under, as a user's session, with an OpenMP pool
+    # of several threads; in a process group of its own, so that hung pool workers die with it.
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+    child = subprocess.Popen([sys.executable, "-c", _TORCH_FIRST_THEN_FORK, str(tmp_path / "model.joblib")],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True, env=env)
+    try:
+        out, err = child.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(child.pid, signal.SIGKILL)
+        child.communicate()
+        pytest.fail("predict hung in a fork-started pool of a process that used torch before loading the model")
+    assert child.returncode == 0, err
+    assert out.strip() == "ok"
 
 
 # -- (5) clear errors --------------------------------------------------------------
