@@ -346,8 +346,14 @@ def _kind_legend(axes, arms):
 
 
 def _wrap(label, width=_LABEL_WIDTH):
-    """``label`` broken into lines of at most ``width`` characters (its own line breaks kept)."""
-    return "\n".join(textwrap.fill(line, width) or line for line in str(label).split("\n"))
+    """``label`` broken into lines of at most ``width`` characters (its own line breaks kept), as plain text.
+
+    Every label drawn passes here: a ``$`` is escaped, since matplotlib reads
+    the text between two as mathtext (a label read from a foreign file could
+    otherwise render as formulas, or fail to parse and take the figure down).
+    """
+    lines = (textwrap.fill(line, width) or line for line in str(label).split("\n"))
+    return "\n".join(lines).replace("$", r"\$")
 
 
 def _arm_rows(arms, width):
@@ -395,7 +401,7 @@ def _figure_transfer(transfer):
     axes = axes[0, 0]
     sizes = np.asarray(transfer["train_sizes"])
     for name, arm in transfer["arms"].items():
-        (line,) = axes.plot(sizes, arm["mean"], marker="o", label=arm.get("label", name))
+        (line,) = axes.plot(sizes, arm["mean"], marker="o", label=_wrap(arm.get("label", name)))
         axes.fill_between(sizes, arm["ci_low"], arm["ci_high"], color=line.get_color(), alpha=0.2, linewidth=0)
     axes.set_xscale("log")
     axes.set_xticks(sizes, [str(size) for size in sizes])
@@ -519,7 +525,7 @@ def _figure_confusion(extras):
     if not confusion:
         return None
     matrix = np.asarray(confusion["matrix"])
-    labels = [str(label) for label in confusion["labels"]]
+    labels = [_wrap(label) for label in confusion["labels"]]  # class names: a folder's, maybe
     # Capped: CIFAR-100 would otherwise give a 36-inch figure.
     size = min(1.2 + 0.35 * len(labels), 7.0)
     figure, axes = new_figure(size + 0.8, size)
@@ -533,7 +539,7 @@ def _figure_confusion(extras):
     # With too many classes the default ticks count classes in label order.
     axes.set_xlabel("predicted" if len(labels) <= _MAX_LABELLED_CLASSES else "predicted (class index)")
     axes.set_ylabel("true" if len(labels) <= _MAX_LABELLED_CLASSES else "true (class index)")
-    axes.set_title(confusion["arm"], fontsize=9)
+    axes.set_title(_wrap(confusion["arm"]), fontsize=9)
     if len(labels) <= _MAX_ANNOTATED_CLASSES:
         threshold = matrix.max() / 2
         for (row, column), count in np.ndenumerate(matrix):
@@ -630,7 +636,7 @@ def _figure_per_class(extras):
     per_class = extras.get("per_class")
     if not per_class or not per_class.get("accuracy"):
         return None
-    labels = [str(label) for label in per_class["labels"]]
+    labels = [_wrap(label) for label in per_class["labels"]]
     arms = per_class["accuracy"]
     width = min(max(4.0, 1.5 + 0.45 * len(labels)), 12.0)
     figure, axes = new_figure(width, 3.6)
