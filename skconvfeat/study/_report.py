@@ -87,12 +87,15 @@ def check_out_dir(out_dir, files=REPORT_FILES):
     files : tuple of str, default=REPORT_FILES
         The names an earlier report of this kind may have left there.
 
+    A symlink is followed: the report is written through it, into the folder
+    it points to, and the link stays a link.
+
     Returns
     -------
     out_dir : pathlib.Path
-        The absolute path.
+        The absolute path (the link's target when ``out_dir`` is a symlink).
     """
-    out_dir = Path(out_dir).absolute()
+    out_dir = _followed(out_dir)
     if out_dir.exists():
         if not out_dir.is_dir():
             raise NotADirectoryError(f"{out_dir} is a file, not a folder")
@@ -163,16 +166,25 @@ def write_report(results, extras, out_dir, *, transfer=None):
 def write_folder(out_dir, write, keep_partial=lambda folder: False):
     """Call ``write(folder)`` on a temporary sibling of ``out_dir``, then swap it in whole; return its result.
 
-    When ``write`` raises, ``out_dir`` is left as it was, unless
+    When ``write`` fails, ``out_dir`` is left as it was, unless
     ``keep_partial(folder)`` says the part written is worth keeping; that part
-    is then swapped in before the error goes on.
+    is then swapped in before the error goes on. An interruption
+    (``KeyboardInterrupt``, ``SystemExit``) always leaves ``out_dir`` as it was:
+    the user stopped the run, so a complete earlier report is not traded for a
+    partial one. A run killed outright (SIGKILL, or SIGTERM, whose default
+    skips Python's cleanup) leaves hidden siblings, ``.OUT.new-*`` and
+    ``.OUT.old-*``; the next write to ``out_dir`` removes them, putting back first
+    an earlier report that was renamed aside when the run died. A symlink
+    ``out_dir`` is written through (see :func:`check_out_dir`).
     """
+    out_dir = _followed(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.new-"))
+    _clear_debris(out_dir)
+    staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f"{_debris_prefix(out_dir)}new-"))
     try:
         try:
             written = write(staging)
-        except BaseException:
+        except Exception:
             if keep_partial(staging):
                 _swap_in(staging, out_dir)
             raise
@@ -217,7 +229,7 @@ def _swap_in(staging, out_dir):
     if not out_dir.exists():
         os.rename(staging, out_dir)
         return
-    old = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.old-"))
+    old = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f"{_debris_prefix(out_dir)}old-"))
     try:
         os.rename(out_dir, old / out_dir.name)
         try:
@@ -227,6 +239,38 @@ def _swap_in(staging, out_dir):
             raise
     finally:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _debris_prefix(out_dir):  # one spelling for the hidden siblings made and cleared
+    return f".{out_dir.name}."
+
+
+def _clear_debris(out_dir):
+    """Remove the hidden siblings a killed write left; first put back an earlier report left aside.
+
+    A run killed between :func:`_swap_in`'s two renames leaves no ``out_dir``
+    and the earlier report in ``.OUT.old-*/OUT``: that one is restored, so a
+    failure of this run cannot lose it.
+    """
+    prefix = _debris_prefix(out_dir)
+    debris = [path for path in out_dir.parent.iterdir()
+              if path.name.startswith((f"{prefix}new-", f"{prefix}old-")) and path.is_dir() and not path.is_symlink()]
+    for path in debris:
+        aside = path / out_dir.name
+        if path.name.startswith(f"{prefix}old-") and aside.is_dir() and not out_dir.exists():
+            os.rename(aside, out_dir)
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _followed(out_dir):
+    """``out_dir`` as an absolute path, a symlink replaced by the folder it points to."""
+    out_dir = Path(out_dir).absolute()
+    if not out_dir.is_symlink():
+        return out_dir
+    try:
+        return out_dir.resolve(strict=False)
+    except RuntimeError as exc:  # a loop of links (Python < 3.13; later versions raise OSError)
+        raise OSError(f"{out_dir} is a loop of symbolic links") from exc
 
 
 # --------------------------------------------------------------------------- files
