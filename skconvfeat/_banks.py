@@ -44,8 +44,10 @@ class BankInfo:
 _BANK_INFO = {}
 
 
-def bank_info(name):
-    """The :class:`BankInfo` of a registered bank (plain banks registered by assignment need no data)."""
+def bank_info(name, carried=None):
+    """The :class:`BankInfo` of a bank an estimator carries or the registry holds (plain banks registered by assignment need no data)."""
+    if carried and name in carried:
+        return carried[name].info
     return _BANK_INFO.get(name, BankInfo(needs_data=False, whiten=False))
 
 
@@ -113,51 +115,55 @@ def user_banks():
     return {name: func for name, func in _REGISTRY.items() if _BUILTINS.get(name) is not func}
 
 
-def pack_user_banks():
-    """The program's banks as bytes that travel inside a pickled estimator.
+@dataclass(frozen=True)
+class CarriedBank:
+    """A bank that travelled inside a pickled estimator: its :class:`BankInfo` and its pickled function.
+
+    The function stays pickled until a fit needs it, so loading a model never
+    runs (or fails on) the code of a bank the model does not use.
+    """
+
+    info: BankInfo
+    data: bytes
+
+    def function(self):
+        import pickle
+
+        return pickle.loads(self.data)
+
+
+def pack_banks(carried=None):
+    """The program's banks, and those an estimator ``carried`` in, as picklable values.
 
     A bank registered at run time (in a notebook, a script's ``__main__`` or a
     function) is unknown in joblib/loky and Dask worker processes, which never
-    ran the registration. cloudpickle (which joblib and Dask use) stores such functions by
-    value, so any pickler can carry the bytes; a bank it cannot store is left
-    out and the worker reports it as unknown.
+    ran the registration. cloudpickle (which joblib and Dask use) stores such
+    functions by value, so any pickler can carry the bytes; a bank it cannot
+    store is left out and the worker reports it as unknown. A carried bank
+    wins over the registry's bank of the same name: the model keeps its own.
     """
     import cloudpickle
 
     packed = {}
     for name, func in user_banks().items():
         try:
-            packed[name] = cloudpickle.dumps(func)
+            packed[name] = CarriedBank(bank_info(name), cloudpickle.dumps(func))
         except Exception:  # e.g. a closure over a lock: the worker will name the bank it lacks
             continue
-    return packed
+    return {**packed, **(carried or {})}
 
 
-def unpack_user_banks(packed):
-    """Register the banks that travelled with an unpickled estimator.
+def unpack_banks(packed):
+    """The ``{name: CarriedBank}`` of an unpickled estimator; the process registry is left untouched.
 
-    A name this process does not know is registered; a known name with the
-    same function (same qualified name and code) is left alone; a different
-    function under a known name replaces it with a warning, as
-    :func:`register_bank` does, so a worker follows the caller's latest version.
+    Loading a model must not change the process: registering its banks would
+    replace a bank of the same name (even a built-in) for every other
+    estimator. Pickles of 0.1.0 stored a bare pickled function per name.
     """
-    import pickle
-
-    for name, data in packed.items():
-        func = pickle.loads(data)
-        known = _REGISTRY.get(name)
-        if known is None:
-            _REGISTRY[name] = func
-        elif not _same_function(known, func):
-            register_bank(name)(func)
-
-
-def _same_function(a, b):
-    return (a.__module__, a.__qualname__, getattr(a, "__code__", None)) == (
-        b.__module__,
-        b.__qualname__,
-        getattr(b, "__code__", None),
-    )
+    return {
+        name: value if isinstance(value, CarriedBank) else CarriedBank(BankInfo(needs_data=False, whiten=False), value)
+        for name, value in packed.items()
+    }
 
 
 def list_banks():
@@ -172,14 +178,14 @@ def list_banks():
     return sorted(_REGISTRY)
 
 
-def is_registered(name):
-    """Whether ``name`` is a registered bank."""
-    return name in _REGISTRY
+def is_registered(name, carried=None):
+    """Whether ``name`` is a bank an estimator carries or the registry holds."""
+    return name in _REGISTRY or bool(carried) and name in carried
 
 
-def unknown_bank_message(name, owner="make_bank"):
+def unknown_bank_message(name, owner="make_bank", carried=None):
     """The error for a bank name that is not registered, with the closest known names."""
-    names = list_banks()
+    names = sorted(set(_REGISTRY) | set(carried or ()))
     return (
         f"The 'bank' parameter of {owner} must be one of {set(names)} or an array of "
         f"kernels. Got {name!r} instead.{did_you_mean(name, names)}"
@@ -248,15 +254,21 @@ def make_bank(name, *, kernel_size=5, n_channels=1, random_state=None, patches=N
     ...
     ValueError: The 'bank' parameter of make_bank must be one of ... Did you mean 'gabor'?
     """
-    if not isinstance(name, str) or name not in _REGISTRY:
-        raise ValueError(unknown_bank_message(name))
+    return make_bank_of(None, name, kernel_size=kernel_size, n_channels=n_channels, random_state=random_state,
+                        patches=patches, params=params)
+
+
+def make_bank_of(carried, name, *, kernel_size, n_channels, random_state, patches, params):
+    """:func:`make_bank` looking ``name`` up in an estimator's ``carried`` banks first, then in the registry."""
+    if not isinstance(name, str) or not is_registered(name, carried):
+        raise ValueError(unknown_bank_message(name, carried=carried))
     if not isinstance(n_channels, numbers.Integral) or isinstance(n_channels, bool) or n_channels < 1:
         raise ValueError(
             f"The 'n_channels' parameter of make_bank must be a positive int. "
             f"Got {n_channels!r} instead."
         )
     kernel_size = check_kernel_size(kernel_size)
-    func = _REGISTRY[name]
+    func = carried[name].function() if carried and name in carried else _REGISTRY[name]
     accepted = inspect.signature(func).parameters
     reserved = {"kernel_size", "n_channels", "random_state", "patches"}
     unknown = sorted(set(params) - set(accepted) - reserved)
@@ -269,7 +281,7 @@ def make_bank(name, *, kernel_size=5, n_channels=1, random_state=None, patches=N
     call = dict(params, kernel_size=kernel_size, n_channels=int(n_channels))
     if "random_state" in accepted:
         call["random_state"] = random_state
-    if bank_info(name).needs_data:
+    if bank_info(name, carried).needs_data:
         call["patches"] = _check_patches(patches, name, kernel_size, int(n_channels))
     elif patches is not None:
         raise ValueError(

@@ -25,7 +25,7 @@ from sklearn.utils._param_validation import Interval, InvalidParameterError
 from sklearn.utils.validation import check_array
 
 from . import _device, _layer, _patches
-from ._banks import as_pair, bank_info, is_registered, make_bank, unknown_bank_message
+from ._banks import as_pair, bank_info, is_registered, make_bank_of, unknown_bank_message
 
 # What a pair-valued parameter (kernel_size, pool_size, ...) accepts.
 PAIR_OR_INT = [Interval(numbers.Integral, 1, None, closed="left"), tuple, list]
@@ -156,23 +156,28 @@ def layer_spec(params):
     )
 
 
-def resolved_preprocessing(params):
-    """``(patch_norm, whiten)`` with "auto" resolved: on for data-derived banks (whiten as registered)."""
-    needs_data = _needs_data(params["bank"])
+def resolved_preprocessing(params, carried=None):
+    """``(patch_norm, whiten)`` with "auto" resolved: on for data-derived banks (whiten as registered).
+
+    ``carried``: the banks an unpickled estimator brought with it (see :func:`~skconvfeat._banks.unpack_banks`).
+    """
+    needs_data = _needs_data(params["bank"], carried)
     patch_norm = needs_data if params["patch_norm"] == "auto" else bool(params["patch_norm"])
-    whiten = (needs_data and bank_info(params["bank"]).whiten) if params["whiten"] == "auto" else bool(params["whiten"])
+    whiten = (
+        (needs_data and bank_info(params["bank"], carried).whiten) if params["whiten"] == "auto" else bool(params["whiten"])
+    )
     return patch_norm, whiten
 
 
-def samples_patches(params):
+def samples_patches(params, carried=None):
     """Whether fitting samples patches of the images (for whitening or a data-derived bank)."""
     bank = params["bank"]
-    if isinstance(bank, str) and not is_registered(bank):
+    if isinstance(bank, str) and not is_registered(bank, carried):
         return False  # an unknown name fails in fit_layer, clearly
-    return _needs_data(bank) or resolved_preprocessing(params)[1]
+    return _needs_data(bank, carried) or resolved_preprocessing(params, carried)[1]
 
 
-def fit_layer(images, params):
+def fit_layer(images, params, carried=None):
     """Fit the layer of a transformer's parameters (``get_params()``) on images ``(n, h, w, c)``.
 
     Every check that needs no patches runs first: a refused setting costs
@@ -180,13 +185,13 @@ def fit_layer(images, params):
     """
     spec = layer_spec(params)
     bank = params["bank"]
-    if isinstance(bank, str) and not is_registered(bank):
-        raise InvalidParameterError(unknown_bank_message(bank, "FixedConvTransformer"))
-    patch_norm, whiten = resolved_preprocessing(params)
-    sampling = samples_patches(params)
+    if isinstance(bank, str) and not is_registered(bank, carried):
+        raise InvalidParameterError(unknown_bank_message(bank, "FixedConvTransformer", carried))
+    patch_norm, whiten = resolved_preprocessing(params, carried)
+    sampling = samples_patches(params, carried)
     # A bank given as an array ignores kernel_size: read it only where it matters.
     kernel_hw = pair_param(params["kernel_size"], "kernel_size") if patch_norm or sampling else None
-    _check_channel_mode(params, spec, patch_norm, whiten)
+    _check_channel_mode(params, spec, patch_norm, whiten, carried)
     check_cast(images, params["dtype"], kernel_hw if patch_norm else None)
     preprocessing, patches, rng = None, None, None
     if sampling:
@@ -199,7 +204,7 @@ def fit_layer(images, params):
         preprocessing = preprocessing if patch_norm or whiten else None
     elif patch_norm:
         preprocessing = _patches.PatchPreprocessing(True, params["eps_norm"])
-    filters = _build_filters(params, images.shape[-1], spec, patches, rng)
+    filters = _build_filters(params, images.shape[-1], spec, patches, rng, carried)
     layer = FittedLayer(spec, filters, preprocessing, images.shape[1:])
     check_geometry(images.shape[1:3], layer.kernel_hw, spec)
     _check_memory(layer, params["dtype"])
@@ -207,13 +212,13 @@ def fit_layer(images, params):
     return layer
 
 
-def _needs_data(bank):
-    return isinstance(bank, str) and bank_info(bank).needs_data
+def _needs_data(bank, carried):
+    return isinstance(bank, str) and bank_info(bank, carried).needs_data
 
 
-def _check_channel_mode(params, spec, patch_norm, whiten):
+def _check_channel_mode(params, spec, patch_norm, whiten, carried):
     folded = patch_norm or whiten or spec.nonlinearity in _layer.ENCODINGS
-    if spec.channel_mode == "separate" and (folded or _needs_data(params["bank"])):
+    if spec.channel_mode == "separate" and (folded or _needs_data(params["bank"], carried)):
         raise ValueError(
             "FixedConvTransformer applies patch preprocessing (patch_norm, whiten), "
             "data-derived banks and the encodings "
@@ -223,7 +228,7 @@ def _check_channel_mode(params, spec, patch_norm, whiten):
         )
 
 
-def _build_filters(params, n_channels, spec, patches, rng):
+def _build_filters(params, n_channels, spec, patches, rng, carried):
     bank, bank_params = params["bank"], params["bank_params"]
     bank_channels = 1 if spec.channel_mode == "separate" else n_channels
     if isinstance(bank, str):
@@ -233,13 +238,14 @@ def _build_filters(params, n_channels, spec, patches, rng):
                 f"The 'bank_params' parameter of FixedConvTransformer may not set {reserved}: the layer sets "
                 f"them ({_SET_BY_THE_LAYER[reserved[0]]}). Got bank_params={bank_params!r}."
             )
-        return make_bank(
+        return make_bank_of(
+            carried,
             bank,
             kernel_size=pair_param(params["kernel_size"], "kernel_size"),
             n_channels=bank_channels,
             random_state=params["random_state"] if rng is None else rng,
-            patches=patches if _needs_data(bank) else None,
-            **(bank_params or {}),
+            patches=patches if _needs_data(bank, carried) else None,
+            params=bank_params or {},
         )
     if bank_params:
         raise ValueError(

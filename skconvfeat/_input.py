@@ -234,6 +234,11 @@ def sample_images(images, n_samples, random_state=None):
     so memory is bounded by ``n_samples`` images plus one chunk per draw.
     """
     n = images.shape[0]
+    if isinstance(n, float) and math.isnan(n):  # a Dask array filtered by a boolean mask, for one
+        raise ValueError(
+            f"The images are a Dask array of unknown chunk sizes (shape {images.shape}), so fit cannot draw "
+            "its sample of images from them. Call X.compute_chunk_sizes() before fit."
+        )
     rng = check_random_state(random_state)
     picked = np.sort(rng.choice(n, size=min(n_samples, n), replace=False))
     sample = images[picked]

@@ -17,7 +17,7 @@ from sklearn.utils._set_output import _get_output_config
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted
 
 from . import _backend, _device, _input, _layer
-from ._banks import pack_user_banks, unpack_user_banks
+from ._banks import pack_banks, unpack_banks
 from ._fitted import (
     PAIR_OR_INT,
     FittedLayer,
@@ -311,7 +311,8 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
         with restore_on_failure(self):  # shaping records n_features_in_ as it goes
             X = _input.convert(X, "FixedConvTransformer")
             sample = _fit_sample(self, X) if _input.is_dask_array(X) else X
-            self.layer_ = fit_layer(_input.shape_images(sample, self, reset=True), self.get_params(deep=False))
+            images = _input.shape_images(sample, self, reset=True)
+            self.layer_ = fit_layer(images, self.get_params(deep=False), carried_banks(self))
         return self
 
     def transform(self, X):
@@ -368,14 +369,22 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
         state = super().__getstate__()
         # The banks registered at run time travel with the estimator, so a name
         # in it or in a parameter grid is known in any worker process.
-        state["_user_banks"] = pack_user_banks()
+        state["_user_banks"] = pack_banks(state.pop("_carried_banks", None))
         state["_skconvfeat_version"] = _version()
         return state
 
     def __setstate__(self, state):
-        unpack_user_banks(state.pop("_user_banks", {}))
+        # Kept by this estimator alone: loading a model never changes the process's banks.
+        state["_carried_banks"] = unpack_banks(state.pop("_user_banks", {}))
         _upgrade_state(state, type(self).__name__)
         super().__setstate__(state)
+
+    def __sklearn_clone__(self):
+        # A clone (GridSearchCV's, FixedConvNet's, a worker's) keeps the banks this estimator carried in.
+        clone = super().__sklearn_clone__()
+        if carried_banks(self):
+            clone._carried_banks = carried_banks(self)
+        return clone
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -384,9 +393,14 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
         return tags
 
 
+def carried_banks(transformer):
+    """The banks an unpickled transformer brought with it, ``{name: CarriedBank}`` (None when made here)."""
+    return getattr(transformer, "_carried_banks", None)
+
+
 def _fit_sample(transformer, X):
     """What ``fit`` computes of a Dask array: a bounded sample of images when patches are needed, else one zero image."""
-    if samples_patches(transformer.get_params(deep=False)):
+    if samples_patches(transformer.get_params(deep=False), carried_banks(transformer)):
         return _input.sample_images(X, _DASK_FIT_IMAGES, transformer.random_state)
     return _input.one_image_like(X)
 

@@ -200,3 +200,68 @@ def test_results_written_before_the_transfer_moved_out_are_still_compared(two_st
     assert read_results(old)["transfer"]["train_sizes"] == [20, 50, 100, 300]
     paths = write_comparison([old, two_studies[1]], tmp_path / "both")
     assert "old-layout" in paths["comparison.md"].read_text()
+
+
+def _hostile(change):
+    """A valid study's results with one change, as JSON text (NaN written as the bare word json allows)."""
+    results = {**make_study()[0], "schema_version": SCHEMA_VERSION}
+    change(results)
+    return json.dumps(results)
+
+
+def _set_arm(key, value):
+    return lambda results: results["arms"][0].__setitem__(key, value)
+
+
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        (_set_arm("mean", float("nan")), "arms[0].mean must be a finite number in [0, 1]; got nan"),
+        (_set_arm("mean", -5.0), "arms[0].mean must be a finite number in [0, 1]; got -5.0"),
+        (lambda r: r["arms"][1]["scores"].__setitem__(0, 1.5), "arms[1].scores[0] must be a finite number in [0, 1]"),
+        (_set_arm("label", "x" * 2**20), "arms[0].label must be at most 200 characters; got 1,048,576"),
+        (_set_arm("label", 7), "arms[0].label must be a string; got 7"),
+        (_set_arm("scores", "0.9"), "arms[0].scores must be a list; got '0.9'"),
+        (lambda r: r.__setitem__("n_classes", True), "n_classes must be a non-negative integer; got True"),
+        (lambda r: r.__setitem__("margin", "1%"), "margin must be a number; got '1%'"),
+        (lambda r: r["evaluation"].pop("n_train"), "evaluation lacks n_train"),
+        (lambda r: r["arms"][2].pop("ci_high"), "arms[2] lacks ci_high"),
+        (lambda r: r.__setitem__("arms", {"name": "x"}), "arms must be a list; got {'name': 'x'}"),
+        (lambda r: r.__setitem__("reference", "nope"), "reference must name one of the arms; got 'nope'"),
+        (lambda r: r["evaluation"].__setitem__("design", "bootstrap"), "evaluation.design must be one of ['cv', 'holdout']"),
+        (lambda r: r.__setitem__("baseline", {"label": "x", "accuracy": 0.5, "floor": 0.7, "reached": "no"}),
+         "baseline.reached must be true or false; got 'no'"),
+    ],
+    ids=["nan", "negative", "score-above-1", "1MB-label", "label-int", "scores-str", "bool-count", "margin-str",
+         "missing-nested", "missing-in-arm", "arms-dict", "unknown-reference", "unknown-design", "baseline-reached"],
+)
+def test_hostile_results_exit_1_naming_the_file_and_the_field(change, field, two_studies, tmp_path, capsys):
+    bad = _write_json(tmp_path / "hostile", _hostile(change))
+    out = tmp_path / "cmp"
+    assert main(["report", str(two_studies[0]), str(bad), "--out", str(out)]) == 1
+    line = _error(capsys)
+    assert f"{bad / 'results.json'}: {field}" in line
+    assert len(line) < 400  # a megabyte label is not echoed
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "content, expected",
+    [("[" * 100_000 + "]" * 100_000, "is not a JSON file"), (" " * (17 * 2**20) + "{}", "bytes, more than the")],
+    ids=["nested-too-deep", "too-large"],
+)
+def test_unreadable_results_exit_1(content, expected, two_studies, tmp_path, capsys):
+    bad = _write_json(tmp_path / "hostile", content)
+    assert main(["report", str(two_studies[0]), str(bad), "--out", str(tmp_path / "cmp")]) == 1
+    assert expected in _error(capsys)
+
+
+def test_labels_are_plain_text_in_the_page_and_the_figures(tmp_path):
+    # "$...$" is mathtext to matplotlib: unescaped, "\undefinedcommand" would fail to parse and take
+    # the figure (and the comparison) down; "<b>" must reach the page as text.
+    results, extras = make_study()
+    results["arms"][0]["label"] = r"Costs $5 <b>and</b> $\undefinedcommand{x}$"
+    write_report(results, extras, tmp_path / "study")
+    write_comparison([tmp_path / "study"], tmp_path / "cmp")
+    page = (tmp_path / "cmp" / "comparison.html").read_text()
+    assert html.escape(results["arms"][0]["label"]) in page and "<b>and</b>" not in page

@@ -216,3 +216,13 @@ def test_cupy_backed_chunks_stay_on_the_device(monkeypatch):
     computed = out.compute(scheduler="synchronous")
     assert type(computed).__module__ == "cupy"
     np.testing.assert_allclose(computed.get(), conv(device="cpu").fit(colour).transform(colour), rtol=1e-6)
+
+
+def test_unknown_chunk_sizes_are_a_clear_error_where_fit_samples():
+    masked = da.from_array(IMAGES[:40], chunks=(10, 8, 8))
+    masked = masked[masked[:, 0, 0] >= 0]  # a boolean mask: the chunk sizes are unknown (nan)
+    with pytest.raises(ValueError, match=r"unknown chunk sizes \(shape \(nan, 8, 8\)\).*compute_chunk_sizes"):
+        FixedConvTransformer("kmeans", kernel_size=3, random_state=0).fit(masked)
+    # A bank that needs no sample fits and transforms them as they are.
+    conv = FixedConvTransformer("gabor", kernel_size=3).fit(masked)
+    np.testing.assert_allclose(conv.transform(masked).compute(), conv.transform(IMAGES[:40]))

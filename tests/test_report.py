@@ -362,6 +362,71 @@ def test_interruption_while_writing_keeps_the_earlier_report_whole(tmp_path, mon
     assert [path.name for path in tmp_path.iterdir()] == ["report"]  # no staging folder left behind
 
 
+def test_interruption_while_the_page_is_written_keeps_the_earlier_report_whole(tmp_path, monkeypatch):
+    # By then results.json is written: a failure keeps those numbers, but Ctrl-C must not trade a
+    # complete report for one without report.html.
+    out = tmp_path / "report"
+    write_report(*make_study(seed=0), out)
+    before = _snapshot(out)
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_report, "_report_html", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_report(*make_study(seed=1), out)
+    assert _snapshot(out) == before
+    assert [path.name for path in tmp_path.iterdir()] == ["report"]
+
+
+def test_debris_of_a_killed_run_is_removed_by_the_next(tmp_path):
+    out = tmp_path / "report"
+    write_report(*make_study(seed=0), out)
+    # SIGKILL while writing (a staging folder), and between the two renames (the old report aside).
+    (tmp_path / ".report.new-abc123").mkdir()
+    (tmp_path / ".report.new-abc123" / "results.csv").write_text("partial")
+    (tmp_path / ".report.old-def456").mkdir()
+    out.rename(tmp_path / ".report.old-def456" / "report")
+    unrelated = tmp_path / ".other.new-1"
+    unrelated.mkdir()
+    write_report(*make_study(seed=1), out)
+    assert sorted(path.name for path in tmp_path.iterdir()) == [".other.new-1", "report"]
+    assert _snapshot(out) == _snapshot_of_study(tmp_path / "fresh", seed=1)
+
+
+def test_debris_cleanup_restores_the_report_left_aside_when_the_next_run_fails(tmp_path, monkeypatch):
+    out = tmp_path / "report"
+    write_report(*make_study(seed=0), out)
+    before = _snapshot(out)
+    (tmp_path / ".report.old-def456").mkdir()
+    out.rename(tmp_path / ".report.old-def456" / "report")
+
+    def interrupted(results):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_report, "_results_csv", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_report(*make_study(seed=1), out)
+    assert _snapshot(out) == before
+    assert [path.name for path in tmp_path.iterdir()] == ["report"]
+
+
+def _snapshot_of_study(folder, seed):
+    write_report(*make_study(seed=seed), folder)
+    return _snapshot(folder)
+
+
+def test_a_symlinked_out_is_written_through(tmp_path):
+    target = tmp_path / "reports" / "digits"
+    write_report(*make_study(seed=0), target)
+    link = tmp_path / "latest"
+    link.symlink_to(target, target_is_directory=True)
+    write_report(*make_study(seed=1), link)
+    assert link.is_symlink() and link.resolve() == target.resolve()
+    assert _snapshot(target) == _snapshot_of_study(tmp_path / "fresh", seed=1)
+    assert sorted(path.name for path in target.parent.iterdir()) == ["digits"]
+
+
 def test_failed_swap_puts_the_earlier_report_back(tmp_path, monkeypatch):
     out = tmp_path / "report"
     write_report(*make_study(seed=0), out)

@@ -37,7 +37,7 @@ from .._fitted import resolved_preprocessing, restore_on_failure
 from .._input import shape_images
 from .._layer import NONLINEARITIES, auto_batch_size
 from .._net import FixedConvNet
-from .._transformer import FixedConvTransformer
+from .._transformer import FixedConvTransformer, carried_banks
 
 __all__ = ["LearnedConvClassifier", "transfer_bank"]
 
@@ -536,7 +536,7 @@ class LearnedConvClassifier(ClassifierMixin, BaseEstimator):
             if not isinstance(layer, FixedConvTransformer):
                 continue  # FixedConvNet's fit says what is wrong with it
             params = layer.get_params(deep=False)
-            if any(resolved_preprocessing(params)) or params["nonlinearity"] not in NONLINEARITIES:
+            if any(resolved_preprocessing(params, carried_banks(layer))) or params["nonlinearity"] not in NONLINEARITIES:
                 raise ValueError(
                     f"LearnedConvClassifier trains plain convolutions with the nonlinearities "
                     f"{NONLINEARITIES}, but layer {i + 1} of 'conv' preprocesses its patches or uses "

@@ -5,25 +5,12 @@ MiniRocket imports its numba module inside ``_fit``), so ``import skconvfeat``
 never loads PyTorch.
 """
 
-import os
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .._layer import NONLINEARITY_TABLE, PADDING_MODES, pad_widths, padded_index
-
-
-def _one_thread_in_forked_child():
-    # torch's OpenMP pool does not survive fork(): a child that runs a parallel
-    # region the parent had started can wait forever on threads it does not have.
-    # One thread runs every operation inline, so predict in joblib/multiprocessing
-    # workers started by fork finishes.
-    torch.set_num_threads(1)
-
-
-os.register_at_fork(after_in_child=_one_thread_in_forked_child)
 
 
 class ConvLayer(nn.Module):

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from . import _format as fmt
 from ._document import markdown_table
+from ._schema import MAX_FILE_BYTES, SchemaError, check_results
 from ._report import (
     _CSS,
     SCHEMA_VERSION,
@@ -39,10 +40,6 @@ __all__ = ["COMPARISON_FILES", "read_results", "write_comparison"]
 # The files of a comparison folder; a folder holding others (a study's report
 # among them: its results.json) is never replaced by a comparison.
 COMPARISON_FILES = ("comparison.html", "comparison.md")
-# What the comparison and the study sentence read from each results.json.
-_REQUIRED_KEYS = ("dataset", "n_samples", "n_classes", "image_shape", "classifier", "evaluation",
-                  "learned_training", "margin", "arms", "reference", "best_fixed", "baseline", "verdicts",
-                  "elapsed_s")
 _MISSING = "-"  # an arm a study did not run
 
 
@@ -68,7 +65,9 @@ def read_results(folder):
         If ``folder`` is a file.
     ValueError
         If ``results.json`` is not JSON, is of another schema version than
-        ``SCHEMA_VERSION``, or lacks a key the comparison reads.
+        ``SCHEMA_VERSION``, or breaks the schema (a key the comparison reads
+        missing, of the wrong type, out of its range, NaN, or too long): the
+        message names the file and the field.
 
     Examples
     --------
@@ -86,10 +85,13 @@ def read_results(folder):
     path = folder / "results.json"
     if not path.is_file():
         raise FileNotFoundError(f"{folder} holds no results.json: give a folder written by 'skconvfeat --out DIR'")
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise ValueError(f"{path} holds {size:,} bytes, more than the {MAX_FILE_BYTES:,} of any study's results")
     try:
         results = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path} is not a JSON file ({exc})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # RecursionError: nested too deep
+        raise ValueError(f"{path} is not a JSON file ({type(exc).__name__}: {str(exc)[:100]})") from None
     if not isinstance(results, dict):
         raise ValueError(f"{path} holds a JSON {type(results).__name__}, not the results of a study")
     version = results.get("schema_version")
@@ -98,9 +100,10 @@ def read_results(folder):
                    else f"schema version {version!r}")
         raise ValueError(f"{path} has {written}; this skconvfeat reads version {SCHEMA_VERSION}. "
                          "Run the study again with this version to compare it.")
-    missing = [key for key in _REQUIRED_KEYS if key not in results]
-    if missing:
-        raise ValueError(f"{path} lacks {', '.join(missing)}: it is not the results of a study")
+    try:
+        check_results(results)
+    except SchemaError as exc:
+        raise ValueError(f"{path}: {exc}: it is not the results of a study of this schema") from None
     return results
 
 

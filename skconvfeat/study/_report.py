@@ -87,12 +87,15 @@ def check_out_dir(out_dir, files=REPORT_FILES):
     files : tuple of str, default=REPORT_FILES
         The names an earlier report of this kind may have left there.
 
+    A symlink is followed: the report is written through it, into the folder
+    it points to, and the link stays a link.
+
     Returns
     -------
     out_dir : pathlib.Path
-        The absolute path.
+        The absolute path (the link's target when ``out_dir`` is a symlink).
     """
-    out_dir = Path(out_dir).absolute()
+    out_dir = _followed(out_dir)
     if out_dir.exists():
         if not out_dir.is_dir():
             raise NotADirectoryError(f"{out_dir} is a file, not a folder")
@@ -163,16 +166,25 @@ def write_report(results, extras, out_dir, *, transfer=None):
 def write_folder(out_dir, write, keep_partial=lambda folder: False):
     """Call ``write(folder)`` on a temporary sibling of ``out_dir``, then swap it in whole; return its result.
 
-    When ``write`` raises, ``out_dir`` is left as it was, unless
+    When ``write`` fails, ``out_dir`` is left as it was, unless
     ``keep_partial(folder)`` says the part written is worth keeping; that part
-    is then swapped in before the error goes on.
+    is then swapped in before the error goes on. An interruption
+    (``KeyboardInterrupt``, ``SystemExit``) always leaves ``out_dir`` as it was:
+    the user stopped the run, so a complete earlier report is not traded for a
+    partial one. A run killed outright (SIGKILL, or SIGTERM, whose default
+    skips Python's cleanup) leaves hidden siblings, ``.OUT.new-*`` and
+    ``.OUT.old-*``; the next write to ``out_dir`` removes them, putting back first
+    an earlier report that was renamed aside when the run died. A symlink
+    ``out_dir`` is written through (see :func:`check_out_dir`).
     """
+    out_dir = _followed(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.new-"))
+    _clear_debris(out_dir)
+    staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f"{_debris_prefix(out_dir)}new-"))
     try:
         try:
             written = write(staging)
-        except BaseException:
+        except Exception:
             if keep_partial(staging):
                 _swap_in(staging, out_dir)
             raise
@@ -217,7 +229,7 @@ def _swap_in(staging, out_dir):
     if not out_dir.exists():
         os.rename(staging, out_dir)
         return
-    old = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.old-"))
+    old = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f"{_debris_prefix(out_dir)}old-"))
     try:
         os.rename(out_dir, old / out_dir.name)
         try:
@@ -227,6 +239,38 @@ def _swap_in(staging, out_dir):
             raise
     finally:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _debris_prefix(out_dir):  # one spelling for the hidden siblings made and cleared
+    return f".{out_dir.name}."
+
+
+def _clear_debris(out_dir):
+    """Remove the hidden siblings a killed write left; first put back an earlier report left aside.
+
+    A run killed between :func:`_swap_in`'s two renames leaves no ``out_dir``
+    and the earlier report in ``.OUT.old-*/OUT``: that one is restored, so a
+    failure of this run cannot lose it.
+    """
+    prefix = _debris_prefix(out_dir)
+    debris = [path for path in out_dir.parent.iterdir()
+              if path.name.startswith((f"{prefix}new-", f"{prefix}old-")) and path.is_dir() and not path.is_symlink()]
+    for path in debris:
+        aside = path / out_dir.name
+        if path.name.startswith(f"{prefix}old-") and aside.is_dir() and not out_dir.exists():
+            os.rename(aside, out_dir)
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _followed(out_dir):
+    """``out_dir`` as an absolute path, a symlink replaced by the folder it points to."""
+    out_dir = Path(out_dir).absolute()
+    if not out_dir.is_symlink():
+        return out_dir
+    try:
+        return out_dir.resolve(strict=False)
+    except RuntimeError as exc:  # a loop of links (Python < 3.13; later versions raise OSError)
+        raise OSError(f"{out_dir} is a loop of symbolic links") from exc
 
 
 # --------------------------------------------------------------------------- files
@@ -346,8 +390,14 @@ def _kind_legend(axes, arms):
 
 
 def _wrap(label, width=_LABEL_WIDTH):
-    """``label`` broken into lines of at most ``width`` characters (its own line breaks kept)."""
-    return "\n".join(textwrap.fill(line, width) or line for line in str(label).split("\n"))
+    """``label`` broken into lines of at most ``width`` characters (its own line breaks kept), as plain text.
+
+    Every label drawn passes here: a ``$`` is escaped, since matplotlib reads
+    the text between two as mathtext (a label read from a foreign file could
+    otherwise render as formulas, or fail to parse and take the figure down).
+    """
+    lines = (textwrap.fill(line, width) or line for line in str(label).split("\n"))
+    return "\n".join(lines).replace("$", r"\$")
 
 
 def _arm_rows(arms, width):
@@ -395,7 +445,7 @@ def _figure_transfer(transfer):
     axes = axes[0, 0]
     sizes = np.asarray(transfer["train_sizes"])
     for name, arm in transfer["arms"].items():
-        (line,) = axes.plot(sizes, arm["mean"], marker="o", label=arm.get("label", name))
+        (line,) = axes.plot(sizes, arm["mean"], marker="o", label=_wrap(arm.get("label", name)))
         axes.fill_between(sizes, arm["ci_low"], arm["ci_high"], color=line.get_color(), alpha=0.2, linewidth=0)
     axes.set_xscale("log")
     axes.set_xticks(sizes, [str(size) for size in sizes])
@@ -519,7 +569,7 @@ def _figure_confusion(extras):
     if not confusion:
         return None
     matrix = np.asarray(confusion["matrix"])
-    labels = [str(label) for label in confusion["labels"]]
+    labels = [_wrap(label) for label in confusion["labels"]]  # class names: a folder's, maybe
     # Capped: CIFAR-100 would otherwise give a 36-inch figure.
     size = min(1.2 + 0.35 * len(labels), 7.0)
     figure, axes = new_figure(size + 0.8, size)
@@ -533,7 +583,7 @@ def _figure_confusion(extras):
     # With too many classes the default ticks count classes in label order.
     axes.set_xlabel("predicted" if len(labels) <= _MAX_LABELLED_CLASSES else "predicted (class index)")
     axes.set_ylabel("true" if len(labels) <= _MAX_LABELLED_CLASSES else "true (class index)")
-    axes.set_title(confusion["arm"], fontsize=9)
+    axes.set_title(_wrap(confusion["arm"]), fontsize=9)
     if len(labels) <= _MAX_ANNOTATED_CLASSES:
         threshold = matrix.max() / 2
         for (row, column), count in np.ndenumerate(matrix):
@@ -630,7 +680,7 @@ def _figure_per_class(extras):
     per_class = extras.get("per_class")
     if not per_class or not per_class.get("accuracy"):
         return None
-    labels = [str(label) for label in per_class["labels"]]
+    labels = [_wrap(label) for label in per_class["labels"]]
     arms = per_class["accuracy"]
     width = min(max(4.0, 1.5 + 0.45 * len(labels)), 12.0)
     figure, axes = new_figure(width, 3.6)
