@@ -333,12 +333,12 @@ def dictionary_breakdown():
         for encoding in DICT_ENCODINGS:
             spec = _layer.LayerSpec("valid", encoding, "avg", None, None, (2, 2), "sum", alpha=0.25)
             folded = _layer.prepare_weights(filters, spec, np.float32, np, prep)
-            rows = _layer._patch_rows(x, folded, np)
-            tile = rows[: _layer._tile_positions(folded, 4, cpu.CPU_TILE_BYTES)]
+            rows = _layer.patch_rows(x, folded, np)
+            tile = rows[: _layer.tile_positions(folded, 4, cpu.CPU_TILE_BYTES)]
             out = np.empty((tile.shape[0], folded.matrix.shape[1]), np.float32)
             t_gemm = per_position(lambda: np.matmul(tile, folded.matrix, out=out), tile.shape[0])
             for name, k in paths.items():
-                t_rows = per_position(lambda: _layer._patch_rows(x, folded, np, k), rows.shape[0])
+                t_rows = per_position(lambda: _layer.patch_rows(x, folded, np, k), rows.shape[0])
                 t_layer = per_position(lambda: _layer.folded_layer(x, folded, spec, np, cpu.CPU_TILE_BYTES, k), rows.shape[0])
                 t_encode = t_layer - t_rows - t_gemm
                 print(f"{encoding:26} {name:9} {t_gemm:6.2f} {t_rows:10.2f} {t_encode:11.2f}  {t_gemm / t_layer:9.0%}")

@@ -321,7 +321,7 @@ def _tile_shape(n_images, map_hw, spec, folded, itemsize, tile_bytes):
     map_h, map_w = map_hw
     if tile_bytes is None:
         return n_images, map_h
-    positions = _tile_positions(folded, itemsize, tile_bytes)
+    positions = tile_positions(folded, itemsize, tile_bytes)
     if spec.pool_grid is None or positions >= map_h * map_w:
         # Window pooling needs whole maps; a small image is whole anyway.
         return max(1, min(n_images, positions // (map_h * map_w))), map_h
@@ -330,7 +330,7 @@ def _tile_shape(n_images, map_hw, spec, folded, itemsize, tile_bytes):
     return 1, -(-map_h // n_bands)
 
 
-def _tile_positions(folded, itemsize, tile_bytes):
+def tile_positions(folded, itemsize, tile_bytes):
     """Positions whose patch rows and maps fit in ``tile_bytes`` (None: no bound)."""
     return None if tile_bytes is None else max(1, tile_bytes // (itemsize * sum(folded.matrix.shape)))
 
@@ -354,7 +354,7 @@ def folded_layer(x, folded, spec, xp, tile_bytes=None, kernels=None):
     map_hw = (x.shape[1] - kh + 1, x.shape[2] - kw + 1)
     fused = kernels is not None and spec.pool_grid is not None
     # The two paths' rows differ for the triangle (see FoldedBank): each makes its own.
-    rows = _patch_rows(x, folded, xp, kernels if fused else None).reshape(n_images, map_hw[0], map_hw[1], -1)
+    rows = patch_rows(x, folded, xp, kernels if fused else None).reshape(n_images, map_hw[0], map_hw[1], -1)
     n_maps = spec.n_maps(folded.n_filters, n_channels)
     pooled_hw = spec.pooled_shape(map_hw)
     acc = _pool_init(spec, (n_images, *pooled_hw, n_maps), x.dtype, xp)
@@ -367,7 +367,7 @@ def folded_layer(x, folded, spec, xp, tile_bytes=None, kernels=None):
     if fused:
         # Tiles are runs of positions of the flattened batch; the compiled kernel loops over them.
         members = position_regions(n_images, map_hw, spec.pool_grid)
-        tile = _tile_positions(folded, x.dtype.itemsize, tile_bytes) or len(members)
+        tile = tile_positions(folded, x.dtype.itemsize, tile_bytes) or len(members)
         flat_rows, flat_acc = rows.reshape(-1, rows.shape[-1]), acc.reshape(-1, n_maps)  # views: both contiguous
         kernels.encode_pool_tiles(flat_rows, folded.matrix, tile, members, flat_acc, spec)
     else:
@@ -457,7 +457,7 @@ def _distances(g, xp):
     return xp.sqrt(g, out=g)
 
 
-def _patch_rows(x, folded, xp, kernels=None):
+def patch_rows(x, folded, xp, kernels=None):
     """The rows ``[q, 1(, s)]`` (see :class:`FoldedBank`) of every position of a padded batch ``(B, H, W, C)``.
 
     Made for the whole batch at once: a dozen NumPy calls a batch rather than
@@ -477,7 +477,7 @@ def _patch_rows(x, folded, xp, kernels=None):
 
 
 def _numpy_patch_rows(x, folded, xp, rows):
-    """:func:`_patch_rows`' ``[q, 1]`` in NumPy calls (CuPy's too), into ``rows`` ``(B*H'*W', D+1)``."""
+    """:func:`patch_rows`' ``[q, 1]`` in NumPy calls (CuPy's too), into ``rows`` ``(B*H'*W', D+1)``."""
     kh, kw = folded.kernel_hw
     # (B, H', W', kh, kw, C) view: im2col order.
     windows = xp.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(1, 2)).transpose(0, 1, 2, 4, 5, 3)
