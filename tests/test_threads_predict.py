@@ -1,0 +1,118 @@
+"""Every public estimator predicts from 16 threads at once exactly as from one, and its fitted state
+does not change under that use (issue 27, item 1; GramRidgeClassifier's lazy solve is stressed
+further in test_heads_threads.py).
+
+A fitted estimator is shared by the threads of a web server or of joblib's threading backend; a
+method that wrote fitted state (a cache filled on first use, a buffer reused between calls) would
+race there and give wrong answers without an error. Each case below fits once, records what one
+thread gets and a hash of the whole estimator, then releases 16 threads together on every
+read-only method and compares.
+"""
+
+import threading
+
+import joblib
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+
+from skconvfeat import (
+    FixedConvNet,
+    FixedConvTransformer,
+    GramRidgeClassifier,
+    make_preset,
+)
+
+N_THREADS = 16
+
+
+def _at_once(method, X):
+    """``method(X)`` from ``N_THREADS`` threads released together by a barrier."""
+    barrier = threading.Barrier(N_THREADS)
+    results, errors = [None] * N_THREADS, []
+
+    def work(i):
+        try:
+            barrier.wait()
+            results[i] = method(X)
+        except BaseException as error:  # a thread's exception is otherwise lost
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(N_THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    return results
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    return X[:400].reshape(-1, 8, 8), y[:400]
+
+
+def _transformer():
+    return FixedConvTransformer("gabor", kernel_size=3, padding="same")
+
+
+def _data_derived():
+    return FixedConvTransformer("kmeans", bank_params={"n_filters": 16}, kernel_size=3, random_state=0)
+
+
+def _net():
+    return FixedConvNet([
+        ("conv1", FixedConvTransformer("random", kernel_size=3, padding="same", pooling="max", random_state=0)),
+        ("conv2", FixedConvTransformer("random", kernel_size=3, padding="same", random_state=1)),
+    ])
+
+
+def _pipeline():
+    return make_pipeline(_transformer(), LogisticRegression(max_iter=200))
+
+
+def _ridge_pipeline():
+    return make_pipeline(_data_derived(), GramRidgeClassifier())
+
+
+def _preset():
+    return make_pipeline(make_preset("coates-digits", random_state=0), GramRidgeClassifier())
+
+
+def _learned():
+    pytest.importorskip("torch")
+    from skconvfeat import LearnedConvClassifier
+
+    conv = FixedConvTransformer("random", kernel_size=3, padding="same", random_state=0)
+    return LearnedConvClassifier(conv, max_epochs=2, random_state=0)
+
+
+CASES = {
+    "FixedConvTransformer": (_transformer, ("transform",)),
+    "FixedConvTransformer(kmeans)": (_data_derived, ("transform",)),
+    "FixedConvNet": (_net, ("transform",)),
+    "pipeline+logistic": (_pipeline, ("predict", "predict_proba", "decision_function")),
+    "pipeline+GramRidgeClassifier": (_ridge_pipeline, ("predict", "decision_function")),
+    "preset coates-digits": (_preset, ("predict", "decision_function")),
+    "LearnedConvClassifier": (_learned, ("predict", "predict_proba", "predict_log_proba")),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_sixteen_threads_get_what_one_thread_gets_and_change_nothing(name, digits):
+    X, y = digits
+    make, methods = CASES[name]
+    estimator = make().fit(X, y)
+    fitted = joblib.hash(estimator)
+    for method_name in methods:
+        method = getattr(estimator, method_name)
+        expected = method(X)
+        for result in _at_once(method, X):
+            np.testing.assert_array_equal(result, expected, err_msg=f"{name}.{method_name}")
+    if hasattr(estimator, "score"):
+        scores = _at_once(lambda X_: estimator.score(X_, y), X)
+        assert len(set(scores)) == 1, scores
+    assert joblib.hash(estimator) == fitted, f"{name}: using the fitted estimator changed its state"
