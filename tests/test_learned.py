@@ -632,10 +632,20 @@ _CONTRACT = [
                       ("conv2", FixedConvTransformer(**{**_STRIP, "image_shape": None}))], output="all"),
         max_epochs=20, random_state=0,
     ),
+    LearnedConvClassifier(FixedConvTransformer(**_STRIP), train="mixing", max_epochs=20, early_stopping=False,
+                          random_state=0),
 ]
 
 
-@parametrize_with_checks(_CONTRACT)
+# As for scikit-learn's MLPClassifier: mini-batch SGD in a shuffled order counts an image of weight 2
+# like a repeated image in expectation only, so the exact equivalence check cannot hold
+# (test_sample_weight_* below test what does hold).
+_WEIGHTS_IN_EXPECTATION = {
+    "check_sample_weight_equivalence_on_dense_data": "SGD: weights equal repetition in expectation only",
+}
+
+
+@parametrize_with_checks(_CONTRACT, expected_failed_checks=lambda estimator: _WEIGHTS_IN_EXPECTATION)
 def test_sklearn_contract(estimator, check):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -688,3 +698,98 @@ def test_loading_a_fitted_model_without_torch_says_predict_needs_it(tmp_path):
         pickle.loads(path.read_bytes())
     result = subprocess.run([sys.executable, "-c", _LOAD_WITHOUT_TORCH, str(path)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+# -- (7) sample weights -------------------------------------------------------------
+
+def _weighted_fit(weight, X, y, **kw):
+    conv = FixedConvTransformer("random", kernel_size=3, random_state=0)
+    return LearnedConvClassifier(conv, early_stopping=False, max_epochs=3, random_state=0, **kw).fit(
+        X, y, sample_weight=weight)
+
+
+def test_sample_weight_of_ones_changes_nothing_and_a_scale_changes_nothing(digits_split):
+    X, _, y, _ = digits_split
+    plain = _weighted_fit(None, X, y)
+    for weight in (np.ones(len(y)), np.full(len(y), 7.5)):  # rescaled to mean 1: the learning rate is unchanged
+        np.testing.assert_allclose(_weighted_fit(weight, X, y).predict_proba(X), plain.predict_proba(X), atol=1e-5)
+
+
+def test_zero_weight_images_do_not_move_the_model(digits_split):
+    """Images of weight 0 change neither the standardisation nor a gradient: the model equals one trained
+    without them. With one batch holding every image the two runs take the same steps (the weights' rescaling
+    to mean 1 over 300 rows gives each kept image 300/200, as the mean loss over 200 images does)."""
+    X, _, y, _ = digits_split
+    X, y = X[:300], y[:300]
+    X_noisy, y_noisy = X.copy(), y.copy()  # garbage in the zero-weight rows: if they counted, the model would move
+    X_noisy[200:] = np.random.default_rng(0).uniform(0, 16, X_noisy[200:].shape)
+    y_noisy[200:] = (y[200:] + 1) % 10
+    weighted = _weighted_fit(np.r_[np.ones(200), np.zeros(100)], X_noisy, y_noisy, batch_size=300)
+    alone = _weighted_fit(None, X[:200], y[:200], batch_size=300)
+    np.testing.assert_allclose(weighted.predict_proba(X[:50]), alone.predict_proba(X[:50]), atol=1e-4)
+
+
+def test_heavier_weights_move_predictions_towards_their_class(digits_split):
+    X, X_test, y, _ = digits_split
+    weight = np.where(y == 3, 20.0, 1.0)
+    plain, heavy = _weighted_fit(None, X, y), _weighted_fit(weight, X, y)
+    assert (heavy.predict(X_test) == 3).sum() > (plain.predict(X_test) == 3).sum()
+
+
+def test_validation_accuracy_is_the_weighted_accuracy():
+    """The early-stopping score with weights is accuracy_score(sample_weight=...)'s."""
+    from sklearn.metrics import accuracy_score
+
+    from skconvfeat.learned._training import evaluate
+
+    rng = np.random.default_rng(1)
+    model = torch.nn.Linear(5, 3)
+    x = torch.as_tensor(rng.standard_normal((40, 5)), dtype=torch.float32)
+    y = torch.as_tensor(rng.integers(0, 3, 40))
+    weight = rng.uniform(0.1, 3.0, 40)
+    with torch.no_grad():
+        predicted = model(x).argmax(dim=1).numpy()
+    _, weighted = evaluate(model, x, y, 16, torch.as_tensor(weight, dtype=torch.float32))
+    _, plain = evaluate(model, x, y, 16)
+    assert weighted == pytest.approx(accuracy_score(y.numpy(), predicted, sample_weight=weight), abs=1e-6)
+    assert plain == pytest.approx(accuracy_score(y.numpy(), predicted))
+    assert weighted != pytest.approx(plain)
+
+
+@pytest.mark.parametrize("weight, message", [
+    (-1.0, "Negative values in data passed to .?sample_weight"),
+    (0.0, "zero"),  # scikit-learn >= 1.7 says it first, our check before that
+    (np.nan, "NaN"),
+])
+def test_bad_sample_weights_are_refused_clearly(weight, message, digits_split):
+    X, _, y, _ = digits_split
+    with pytest.raises(ValueError, match=message):
+        _weighted_fit(np.full(len(y), weight), X, y)
+
+
+def test_grid_search_routes_sample_weight_through_a_pipeline_to_the_learned_classifier(digits_split):
+    """scikit-learn's metadata routing: GridSearchCV.fit(..., sample_weight=w) reaches our fit through a Pipeline."""
+    import sklearn
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    X, _, y, _ = digits_split
+    X, y = X[:200], y[:200]
+    seen = []
+
+    class Recording(LearnedConvClassifier):
+        def fit(self, X, y, sample_weight=None):
+            seen.append(None if sample_weight is None else np.asarray(sample_weight).copy())
+            return super().fit(X, y, sample_weight=sample_weight)
+
+    weight = np.random.default_rng(0).uniform(0.5, 2.0, len(y))
+    with sklearn.config_context(enable_metadata_routing=True), warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = Recording(FixedConvTransformer("random", kernel_size=3, random_state=0), max_epochs=1,
+                          early_stopping=False, random_state=0).set_fit_request(sample_weight=True)
+        pipe = make_pipeline(FunctionTransformer(lambda A: A / 16.0), model)
+        GridSearchCV(pipe, {"recording__learning_rate": [1e-2, 1e-3]}, cv=2).fit(X, y, sample_weight=weight)
+    assert len(seen) == 2 * 2 + 1  # 2 settings x 2 folds, then the refit on all rows
+    assert all(w is not None for w in seen)
+    np.testing.assert_array_equal(seen[-1], weight)

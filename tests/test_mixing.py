@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skconvfeat import FixedConvNet, FixedConvTransformer, LearnedConvClassifier
 
@@ -93,12 +92,4 @@ def test_a_mixing_model_survives_pickling(digits):
     np.testing.assert_array_equal(again.predict_proba(digits[0][:20]), model.predict_proba(digits[0][:20]))
 
 
-_STRIP = dict(image_shape=(1, -1), kernel_size=(1, 3), padding="same", nonlinearity="two_sided_relu", pool_size=1)
-
-
-@parametrize_with_checks([LearnedConvClassifier(FixedConvTransformer(**_STRIP), train="mixing", max_epochs=20,
-                                                early_stopping=False, random_state=0)])
-def test_sklearn_contract_with_mixing(estimator, check):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        check(estimator)
+# The scikit-learn contract with train="mixing" runs with the other modes' in test_learned.py.

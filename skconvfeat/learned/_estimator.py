@@ -27,6 +27,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (
     _check_feature_names,
     _check_n_features,
+    _check_sample_weight,
     _check_y,
     check_array,
     check_consistent_length,
@@ -322,7 +323,7 @@ class LearnedConvClassifier(ClassifierMixin, BaseEstimator):
     # -- public API -------------------------------------------------------
 
     @_fit_context(prefer_skip_nested_validation=False)
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
         """Train the kernels and the head on images ``X`` with labels ``y``.
 
         Parameters
@@ -331,6 +332,14 @@ class LearnedConvClassifier(ClassifierMixin, BaseEstimator):
             Training images, as for :class:`~skconvfeat.FixedConvTransformer`.
         y : array-like of shape (n_samples,)
             Class labels.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weight of each image in the training loss (its
+            cross-entropy times its weight) and in the early-stopping
+            validation accuracy; None weighs every image 1. Weights are
+            rescaled to a mean of 1 over the training split, so they change
+            the balance between images, not the learning rate. The banks of a
+            data-derived ``conv`` (k-means, PCA, patches) are fitted
+            unweighted.
 
         Returns
         -------
@@ -342,24 +351,27 @@ class LearnedConvClassifier(ClassifierMixin, BaseEstimator):
         with restore_on_failure(self, deep=("_rng",)):
             X = self._check_X(X, reset=not continuing)
             y = self._check_targets(X, y, new=not continuing)
+            weight = _check_weights(sample_weight, X)
             rng = check_random_state(self.random_state)
             train, valid = self._split(y, rng)
+            w_train = _mean_one(weight, train)
+            w_valid = None if valid is None else _mean_one(weight, valid, "validation")
             if continuing:
                 self._check_known_classes(y)
                 self._check_same_description()
             else:
-                self._initialise(_network, _safe_indexing(X, train), np.unique(y), rng)
+                self._initialise(_network, _safe_indexing(X, train), np.unique(y), rng, w_train)
             images, y_encoded = self._fit_images(X), np.searchsorted(self.classes_, y)
             with self._session(_training) as session:
-                x_train, y_train = session.data(images[train], y_encoded[train])
-                x_valid = y_valid = None
+                training = session.data(images[train], y_encoded[train], w_train)
+                validation = None
                 if valid is not None:
-                    x_valid, y_valid = session.data(images[valid], y_encoded[valid])
-                self._fit_epochs(session, _training, x_train, y_train, x_valid, y_valid)
+                    validation = session.data(images[valid], y_encoded[valid], w_valid)
+                self._fit_epochs(session, _training, training, validation)
         return self
 
     @_fit_context(prefer_skip_nested_validation=False)
-    def partial_fit(self, X, y, classes=None):
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
         """Train for exactly one epoch over ``X`` (no validation split, no stop rule).
 
         The first call builds the network from ``conv`` (its banks fitted on
@@ -374,6 +386,9 @@ class LearnedConvClassifier(ClassifierMixin, BaseEstimator):
         classes : array-like of shape (n_classes,), default=None
             Every class of the problem; needed on the first call when this
             ``y`` does not hold them all, ignored afterwards.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weight of each image in this epoch's loss, rescaled to
+            a mean of 1 over ``X`` (see :meth:`fit`).
 
         Returns
         -------
@@ -385,14 +400,15 @@ class LearnedConvClassifier(ClassifierMixin, BaseEstimator):
         with restore_on_failure(self, deep=("_rng",)):
             X = self._check_X(X, reset=first)
             y = self._check_targets(X, y, new=first, classes=classes)
+            weight = _mean_one(_check_weights(sample_weight, X), np.arange(len(y)))
             if first:
                 known = np.unique(y) if classes is None else np.unique(_check_y(classes, estimator=self))
-                self._initialise(_network, X, known, check_random_state(self.random_state))
+                self._initialise(_network, X, known, check_random_state(self.random_state), weight)
             else:
                 self._check_known_classes(y)
             with self._session(_training) as session:
-                x, target = session.data(self._fit_images(X), np.searchsorted(self.classes_, y))
-                self._epoch(session, _training, x, target, None, None, schedule_epoch=self.n_iter_)
+                training = session.data(self._fit_images(X), np.searchsorted(self.classes_, y), weight)
+                self._epoch(session, _training, training, None, schedule_epoch=self.n_iter_)
                 self._store(session, _network)
         return self
 
@@ -567,8 +583,8 @@ class LearnedConvClassifier(ClassifierMixin, BaseEstimator):
             )
         return self.train
 
-    def _initialise(self, _network, X, classes, rng):
-        """Fit the description on ``X``, freeze the standardisation, initialise the head."""
+    def _initialise(self, _network, X, classes, rng, weight=None):
+        """Fit the description on ``X``, freeze the (weighted) standardisation, initialise the head."""
         conv = clone(FixedConvTransformer() if self.conv is None else self.conv)
         conv.set_output(transform="default")
         features = conv.fit_transform(X)
@@ -580,9 +596,10 @@ class LearnedConvClassifier(ClassifierMixin, BaseEstimator):
         self.n_features_out_ = conv.n_features_out_
         self.initial_filters_ = [layer.filters_.copy() for layer in layers]
         self.augmentation_ = _augmentation(self.augment, self.image_shape_[0])
-        # StandardScaler's statistics, leaving (near-)constant features unscaled.
+        # StandardScaler's statistics, weighted as StandardScaler's are, leaving (near-)constant features unscaled.
         features = features.astype(np.float64)
-        mean, scale = features.mean(axis=0), features.std(axis=0)
+        mean = np.average(features, axis=0, weights=weight)
+        scale = np.sqrt(np.average((features - mean) ** 2, axis=0, weights=weight))
         scale[scale < 10 * np.finfo(np.float64).eps] = 1.0
         state = {_network.kernel_key(i): f for i, f in enumerate(self.initial_filters_)}
         self.train_ = self._train_mode()
@@ -630,27 +647,27 @@ class LearnedConvClassifier(ClassifierMixin, BaseEstimator):
             rng=self._rng, macs=self._macs(self.batch_size), chunk=self._chunk_size(),
         )
 
-    def _epoch(self, session, _training, x, y, x_valid, y_valid, schedule_epoch):
+    def _epoch(self, session, _training, training, validation, schedule_epoch):
         """One epoch of ``session``, recorded in ``history_``."""
         lr = _training.learning_rate_at(self.lr_schedule, self.learning_rate, schedule_epoch, self.max_epochs)
-        record = session.epoch(x, y, x_valid, y_valid, learning_rate=lr, batch_size=self.batch_size,
+        record = session.epoch(training, validation, learning_rate=lr, batch_size=self.batch_size,
                                epoch=self.n_iter_)
         self.n_iter_ += 1
         record = {"epoch": self.n_iter_, **record}
         self.history_ = [*self.history_, record]  # a new list: a failed fit restores the old one whole
         if self.verbose:
-            valid = "" if x_valid is None else (f", valid loss {record['valid_loss']:.4f}, "
+            valid = "" if validation is None else (f", valid loss {record['valid_loss']:.4f}, "
                                                 f"valid accuracy {record['valid_accuracy']:.4f}")
             print(f"epoch {self.n_iter_}: train loss {record['train_loss']:.4f}{valid}, lr {lr:.3g}, "
                   f"{record['seconds']:.1f} s", flush=True)
         return record
 
-    def _fit_epochs(self, session, _training, x_train, y_train, x_valid, y_valid):
+    def _fit_epochs(self, session, _training, training, validation):
         """Up to ``max_epochs`` epochs, the stop rule judging on the validation split."""
-        stopper = None if x_valid is None else _training.EarlyStopping(self.n_iter_no_change, self.tol)
+        stopper = None if validation is None else _training.EarlyStopping(self.n_iter_no_change, self.tol)
         stopped = False
         for epoch in range(self.max_epochs):
-            record = self._epoch(session, _training, x_train, y_train, x_valid, y_valid, schedule_epoch=epoch)
+            record = self._epoch(session, _training, training, validation, schedule_epoch=epoch)
             if stopper is not None and stopper.step(record["valid_accuracy"], self.n_iter_, session.net):
                 stopped = True
                 break
@@ -749,6 +766,36 @@ def transfer_bank(estimator, **params):
     else:
         conv.set_params(bank=estimator.filters_[0].copy(), bank_params=None)
     return conv.set_params(**params)
+
+
+def _check_weights(sample_weight, X):
+    """Checked ``sample_weight`` as float64, or None: non-negative and finite, one per image, not all zero."""
+    if sample_weight is None:
+        return None
+    weight = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
+    if not weight.any():
+        raise ValueError("Every sample_weight of LearnedConvClassifier is zero: nothing would be learned.")
+    return weight
+
+
+def _mean_one(weight, rows, split="training"):
+    """``weight[rows]`` rescaled to a mean of 1 (see :meth:`LearnedConvClassifier.fit`), or None.
+
+    A validation split whose weights are all zero is scored unweighted rather
+    than divided by zero; a training split whose weights are all zero is refused.
+    """
+    if weight is None:
+        return None
+    part = weight[rows]
+    if part.any():
+        return part / part.mean()
+    if split == "training":
+        raise ValueError(
+            "Every sample_weight of LearnedConvClassifier's training split is zero (the nonzero ones fell in "
+            "the early-stopping validation split): nothing would be learned. Pass more nonzero weights or "
+            "early_stopping=False."
+        )
+    return None
 
 
 def _layers(conv):

@@ -20,10 +20,24 @@ from .._backend import cpu_threads
 from . import _network
 
 
-def train_step(model, optimizer, x, y):
-    """One optimiser step on the batch ``(x, y)``; returns the batch's mean cross-entropy."""
+def weighted_cross_entropy(logits, y, weight=None, reduction="mean"):
+    """Cross-entropy of each sample times its weight (1 without weights), averaged or summed.
+
+    The mean divides by the number of samples, not the sum of their weights:
+    with weights of mean 1 over the training set (see the estimator's ``fit``),
+    a batch's loss and the learning rate mean what they mean without weights,
+    and a weight of 2 counts a sample twice, as repeating it would in expectation.
+    """
+    if weight is None:
+        return F.cross_entropy(logits, y, reduction=reduction)
+    losses = F.cross_entropy(logits, y, reduction="none") * weight
+    return losses.mean() if reduction == "mean" else losses.sum()
+
+
+def train_step(model, optimizer, x, y, weight=None):
+    """One optimiser step on the batch ``(x, y)``; returns the batch's mean (weighted) cross-entropy."""
     model.train()
-    loss = F.cross_entropy(model(x), y)
+    loss = weighted_cross_entropy(model(x), y, weight)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -31,8 +45,10 @@ def train_step(model, optimizer, x, y):
 
 
 def run_single_epoch(model, optimizer, x, y, *, batch_size, rng, augment=None, caller="LearnedConvClassifier",
-                     epoch=0):
+                     epoch=0, weight=None):
     """One pass over ``(x, y)`` in a random order; returns the mean training loss.
+
+    ``weight``: one weight per sample (see :func:`weighted_cross_entropy`), or None.
 
     ``augment``, if given, maps a batch of images to a randomly altered batch
     (see :func:`augmenter`). Raises ``FloatingPointError`` as soon as a
@@ -44,7 +60,7 @@ def run_single_epoch(model, optimizer, x, y, *, batch_size, rng, augment=None, c
     for step, start in enumerate(range(0, n, batch_size)):
         batch = order[start : start + batch_size]
         xb = x[batch] if augment is None else augment(x[batch])
-        loss = train_step(model, optimizer, xb, y[batch])
+        loss = train_step(model, optimizer, xb, y[batch], None if weight is None else weight[batch])
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"The training loss became {float(loss)} at epoch {epoch + 1}, step {step + 1}. "
@@ -55,16 +71,20 @@ def run_single_epoch(model, optimizer, x, y, *, batch_size, rng, augment=None, c
 
 
 @torch.no_grad()
-def evaluate(model, x, y, batch_size):
-    """Mean cross-entropy and accuracy of ``model`` on ``(x, y)``."""
+def evaluate(model, x, y, batch_size, weight=None):
+    """Mean cross-entropy and accuracy of ``model`` on ``(x, y)``, each sample counted ``weight`` times
+    (once without weights), as scikit-learn's ``accuracy_score(..., sample_weight=...)``."""
     model.eval()
-    loss, correct = 0.0, 0
+    if weight is None:
+        weight = torch.ones(x.shape[0], dtype=torch.float32, device=x.device)
+    loss = correct = 0.0
     for start in range(0, x.shape[0], batch_size):
         logits = model(x[start : start + batch_size])
-        target = y[start : start + batch_size]
-        loss += float(F.cross_entropy(logits, target, reduction="sum"))
-        correct += int((logits.argmax(dim=1) == target).sum())
-    return loss / x.shape[0], correct / x.shape[0]
+        target, w = y[start : start + batch_size], weight[start : start + batch_size]
+        loss += float(weighted_cross_entropy(logits, target, w, reduction="sum"))
+        correct += float(((logits.argmax(dim=1) == target) * w).sum())
+    total = float(weight.sum())
+    return loss / total, correct / total
 
 
 class EarlyStopping:
@@ -237,25 +257,28 @@ class Session:
     def __exit__(self, *exc):
         self._threads.__exit__(*exc)
 
-    def data(self, images, y):
-        """Training tensors: images (or their fixed features) and labels."""
+    def data(self, images, y, weight=None):
+        """Training tensors: images (or their fixed features), labels and sample weights (None: unweighted)."""
         x = _network.to_tensor(images, self.device, torch.float32)
         if self.precompute:
             with torch.no_grad():
                 x = torch.cat([self.net.features(x[s : s + self.chunk]) for s in range(0, x.shape[0], self.chunk)])
-        return x, torch.as_tensor(y, dtype=torch.long, device=self.device)
+        weight = None if weight is None else torch.as_tensor(weight, dtype=torch.float32, device=self.device)
+        return x, torch.as_tensor(y, dtype=torch.long, device=self.device), weight
 
-    def epoch(self, x, y, x_valid, y_valid, *, learning_rate, batch_size, epoch):
-        """Train one epoch at ``learning_rate``; its record: losses, validation accuracy, rate and seconds."""
+    def epoch(self, train, valid, *, learning_rate, batch_size, epoch):
+        """Train one epoch at ``learning_rate`` on ``train`` and score ``valid`` (each ``(x, y, weight)``
+        from :meth:`data`; ``valid`` may be None); its record: losses, validation accuracy, rate and seconds."""
         start = time.perf_counter()
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate
-        loss = run_single_epoch(
-            self.model, self.optimizer, x, y, batch_size=batch_size, rng=self.rng, augment=self.augment, epoch=epoch
-        )
+        x, y, weight = train
+        loss = run_single_epoch(self.model, self.optimizer, x, y, batch_size=batch_size, rng=self.rng,
+                                augment=self.augment, epoch=epoch, weight=weight)
         valid_loss = valid_accuracy = None
-        if x_valid is not None:
-            valid_loss, valid_accuracy = evaluate(self.model, x_valid, y_valid, max(batch_size, 512))
+        if valid is not None:
+            x_valid, y_valid, w_valid = valid
+            valid_loss, valid_accuracy = evaluate(self.model, x_valid, y_valid, max(batch_size, 512), w_valid)
         return {"train_loss": loss, "valid_loss": valid_loss, "valid_accuracy": valid_accuracy,
                 "learning_rate": learning_rate, "seconds": time.perf_counter() - start}
 
