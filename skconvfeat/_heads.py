@@ -24,6 +24,8 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import unique_labels
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ._doc_link import API_PAGE
+
 # Columns of the Gram matrix updated per product: the float32 block is n_features x 2048 (236 MB at
 # 28,800 features), small next to the Gram matrix, large enough for the GEMM to run at full rate.
 _GRAM_BLOCK = 2048
@@ -127,6 +129,8 @@ class GramRidgeClassifier(LinearClassifierMixin, BaseEstimator):
     >>> clf.score(X[1600:], y[1600:]) > 0.85
     True
     """
+
+    _doc_link_module, _doc_link_template = "skconvfeat", API_PAGE
 
     _parameter_constraints: dict = {
         "alphas": ["array-like"],

@@ -6,6 +6,7 @@ from sklearn.utils._param_validation import InvalidParameterError, StrOptions
 from sklearn.utils.metaestimators import _BaseComposition
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted
 
+from ._doc_link import API_PAGE
 from . import _layer
 from ._fitted import PAIR_OR_INT, pair_param
 from ._transformer import FixedConvTransformer
@@ -100,6 +101,8 @@ class FixedConvNet(TransformerMixin, _BaseComposition):
     ``FixedConvTransformer("pca", bank_params={"n_filters": 8}, nonlinearity="none",
     pool_size=1)`` twice, where that bank is registered.
     """
+
+    _doc_link_module, _doc_link_template = "skconvfeat", API_PAGE
 
     _parameter_constraints: dict = {
         "layers": [list],

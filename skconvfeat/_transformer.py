@@ -16,6 +16,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils._set_output import _get_output_config
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted
 
+from ._doc_link import API_PAGE
 from . import _backend, _device, _input, _layer
 from ._banks import pack_banks, unpack_banks
 from ._fitted import (
@@ -238,6 +239,8 @@ class FixedConvTransformer(TransformerMixin, BaseEstimator):
     >>> round(model.score(X[1000:], y[1000:]), 2) > 0.8
     True
     """
+
+    _doc_link_module, _doc_link_template = "skconvfeat", API_PAGE
 
     _parameter_constraints: dict = _PARAMETER_CONSTRAINTS
 

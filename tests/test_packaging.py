@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 import skconvfeat
+from skconvfeat._doc_link import DOCS_URL
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,6 +69,7 @@ def test_both_carry_the_license_and_the_one_version(dists):
     assert "\nLicense-Expression: BSD-3-Clause\n" in headers and "\nLicense-File: LICENSE\n" in headers
     urls = dict(re.findall(r"^Project-URL: (\w+), (\S+)$", headers, flags=re.M))
     assert {"Documentation", "Source", "Changelog"} <= set(urls)
+    assert urls["Documentation"] == DOCS_URL  # where the estimators' HTML diagrams link (skconvfeat/_doc_link.py)
     assert re.search(r"^Classifier: Programming Language :: Python :: 3$", headers, flags=re.M)
 
 

@@ -34,6 +34,7 @@ from sklearn.utils.validation import (
     check_is_fitted,
 )
 
+from .._doc_link import API_PAGE
 from .._fitted import resolved_preprocessing, restore_on_failure
 from .._input import shape_images
 from .._layer import NONLINEARITIES, auto_batch_size
@@ -254,6 +255,8 @@ class LearnedConvClassifier(ClassifierMixin, BaseEstimator):
     >>> clf.score(X[1000:], y[1000:]) > 0.85
     True
     """
+
+    _doc_link_module, _doc_link_template = "skconvfeat", API_PAGE
 
     _parameter_constraints: dict = {
         "conv": [None, FixedConvTransformer, FixedConvNet],
