@@ -36,6 +36,10 @@ extensions = [
     "numpydoc",
     "myst_parser",
     "sphinx_gallery.gen_gallery",
+    "sphinx.ext.viewcode",  # a [source] link on every API page, to the code as built
+    "sphinx.ext.mathjax",
+    "sphinx-mathjax-offline",  # MathJax copied into the site: math renders offline, no CDN
+    "matplotlib.sphinxext.plot_directive",  # the guide's figures, drawn from code at each build
 ]
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
@@ -56,8 +60,8 @@ numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
 
 # -- Markdown pages (the existing docs/*.md and the user guide) ----------------
-# No math extension: MathJax would come from a CDN, and the site must read right offline.
-myst_enable_extensions = ["colon_fence", "deflist"]
+# $...$ and $$...$$ are math, rendered by the MathJax that sphinx-mathjax-offline ships with the site.
+myst_enable_extensions = ["colon_fence", "deflist", "dollarmath", "amsmath"]
 myst_heading_anchors = 3
 
 # -- Cross-references into other projects' docs ---------------------------------
@@ -96,6 +100,12 @@ sphinx_gallery_conf = {
     "default_thumb_file": None,
     "download_all_examples": False,
 }
+
+# -- Figures of the user guide (``plot`` directive) -------------------------------
+plot_include_source = True  # the figure's code is shown beside it: a user can run it
+plot_html_show_source_link = False
+plot_html_show_formats = False
+plot_formats = [("png", 100)]
 
 # -- HTML ------------------------------------------------------------------------
 html_theme = "pydata_sphinx_theme"
