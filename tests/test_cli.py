@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from skconvfeat.study import _cli
@@ -188,3 +189,51 @@ def test_module_entry_point_reports_a_bad_bank_without_traceback():
     (line,) = proc.stderr.strip().splitlines()
     assert line.startswith("skconvfeat: error: argument --banks: The 'banks' parameter of StudySettings must name ")
     assert line.endswith("Did you mean 'gabor'?")
+
+
+# -- the recipes people quote: --preset, the ridge head, --dataset PATH (issue 23) ------------------
+
+def _image_folder(root, splits):
+    """Two classes of 8x8 grey PNGs (a bright and a dark square) under ``root[/split]/class/``."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split in splits:
+        for label, level in (("bright", 200), ("dark", 40)):
+            folder = root / split / label
+            folder.mkdir(parents=True)
+            for i in range(12):
+                pixels = np.clip(level + rng.normal(0, 20, (8, 8)), 0, 255).astype(np.uint8)
+                Image.fromarray(pixels).save(folder / f"{i}.png")
+    return root
+
+
+def test_preset_arm_runs_with_its_ridge_head(capsys):
+    assert main([*TINY, "--preset", "coates-digits", "--classifier", "ridge", "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    arms = {arm["name"]: arm for arm in results["arms"]}
+    assert results["classifier"] == "ridge"
+    assert arms["preset-coates-digits"]["kind"] == "fixed" and arms["preset-coates-digits"]["mean"] > 0.9
+
+
+@pytest.mark.parametrize("splits, design", [([""], "cv"), (["train", "test"], "holdout")])
+def test_dataset_path_reads_a_users_image_folder(splits, design, tmp_path, capsys):
+    pytest.importorskip("PIL")
+    root = _image_folder(tmp_path / "images", splits)
+    assert main([*TINY, "--dataset", str(root), "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert results["evaluation"]["design"] == design and results["n_classes"] == 2
+    assert results["n_samples"] == 24 * len(splits)
+    assert min(arm["mean"] for arm in results["arms"]) > 0.9  # bright vs dark: every arm separates them
+
+
+def test_dataset_path_split_without_test_exits_1(tmp_path, capsys):
+    pytest.importorskip("PIL")
+    root = _image_folder(tmp_path / "images", ["train", "valid"])
+    assert main([*TINY, "--dataset", str(root)]) == 1
+    assert "needs 'train' and 'test'" in _one_error_line(capsys)
+
+
+def test_unknown_dataset_that_is_no_path_exits_2(capsys):
+    assert main([*TINY, "--dataset", "no/such/folder"]) == 2
+    assert "no file or folder of that name" in _one_error_line(capsys)

@@ -29,13 +29,15 @@ import json
 import pickle
 import re
 import sys
+from pathlib import Path
 
 import numpy as np
 
 from .. import __version__
 from .._banks import list_banks
 from .._hints import did_you_mean
-from ..datasets import list_datasets, load_dataset
+from .._presets import PRESETS
+from ..datasets import list_datasets, load_dataset, load_image_folder
 from . import _format as fmt
 from ._compare import COMPARISON_FILES, write_comparison
 from ._design import CLASSIFIERS, DEFAULT_BANKS, DEPTHS, DEVICES
@@ -113,7 +115,12 @@ def build_parser():
                         help="write results.json, results.csv, transfer.json, transfer.csv, summary.md and "
                              "report.html to DIR")
     parser.add_argument("--dataset", default="digits",
-                        help="digits (bundled with scikit-learn) or a skconvfeat.datasets name (default: %(default)s)")
+                        help="digits (bundled with scikit-learn), a skconvfeat.datasets name, or the PATH of your "
+                             "own folder or archive of images laid out class/image (cross-validated) or "
+                             "train|test/class/image (the test split scored), read by "
+                             "skconvfeat.datasets.load_image_folder (default: %(default)s)")
+    parser.add_argument("--preset", choices=sorted(PRESETS),
+                        help="also the wide data-derived preset NAME with its ridge head, as one more fixed arm")
     parser.add_argument("--data-home", metavar="PATH", help="where downloaded datasets are kept")
     parser.add_argument("--train-size", type=_positive_int, metavar="N",
                         help="subsample every training set (stratified) to N images (default: all)")
@@ -145,7 +152,7 @@ def _parse_layers(text):
 # The option that sets each StudySettings field the library may refuse.
 _OPTIONS = {"banks": "--banks", "depths": "--layers", "n_splits": "--folds", "n_repeats": "--repeats",
             "n_seeds": "--seeds", "train_size": "--train-size", "device": "--device", "margin": "--margin",
-            "random_state": "--seed"}
+            "random_state": "--seed", "preset": "--preset"}
 
 
 def _settings(args):
@@ -155,7 +162,7 @@ def _settings(args):
             dataset=args.dataset, banks=_split(args.banks), depths=_parse_layers(args.layers),
             classifier=args.classifier, n_splits=args.folds, n_repeats=args.repeats, n_seeds=args.seeds,
             random_state=args.seed, train_size=args.train_size, learned=not args.no_learned, device=args.device,
-            margin=args.margin / 100,
+            margin=args.margin / 100, preset=args.preset,
         )
     except ValueError as exc:
         field = re.match(r"The '(\w+)' parameter", str(exc))
@@ -165,22 +172,43 @@ def _settings(args):
 
 def _check_dataset(name):
     names = ("digits", *list_datasets())
-    if name not in names:
+    if name not in names and not Path(name).exists():
         raise UsageError(
-            f"argument --dataset: unknown dataset {name!r}; choose from {', '.join(names)}.{did_you_mean(name, names)}"
+            f"argument --dataset: unknown dataset {name!r}, and no file or folder of that name; choose from "
+            f"{', '.join(names)}, or give the path of a folder or archive of images.{did_you_mean(name, names)}"
         )
 
 
 def _load_images(name, data_home):
-    """``(images, target, test_images, test_target)``; the test pair is None for digits (cross-validated)."""
+    """``(images, target, test_images, test_target)``; the test pair is None when cross-validated."""
     if name == "digits":
         from sklearn.datasets import load_digits
 
         digits = load_digits()
         return digits.images, digits.target, None, None
+    if name not in list_datasets():
+        return _load_folder(name)
     train = load_dataset(name, data_home=data_home, subset="train")
     test = load_dataset(name, data_home=data_home, subset="test")
     return train.images, train.target, test.images, test.target
+
+
+def _load_folder(path):
+    """A user's folder or archive: its ``train`` and ``test`` splits, or all of it (cross-validated) when it has
+    no split folders."""
+    try:
+        data = load_image_folder(path, subset="all")
+    except ValueError as exc:
+        if "has no split folders" not in str(exc):
+            raise
+        data = load_image_folder(path)
+        return data.images, data.target, None, None
+    splits = set(data.split.tolist())
+    if not {"train", "test"} <= splits:
+        raise ValueError(f"{path} is split into {sorted(splits)}; the study needs 'train' and 'test' folders "
+                         "(or no split folders, to cross-validate).")
+    train, test = data.split == "train", data.split == "test"
+    return data.images[train], data.target[train], data.images[test], data.target[test]
 
 
 class SchedulerError(Exception):
@@ -249,6 +277,8 @@ def _check_extras(args):
         needed.append(("matplotlib", "report", "--out"))
     if getattr(args, "scheduler", None):
         needed.append(("distributed", "dask", "--scheduler"))
+    if getattr(args, "dataset", "digits") not in ("digits", *list_datasets()):
+        needed.append(("PIL", "images", "--dataset PATH"))
     for module, extra, option in needed:
         try:
             __import__(module)

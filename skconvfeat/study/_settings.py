@@ -8,6 +8,7 @@ from sklearn.utils._param_validation import Interval, StrOptions, validate_param
 
 from .._banks import list_banks
 from .._hints import did_you_mean
+from .._presets import PRESETS
 
 from ._design import (
     AUGMENTED,
@@ -42,6 +43,7 @@ _CONSTRAINTS = {
     "transfer_sizes": ["array-like"],
     "transfer_seeds": [Interval(Integral, 2, None, closed="left")],
     "transfer_small_sizes": [Interval(Integral, 1, None, closed="left")],
+    "preset": [StrOptions(set(PRESETS)), None],
 }
 
 
@@ -68,8 +70,10 @@ class StudySettings:
         CNN (Gabor, random and k-means banks among ``banks``, learned and
         frozen arms). The deepest holds the reference, the best fixed arm and
         the transfer experiment's network.
-    classifier : {"logistic", "linear_svm", "mlp"}, default="logistic"
+    classifier : {"logistic", "linear_svm", "mlp", "ridge"}, default="logistic"
         The head. Learned arms use a linear head, or the same MLP for ``"mlp"``.
+        ``"ridge"`` is :class:`~skconvfeat.GramRidgeClassifier`, its penalty
+        chosen on a held-out tenth of each training set.
     n_splits, n_repeats : int, default=5
         Repeated stratified k-fold shared by every arm (design ``"cv"``).
     n_seeds : int, default=1
@@ -113,6 +117,10 @@ class StudySettings:
     transfer_small_sizes : int, default=2
         Claim (c) ("needs less data") is judged on this many of the smallest
         sizes, pooled per seed.
+    preset : str, default=None
+        Also run the wide data-derived preset of this name (a key of
+        :data:`skconvfeat.PRESETS`) with its ridge head, as one more fixed arm
+        of one layer.
     """
 
     dataset: str = "digits"
@@ -134,6 +142,7 @@ class StudySettings:
     transfer_sizes: tuple = (20, 50, 100, 300)
     transfer_seeds: int = 5
     transfer_small_sizes: int = 2
+    preset: str = None
 
     def __post_init__(self):
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

@@ -129,7 +129,7 @@ def run_study(images, target, settings=None, *, test_images=None, test_target=No
     # CV: the same models on every split; holdout: one seed per repeat, or they would all agree.
     recipe = settings.learned_recipe(design)
     arm_sets = [make_arms(settings.banks, settings.depths, settings.classifier, learner_cls,
-                          recipe if run_learned else None, seed, settings.device)
+                          recipe if run_learned else None, seed, settings.device, settings.preset)
                 for seed in seeds]
     arms = arm_sets[0]
     if not arms:
