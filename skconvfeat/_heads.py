@@ -24,6 +24,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import unique_labels
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from . import _device
 from ._doc_link import API_PAGE
 
 # Columns of the Gram matrix updated per product: the float32 block is n_features x 2048 (236 MB at
@@ -264,6 +265,7 @@ class GramRidgeClassifier(LinearClassifierMixin, BaseEstimator):
             raise ValueError(
                 f"GramRidgeClassifier needs samples of at least 2 classes; got 1 class ({classes[0]!r})."
             )
+        _check_gram_memory(n_features)
         self.classes_ = classes
         self._binarizer = LabelBinarizer(pos_label=1, neg_label=-1).fit(classes)
         self._sums = _GramSums(n_features, 1 if len(classes) == 2 else len(classes))
@@ -432,6 +434,23 @@ class _GramSums:
             coef, info = scipy.linalg.lapack.dpotrs(factor, rhs, lower=0)
         intercept = mean_y - (mean_x + self.shift) @ coef
         return coef, intercept
+
+
+def _check_gram_memory(n_features):
+    """Refuse, before any allocation, a Gram matrix larger than this machine's memory.
+
+    ``np.zeros`` would not fail there (pages are mapped lazily): the process
+    would be killed later, mid-fit, by the operating system.
+    """
+    needed = 8.0 * n_features * n_features
+    available = _device.physical_memory_bytes()
+    if needed > available:
+        raise ValueError(
+            f"GramRidgeClassifier would hold a {n_features:,} x {n_features:,} Gram matrix, "
+            f"{needed / 2**30:,.1f} GiB of float64, more than this machine's {available / 2**30:,.1f} GiB of "
+            "memory. Use fewer features (fewer kernels, a smaller pool_grid) or a head trained by SGD "
+            "(sklearn.linear_model.SGDClassifier)."
+        )
 
 
 def _centre_into_lower(gram, u, v, rows=128):
