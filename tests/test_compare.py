@@ -167,7 +167,7 @@ def test_interruption_keeps_the_earlier_comparison_whole(two_studies, tmp_path, 
         written.append(path)
         path.write_text(text)
 
-    monkeypatch.setattr(_compare, "_write_text", write_then_interrupt)
+    monkeypatch.setattr(_compare, "write_text", write_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
         write_comparison(two_studies[:1], out)
     assert written  # one new file was written before the interruption ...

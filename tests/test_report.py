@@ -250,7 +250,7 @@ def test_arm_labels_never_overlap(n_arms):
         {**results["arms"][i % 5], "name": f"arm{i}", "label": long_label if i % 3 else f"Arm {i}"}
         for i in range(n_arms)
     ]  # fmt: skip
-    for figure_function in (_report._figure_accuracy, _report._figure_time):
+    for figure_function in (_report.figure_accuracy, _report._figure_time):
         figure = figure_function(results)
         axes = figure.axes[0]
         boxes = _text_boxes(figure, axes.get_yticklabels())

@@ -20,17 +20,17 @@ from . import _format as fmt
 from ._document import markdown_table
 from ._schema import MAX_FILE_BYTES, SchemaError, check_results
 from ._report import (
-    _CSS,
+    CSS,
     SCHEMA_VERSION,
-    _figure_accuracy,
+    figure_accuracy,
     html_caveats,
     html_figure,
     html_page,
-    _html_section,
-    _html_table,
-    _html_verdicts,
-    _verdict_class,
-    _write_text,
+    html_section,
+    html_table,
+    html_verdicts,
+    verdict_class,
+    write_text,
     check_out_dir,
     write_folder,
 )
@@ -150,7 +150,7 @@ def write_comparison(folders, out_dir):
 
     def write(folder):
         for name, text in texts.items():
-            _write_text(folder / name, text)
+            write_text(folder / name, text)
         return list(texts)
 
     return {name: out_dir / name for name in write_folder(out_dir, write)}
@@ -249,7 +249,7 @@ def _verdict_table(header, rows):
     head = "".join(f"<th>{html.escape(cell)}</th>" for cell in header)
     body = []
     for claim, *verdicts in rows:
-        cells = "".join(f'<td class="{_verdict_class(v)}">{html.escape(v)}</td>' for v in verdicts)
+        cells = "".join(f'<td class="{verdict_class(v)}">{html.escape(v)}</td>' for v in verdicts)
         body.append(f"<tr><td>{html.escape(claim)}</td>{cells}</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
@@ -259,20 +259,20 @@ def _study_column(index, name, results):
     figure = html_figure(
         f"fig-accuracy-{index}", "Accuracy per arm",
         f"Mean accuracy with its 95% interval ({results['evaluation']['interval']}); dots: single splits or seeds.",
-        _figure_accuracy(results, width=_COLUMN_INCHES),
+        figure_accuracy(results, width=_COLUMN_INCHES),
     )
     body = (f"{html_caveats(fmt.caveats(results))}<p>{html.escape(fmt.study_line(results))}</p>{figure}"
-            f"<h3>Verdicts</h3>{_html_verdicts(results)}")
-    return _html_section(f"study-{index}", _title(name, results), body)
+            f"<h3>Verdicts</h3>{html_verdicts(results)}")
+    return html_section(f"study-{index}", _title(name, results), body)
 
 
 def _comparison_html(studies):
     verdict_header, accuracy_header = _headers(studies)
     columns = "".join(_study_column(i, name, results) for i, (name, results) in enumerate(studies.items()))
     body = (
-        _html_section("overview", "Overview", _html_table(_OVERVIEW_HEADER, _overview_rows(studies)))
-        + _html_section("verdicts", "Verdicts", _verdict_table(verdict_header, _verdict_rows(studies)))
-        + _html_section("accuracy", "Accuracy per arm (95% CI)", _html_table(accuracy_header, _accuracy_rows(studies)))
+        html_section("overview", "Overview", html_table(_OVERVIEW_HEADER, _overview_rows(studies)))
+        + html_section("verdicts", "Verdicts", _verdict_table(verdict_header, _verdict_rows(studies)))
+        + html_section("accuracy", "Accuracy per arm (95% CI)", html_table(accuracy_header, _accuracy_rows(studies)))
         + f'<div class="studies">{columns}</div>'
     )
-    return html_page(f"skconvfeat: {len(studies)} studies compared", body, css=_CSS + _COMPARISON_CSS)
+    return html_page(f"skconvfeat: {len(studies)} studies compared", body, css=CSS + _COMPARISON_CSS)

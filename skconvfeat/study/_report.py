@@ -208,8 +208,8 @@ def _write_files(results, extras, transfer, folder):
             texts["transfer.csv"] = _transfer_csv(transfer)
     # results.json last: its presence says the data files are complete.
     for name in sorted(texts, key=lambda name: name == "results.json"):
-        _write_text(folder / name, texts[name])
-    _write_text(folder / "report.html", _report_html(results, extras, transfer, document))
+        write_text(folder / name, texts[name])
+    write_text(folder / "report.html", _report_html(results, extras, transfer, document))
     return [*texts, "report.html"]
 
 
@@ -276,7 +276,7 @@ def _followed(out_dir):
 # --------------------------------------------------------------------------- files
 
 
-def _write_text(path, text):
+def write_text(path, text):
     """Write ``text`` to ``path`` with "\n" line ends, readable by everyone."""
     # newline="" keeps the "\n" the writers chose on every platform.
     with open(path, "w", encoding="utf-8", newline="") as file:
@@ -421,7 +421,7 @@ def _arm_rows(arms, width):
     return figure, axes, positions
 
 
-def _figure_accuracy(results, width=_PAGE_INCHES):
+def figure_accuracy(results, width=_PAGE_INCHES):
     """Accuracy of every arm: mean with its 95% CI, and the per-split scores; ``width`` in inches."""
     arms = results["arms"]
     figure, axes, positions = _arm_rows(arms, width)
@@ -705,7 +705,7 @@ def _figure_per_class(extras):
 
 # --------------------------------------------------------------------------- HTML
 
-_CSS = """
+CSS = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
 table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: left; }
@@ -719,13 +719,13 @@ img { max-width: 100%; }
 """
 
 
-def _html_table(header, rows):
+def html_table(header, rows):
     head = "".join(f"<th>{html.escape(str(cell))}</th>" for cell in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(str(cell))}</td>" for cell in row) + "</tr>" for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _html_section(section_id, title, body):
+def html_section(section_id, title, body):
     return f'<section id="{section_id}"><h2>{html.escape(title)}</h2>{body}</section>'
 
 
@@ -738,10 +738,10 @@ def html_figure(section_id, title, caption, figure):
             f'<figure><img src="{_data_uri(figure)}" alt="{html.escape(title)}">'
             f"<figcaption>{html.escape(caption)}</figcaption></figure>"
         )
-    return _html_section(section_id, title, body)
+    return html_section(section_id, title, body)
 
 
-def _verdict_class(word):
+def verdict_class(word):
     """The CSS class of a verdict word: the word itself when it is one we style, else none."""
     return word if word in _KNOWN_VERDICTS else ""
 
@@ -751,10 +751,10 @@ def _html_item(lead, word, text):
     if word is None:
         return f"<li>{html.escape(lead)}: {html.escape(text)}</li>"
     return (f"<li><strong>{html.escape(lead)}</strong>: "
-            f'<span class="{_verdict_class(word)}">{html.escape(word)}</span>. {html.escape(text)}</li>')
+            f'<span class="{verdict_class(word)}">{html.escape(word)}</span>. {html.escape(text)}</li>')
 
 
-def _html_verdicts(results):
+def html_verdicts(results):
     """A study's verdicts as a list (the comparison page shows them per study)."""
     items = [_html_item(v["claim"], v["verdict"], v["sentence"]) for v in results.get("verdicts", [])]
     return f"<ul>{''.join(items)}</ul>" if items else "<p>No verdicts.</p>"
@@ -764,16 +764,16 @@ def _html_document_section(section):
     """A section of the document model (``._document``) in HTML."""
     body = ""
     if section.table is not None:
-        body += _html_table(section.table.header, section.table.rows)
+        body += html_table(section.table.header, section.table.rows)
     if section.note:
         body += f"<p>{html.escape(section.note)}</p>"
     if section.items:
         body += f"<ul>{''.join(_html_item(*item) for item in section.items)}</ul>"
-    return _html_section(section.key, section.title, body)
+    return html_section(section.key, section.title, body)
 
 
 def _html_versions(results):
-    return _html_table(("Package / machine", "Version"), list((results.get("versions") or {}).items()))
+    return html_table(("Package / machine", "Version"), list((results.get("versions") or {}).items()))
 
 
 def _learned_caption(extras):
@@ -794,7 +794,7 @@ def _report_html(results, extras, transfer, document):
                 "Accuracy per arm (figure)",
                 f"Mean accuracy with its 95% interval ({results['evaluation']['interval']}); dots: single splits or "
                 "seeds.",
-                _figure_accuracy(results),
+                figure_accuracy(results),
             ),
             html_figure(
                 "fig-time",
@@ -851,7 +851,7 @@ def _report_html(results, extras, transfer, document):
             "and the best fixed arm.",
             _figure_per_class(extras),
         ),
-        _html_section("versions", "Versions", _html_versions(results)),
+        html_section("versions", "Versions", _html_versions(results)),
     ]
     return document_page(document, beside, after)
 
@@ -870,7 +870,7 @@ def document_page(document, beside=None, after=()):
     return html_page(document.title, body)
 
 
-def html_page(title, body, css=_CSS):
+def html_page(title, body, css=CSS):
     """A whole HTML page: ``title`` as its title and heading, then ``body``."""
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'

@@ -234,7 +234,7 @@ def _check_learned_params(learned_params):
         return None if learned_params is None else {}
     from ..learned import LearnedConvClassifier  # no torch at import: the estimator's own parameter list
 
-    free = set(LearnedConvClassifier._get_param_names()) - PER_ARM_PARAMS
+    free = set(LearnedConvClassifier().get_params(deep=False)) - PER_ARM_PARAMS
     bad = sorted(set(learned_params) - free)
     if bad:
         raise ValueError(
