@@ -67,3 +67,14 @@ def test_the_scan_sees_a_private_use():
 def test_no_module_uses_another_modules_private_names():
     found = [f"{path.relative_to(ROOT)}:{line}: {text}" for path in SOURCES for line, text in private_uses(path)]
     assert not found, "\n".join(found)
+
+
+def test_the_readme_layout_table_names_every_module_and_folder():
+    """A newcomer finds each part from the README's table: every top-level module and every subpackage."""
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("## Layout"):].split("\n## ", 1)[0]
+    package = ROOT / "skconvfeat"
+    parts = [f"{p.name}" for p in package.glob("_*.py") if not p.name.startswith("__")]
+    parts += [f"skconvfeat/{p.parent.name}/" for p in package.glob("*/__init__.py")]
+    missing = [part for part in parts if f"`{part}`" not in table and f"`skconvfeat/{part}`" not in table]
+    assert not missing, f"README's layout table does not name {missing}"
