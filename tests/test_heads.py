@@ -7,6 +7,7 @@ import pytest
 import sklearn
 from sklearn.datasets import make_classification
 from sklearn.linear_model import RidgeClassifier
+from sklearn.metrics import accuracy_score, make_scorer
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -329,7 +330,9 @@ def test_weighted_grid_search_through_a_pipeline_routes_sample_weight():
         ])
 
     with sklearn.config_context(enable_metadata_routing=True):
-        search = GridSearchCV(pipeline(), grid, cv=3).fit(X, y, sample_weight=w)
+        # An explicit weighted scorer: scikit-learn < 1.8 does not route score's weights through a Pipeline.
+        scorer = make_scorer(accuracy_score).set_score_request(sample_weight=True)
+        search = GridSearchCV(pipeline(), grid, cv=3, scoring=scorer).fit(X, y, sample_weight=w)
         direct = pipeline().set_params(**search.best_params_).fit(X, y, sample_weight=w)
         unweighted = pipeline().set_params(**search.best_params_).fit(X, y)
         # The folds' scores are weighted too: the first candidate's first-fold score, recomputed.
