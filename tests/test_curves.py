@@ -13,6 +13,7 @@ from skconvfeat.study._curves import (
     crossover,
     plan_curves,
     practical_outcome,
+    refit_network,
     run_curves,
     selection_splits,
     train_to_plateau,
@@ -91,6 +92,24 @@ def test_train_to_plateau_keeps_the_best_check_and_flags_the_budget(digits):
     short = CurveProtocol(check_steps=5, patience=50, min_budget_steps=10, min_budget_epochs=1)
     _, curve, converged, steps_per_check = train_to_plateau(_network(), X[fit], y[fit], X[valid], y[valid], short)
     assert not converged and len(curve) == -(-short.budget_steps(300) // steps_per_check)
+
+
+def test_a_refit_that_diverged_is_replaced_by_the_best_cross_validation_model(digits):
+    """Judged on the training images only: a refit fitting them far worse than the validated score has diverged."""
+    X, y = digits
+    X, y = X[:200], y[:200]
+    fold_model = _network().set_params(max_epochs=3, early_stopping=False).fit(X[:150], y[:150])
+    runs = [(None, [0.2, 0.3], True, 5), (fold_model, [0.5, 0.9, 0.8], True, 5)]
+    # A sound refit: kept, no note.
+    sound, note = refit_network(_network(), X, y, 1e-2, 40, 0.8, runs, TINY)
+    assert note is None and sound is not fold_model and sound.score(X, y) >= 0.75
+    # An absurd rate sends the refit far from its validated 90%: the fold model with the best check is kept.
+    diverged, note = refit_network(_network(), X / 1e-3, y, 10.0, 40, 0.9, runs, TINY)
+    assert diverged is fold_model
+    assert note.startswith("diverged (") and "fold 2 kept" in note
+    # A loss that becomes NaN is a divergence as well, not a failed arm.
+    exploded, note = refit_network(_network(), X * 1e30, y, 1e6, 40, 0.9, runs, TINY)
+    assert exploded is fold_model and note.startswith("diverged (a non-finite training loss)")
 
 
 def test_practical_outcome_prefers_equivalence_to_significance():
@@ -276,3 +295,24 @@ def test_mixing_arms_train_and_get_their_own_verdict(digits):
     [verdict] = [v for v in results["verdicts"] if v["claim"] == "mixing"]
     assert verdict["text"].startswith("Depth 1, the question of the wiring: with a learned 1x1 mixing after each "
                                       "layer, frozen gabor spatial kernels are ")
+
+
+def test_a_replaced_refit_is_named_in_the_report(digits, tmp_path, monkeypatch):
+    """A record whose refit diverged (see refit_network) is a NOTE of the curves' document."""
+    from skconvfeat.study._curve_report import curve_document
+    from skconvfeat.study._document import to_text
+
+    X, y = digits
+    plan = plan_curves([100], n_train=1500, depths=(1,), banks=("random",), seeds=1)
+    plan.arms = [arm for arm in plan.arms if arm.kind == "raw"]
+    real = _curves.run_one
+
+    def diverging(*args, **kwargs):
+        return {**real(*args, **kwargs), "refit": "diverged (a non-finite training loss): the cross-validation "
+                                                  "model of fold 2 kept"}
+
+    monkeypatch.setattr(_curves, "run_one", diverging)
+    results = run_curves(X[:1500], y[:1500], X[1500:], y[1500:], plan, TINY)
+    text = to_text(curve_document(results, "t"))
+    assert ("NOTE: refit replaced: Raw pixels (no conv) at 100 images, seed 0: diverged (a non-finite training "
+            "loss): the cross-validation model of fold 2 kept.") in text

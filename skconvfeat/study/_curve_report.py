@@ -117,7 +117,7 @@ def curve_document(results, title):
     )
     unconverged = [f"{arm['label']} at {int(s):,}" for arm in results["arms"].values()
                    for s, e in arm["sizes"].items() if not e["converged"]]
-    caveats = tuple(f"NOTE: not converged within its budget: {name}." for name in unconverged)
+    caveats = tuple(f"NOTE: not converged within its budget: {name}." for name in unconverged) + _refit_caveats(results)
     return Document(title=title, caveats=caveats, summary=protocol_sentence(results), sections=sections,
                     closing=_cost_sentence(results))
 
@@ -150,8 +150,15 @@ def transfer_document(results, title):
     )
     caveats = tuple(f"NOTE: not converged within its budget: {arm['label']} at {int(s):,}."
                     for arm in results["arms"].values() for s, e in arm["sizes"].items() if not e["converged"])
+    caveats += _refit_caveats(results)
     summary = f"{pair.get('description', 'Transfer')}. " + protocol_sentence(results)
     return Document(title=title, caveats=caveats, summary=summary, sections=sections, closing=_cost_sentence(results))
+
+
+def _refit_caveats(results):
+    """One line per refitted network that diverged and was replaced (see ``refit_network``)."""
+    return tuple(f"NOTE: refit replaced: {arm['label']} at {int(s):,} images, {note}."
+                 for arm in results["arms"].values() for s, e in arm["sizes"].items() for note in e.get("refits", ()))
 
 
 def _source_rows(sources):
