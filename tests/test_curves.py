@@ -186,6 +186,12 @@ def test_run_curves_end_to_end_verdicts(digits):
     adjusted = dict(zip(p_values, _curves.holm(list(p_values.values()))))
     for c in results["comparisons"]:
         assert c["holm_p"] == pytest.approx(adjusted[c["arm"], c["reference"]])
+    # ... and the report shows it once ("b" and "a-learned" share random-vs-learned here).
+    from skconvfeat.study._curve_report import curve_document
+    from skconvfeat.study._document import to_text
+
+    rows = [line for line in to_text(curve_document(results, "t")).splitlines() if line.startswith("200 ")]
+    assert len(rows) == len(set(rows)) == len(p_values)
 
 
 def test_verdict_sentences_name_only_outcomes_that_occurred():

@@ -72,14 +72,16 @@ def outcome_cell(c):
 
 
 def _comparison_rows(results):
+    """One row per test: a pair that two claims share (e.g. random kernels, also the best fixed arm, against
+    the learned network) is one test, counted once by Holm, and shown once."""
     labels = {name: arm["label"] for name, arm in results["arms"].items()}
-    rows = []
+    rows = {}
     for c in results["comparisons"]:
-        outcome = outcome_cell(c)
-        rows.append((f"{c['size']:,}", labels[c["arm"]], labels[c["reference"]],
-                     f"{100 * c['mean_diff']:+.1f} [{100 * c['ci_low']:+.1f}, {100 * c['ci_high']:+.1f}]",
-                     f"{c['holm_p']:.2g}", outcome))
-    return tuple(rows)
+        rows.setdefault((c["size"], c["arm"], c["reference"]), (
+            f"{c['size']:,}", labels[c["arm"]], labels[c["reference"]],
+            f"{100 * c['mean_diff']:+.1f} [{100 * c['ci_low']:+.1f}, {100 * c['ci_high']:+.1f}]",
+            f"{c['holm_p']:.2g}", outcome_cell(c)))
+    return tuple(rows.values())
 
 
 def protocol_sentence(results):
