@@ -205,3 +205,21 @@ def test_transfer_command_refuses_bad_options_before_any_work(capsys):
     assert main(["transfer", "--pair", "cifar10-to-mnist", "--sizes", "20,lots"]) == 2
     assert "--sizes: expected integers, got '20,lots'" in capsys.readouterr().err
     assert main(["transfer", "--pair", "cifar10-to-mnist", "--sources", "0"]) == 2
+
+
+def test_transfer_verdict_names_only_the_outcomes_that_occurred():
+    from skconvfeat.study._transfer_curves import transfer_verdict
+
+    def comparison(role, size, outcome, judged=True):
+        return {"role": role, "size": size, "outcome": outcome, "judged": judged}
+
+    comparisons = [comparison("beats-random", 20, "equivalent"), comparison("beats-random", 100, "higher"),
+                   comparison("matches-fine-tuned", 20, "higher"), comparison("matches-fine-tuned", 100, "lower", False),
+                   comparison("beats-scratch", 20, "higher"), comparison("beats-scratch", 100, "higher")]
+    text = transfer_verdict(comparisons, [{"seed": 0, "converged": True}], 0.01)["text"]
+    assert text.startswith(
+        "Transferred frozen kernels beat random fixed kernels at 100 images (frozen transferred kernels are above "
+        "random fixed kernels at 100 images; equal to random fixed kernels within ±1 points at 20 images); "
+        "match the fine-tuned network at 20 images (frozen transferred kernels are above the fine-tuned network at "
+        "20 images; not judged against the fine-tuned network at 100 images (a network had not converged)); ")
+    assert "no size" not in text and "below" not in text

@@ -48,6 +48,7 @@ from ._curves import (
     balanced_subset,
     fit_arm,
     is_judged,
+    outcomes_text,
     practical_outcome,
     read_record,
     run_one,
@@ -420,7 +421,12 @@ def transfer_times(arms, sizes, sources):
 
 
 def _at(sizes):
-    return "at " + ", ".join(f"{s:,}" for s in sizes) + " images" if sizes else "at no size"
+    return "at " + ", ".join(f"{s:,}" for s in sizes) + " images" if sizes else "at no size tested"
+
+
+# How each reference is named in the verdict's breakdown.
+_REFERENCE_NAMES = {"random-fixed": "random fixed kernels", "fine-tuned": "the fine-tuned network",
+                    "scratch": "training from scratch"}
 
 
 def transfer_verdict(comparisons, sources, margin):
@@ -433,9 +439,8 @@ def transfer_verdict(comparisons, sources, margin):
                 by.setdefault("not judged" if not c["judged"] else c["outcome"], []).append(c["size"])
         holds = sorted(s for outcome in HOLDS[role] for s in by.get(outcome, []))
         parts[role] = {"holds_at": holds, "by_outcome": by}
-        texts.append(f"{claim} {_at(holds)} (above {_at(by.get('higher'))}, equal within ±{margin * 100:g} "
-                     f"points {_at(by.get('equivalent'))}, below {_at(by.get('lower'))}, undecided "
-                     f"{_at(by.get('inconclusive'))}; not judged, a network not converged, {_at(by.get('not judged'))})")
+        reference = _REFERENCE_NAMES[TRANSFER_COMPARISONS[role][0]]
+        texts.append(f"{claim} {_at(holds)} (frozen transferred kernels are {outcomes_text(by, reference, margin)})")
     unconverged = [s["seed"] for s in sources if not s["converged"]]
     caveat = ("" if not unconverged else f" The source network of seed(s) {unconverged} stopped at its budget still "
               "improving: its kernels are what a budget-capped run learned.")
