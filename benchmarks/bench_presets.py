@@ -3,6 +3,8 @@
     python benchmarks/bench_presets.py cifar10 --data-home ../shared/data --flip
     python benchmarks/bench_presets.py mnist --data-home ../shared/data
 
+Since 2026-12-05 the run itself is ``skconvfeat.study.run_preset``, also the installed
+command ``skconvfeat preset NAME --dataset D``; this script adds ``--npy`` and ``--set``.
 The model is ``make_preset(PRESET)`` followed by ``GramRidgeClassifier(standardize=True)`` (the
 same model as ``StandardScaler`` + ``RidgeClassifier``), fed by ``partial_fit`` with the features of
 ``--chunk`` images at a time, so the feature matrix is never held whole: memory is the head's
@@ -29,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from skconvfeat import GramRidgeClassifier, make_preset
 from skconvfeat.datasets import fetch_mnist, load_image_folder
+from skconvfeat.study import run_preset
 
 PRESET = {"mnist": "coates-mnist", "cifar10": "coates-cifar10"}
 ALPHAS = (3e-3, 1e-2, 3e-2)  # per row; 1e-2 won on held-out CIFAR-10 rows at 400 and 800 filters
@@ -51,31 +53,6 @@ def parse_overrides(pairs):
     return {key: json.loads(value) for key, value in (pair.split("=", 1) for pair in pairs)}
 
 
-class Clock:
-    def __init__(self):
-        self.start = time.perf_counter()
-
-    def say(self, what):
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-        print(f"[{time.perf_counter() - self.start:7.0f} s, peak {peak:.1f} GiB] {what}", flush=True)
-
-
-def features(transformer, images, flip=False):
-    """Features of images (mirrored left-right when flip); width is axis 2 in (n, h, w[, c])."""
-    return transformer.transform(images[:, :, ::-1] if flip else images)
-
-
-def stream(head, transformer, images, y, chunk, flips, clock, what):
-    classes = np.unique(y)  # read by the first partial_fit only
-    for start in range(0, len(images), chunk):
-        rows = slice(start, start + chunk)
-        for flip in flips:
-            head.partial_fit(features(transformer, images[rows], flip), y[rows], classes=classes)
-        if start and start % (10 * chunk) == 0:  # a pace to extrapolate from on a long run
-            clock.say(f"{what}: {start + chunk} of {len(images)} images added")
-    clock.say(f"{what}: {len(images)} images x {len(flips)} added")
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("dataset", choices=sorted(PRESET))
@@ -88,39 +65,26 @@ def main():
     parser.add_argument("--validate", type=int, help="score on this many held-out training images, not the test set")
     parser.add_argument("--chunk", type=int, default=2000, help="images transformed per partial_fit call")
     args = parser.parse_args()
-    clock = Clock()
+    start = time.perf_counter()
+
+    def say(what):
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+        print(f"[{time.perf_counter() - start:7.0f} s, peak {peak:.1f} GiB] {what}", flush=True)
+
     X, y, X_test, y_test = load(args.dataset, args.data_home, args.npy)
     order = np.random.RandomState(0).permutation(len(X))
     if args.validate:  # the evaluation images come off the training set; the test set stays unseen
         X_test, y_test, order = X[order[: args.validate]], y[order[: args.validate]], order[args.validate :]
-    X, y = X[order[: args.train_size]], y[order[: args.train_size]]  # a random order: held out = the first 10%
+    X, y = X[order[: args.train_size]], y[order[: args.train_size]]
     overrides = parse_overrides(args.set)
-    transformer = make_preset(PRESET[args.dataset], random_state=0, **overrides)
     print(f"{platform.machine()}; {args.dataset}: train {X.shape}, evaluated on {X_test.shape} "
           f"({'held-out training images' if args.validate else 'official test set'}); preset "
           f"{PRESET[args.dataset]} {overrides}; flips: {args.flip}", flush=True)
-    transformer.fit(X)
-    clock.say(f"transformer fitted: {transformer.n_features_out_} features")
-    head = GramRidgeClassifier(alphas=args.alphas, standardize=True)
-    n_held = len(X) // 10 if len(args.alphas) > 1 else 0
-    flips = (False, True) if args.flip else (False,)
-    stream(head, transformer, X[n_held:], y[n_held:], args.chunk, flips, clock, "training rows")
-    if n_held:
-        held = features(transformer, X[:n_held])
-        head.select_alpha(held, y[:n_held])
-        clock.say(f"held-out accuracy per alpha "
-                  f"{ {alpha: round(float(s), 4) for alpha, s in zip(head.alphas, head.validation_scores_)} }; "
-                  f"chosen alpha {head.alpha_}")
-        head.partial_fit(held, y[:n_held])
-        del held
-        if args.flip:
-            stream(head, transformer, X[:n_held], y[:n_held], args.chunk, (True,), clock, "held-out mirrors")
-    head.coef_  # solve now, so that the refit's time is reported on its own
-    clock.say("refitted on all training rows")
-    correct = sum(int(np.sum(head.predict(features(transformer, X_test[i : i + args.chunk])) == y_test[i : i + args.chunk]))
-                  for i in range(0, len(X_test), args.chunk))
-    clock.say("evaluated")
-    print(f"{'HELD-OUT' if args.validate else 'TEST'} ACCURACY {correct / len(X_test):.4f}")
+    results = run_preset(PRESET[args.dataset], X, y, X_test, y_test, flip=args.flip, alphas=args.alphas,
+                         chunk=args.chunk, progress=say, **overrides)
+    say(f"held-out accuracy per alpha {dict(zip(results['alphas'], results['validation_scores']))}; "
+        f"chosen alpha {results['alpha']}")
+    print(f"{'HELD-OUT' if args.validate else 'TEST'} ACCURACY {results['test_accuracy']:.4f}")
 
 
 if __name__ == "__main__":

@@ -194,16 +194,19 @@ def test_module_entry_point_reports_a_bad_bank_without_traceback():
 # -- the recipes people quote: --preset, the ridge head, --dataset PATH (issue 23) ------------------
 
 def _image_folder(root, splits):
-    """Two classes of 8x8 grey PNGs (a bright and a dark square) under ``root[/split]/class/``."""
+    """Two classes of noisy 8x8 grey PNGs, horizontal and vertical bars, under ``root[/split]/class/``
+    (orientation, not brightness: the presets normalise each patch's contrast away)."""
     from PIL import Image
 
     rng = np.random.default_rng(0)
+    bars = np.zeros((8, 8))
+    bars[[2, 5]] = 200
     for split in splits:
-        for label, level in (("bright", 200), ("dark", 40)):
+        for label, pattern in (("horizontal", bars), ("vertical", bars.T)):
             folder = root / split / label
             folder.mkdir(parents=True)
             for i in range(12):
-                pixels = np.clip(level + rng.normal(0, 20, (8, 8)), 0, 255).astype(np.uint8)
+                pixels = np.clip(30 + pattern + rng.normal(0, 20, (8, 8)), 0, 255).astype(np.uint8)
                 Image.fromarray(pixels).save(folder / f"{i}.png")
     return root
 
@@ -224,7 +227,7 @@ def test_dataset_path_reads_a_users_image_folder(splits, design, tmp_path, capsy
     results = json.loads(capsys.readouterr().out)
     assert results["evaluation"]["design"] == design and results["n_classes"] == 2
     assert results["n_samples"] == 24 * len(splits)
-    assert min(arm["mean"] for arm in results["arms"]) > 0.9  # bright vs dark: every arm separates them
+    assert min(arm["mean"] for arm in results["arms"]) > 0.9  # bar orientation: every arm separates them
 
 
 def test_dataset_path_split_without_test_exits_1(tmp_path, capsys):
@@ -237,3 +240,28 @@ def test_dataset_path_split_without_test_exits_1(tmp_path, capsys):
 def test_unknown_dataset_that_is_no_path_exits_2(capsys):
     assert main([*TINY, "--dataset", "no/such/folder"]) == 2
     assert "no file or folder of that name" in _one_error_line(capsys)
+
+
+def test_preset_command_scores_held_out_images_and_chooses_the_penalty_on_training_rows(tmp_path, capsys):
+    """`skconvfeat preset`: the README's preset recipe from the installed package (issue 23)."""
+    pytest.importorskip("PIL")
+    root = _image_folder(tmp_path / "images", ["train", "test"])
+    assert main(["preset", "coates-digits", "--dataset", str(root), "--validate", "6", "--alphas", "0.01,1",
+                 "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert results["evaluated_on"] == "held-out training images" and results["n_test"] == 6
+    assert results["n_train"] == 18 and results["test_evaluations"] == 1
+    assert len(results["validation_scores"]) == 2 and results["alpha"] in (0.01, 1.0)
+    assert results["test_accuracy"] > 0.8  # horizontal against vertical bars
+    assert main(["preset", "coates-digits", "--dataset", str(root), "--alphas", "0.01"]) == 0
+    assert "test set (24 images, scored once)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["preset", "coates-digits", "--dataset", "digits"], "digits has no test split"),
+    (["preset", "coates-digit", "--dataset", "mnist"], "invalid choice: 'coates-digit'"),
+    (["preset", "coates-digits", "--dataset", "mnist", "--alphas", "0,1"], "expected comma-separated positive"),
+])
+def test_preset_command_refuses_bad_options(argv, message, capsys):
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err

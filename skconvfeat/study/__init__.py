@@ -13,12 +13,15 @@ line over them (``skconvfeat report DIR ... --out OUT`` for the comparison).
 training images with equal budgets, networks trained to a validation plateau), ``skconvfeat curves``
 its command line, and :func:`write_curves` its report; :func:`run_transfer_pair` is claim (c) across
 datasets under the same protocol (``skconvfeat transfer``), its report written by :func:`write_curves` too.
+:func:`run_preset` fits a wide data-derived preset and its streamed ridge head on a whole training set
+(``skconvfeat preset``), the recipe behind the README's preset numbers.
 Importing :mod:`skconvfeat` does not import this package.
 """
 
 from ._compare import read_results, write_comparison
 from ._curve_report import write_curves
 from ._curves import CurveProtocol, plan_curves, run_curves
+from ._preset_run import run_preset
 from ._report import write_report
 from ._settings import StudySettings, learned_recipe
 from ._study import run_study
@@ -33,6 +36,7 @@ __all__ = [
     "plan_curves",
     "read_results",
     "run_curves",
+    "run_preset",
     "run_study",
     "run_transfer",
     "run_transfer_pair",

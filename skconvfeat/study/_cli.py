@@ -318,6 +318,8 @@ def main(argv=None):
         return _curves_main(argv[1:])
     if argv[:1] == ["transfer"]:
         return _transfer_main(argv[1:])
+    if argv[:1] == ["preset"]:
+        return _preset_main(argv[1:])
     progress, close = None, lambda: None
     try:
         args = _parse(argv)
@@ -574,4 +576,92 @@ def _transfer_main(argv):
     except KeyboardInterrupt:
         print("skconvfeat transfer: interrupted; finished models are kept in --cache", file=sys.stderr)
         return 130
+    return 0
+
+
+# --------------------------------------------------------------------------- skconvfeat preset
+
+
+def _alphas(text):
+    try:
+        values = [float(part) for part in _split(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive numbers, got {text!r}") from None
+    if not values or min(values) <= 0:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive numbers, got {text!r}")
+    return values
+
+
+def build_preset_parser():
+    """The argument parser of ``skconvfeat preset``."""
+    from ._preset_run import PRESET_ALPHAS
+
+    parser = _Parser(
+        prog="skconvfeat preset",
+        description="The wide data-derived preset NAME with its streamed ridge head on a whole training set, the "
+                    "penalty chosen on a random tenth of it, the test set scored once: the recipe behind the "
+                    "README's preset numbers.",
+        allow_abbrev=False,
+    )
+    parser.add_argument("name", choices=sorted(PRESETS), help="the preset")
+    parser.add_argument("--dataset", required=True,
+                        help="a skconvfeat.datasets name with a test split, or the PATH of a train/test image folder")
+    parser.add_argument("--data-home", metavar="DIR", help="where the dataset's files are")
+    parser.add_argument("--flip", action="store_true", help="add every training image's left-right mirror")
+    parser.add_argument("--alphas", type=_alphas, default=list(PRESET_ALPHAS), metavar="A,B,...",
+                        help="candidate ridge penalties (default: %(default)s)")
+    parser.add_argument("--train-size", type=_positive_int, metavar="N",
+                        help="use N training images (a random subset, seed --seed; default: all)")
+    parser.add_argument("--validate", type=_positive_int, metavar="N",
+                        help="score N images held out of the training set instead of the test set (for choosing "
+                             "settings; the test set stays unseen)")
+    parser.add_argument("--chunk", type=_positive_int, default=2000, metavar="N",
+                        help="images transformed per partial_fit call (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the patches and the held-out images")
+    parser.add_argument("--json", action="store_true", help="print the results dict as JSON")
+    return parser
+
+
+def _preset_main(argv):
+    """``skconvfeat preset``: 0 done; 1 the data could not be loaded or used; 2 a bad option; 130 interrupted."""
+    from ._preset_run import run_preset
+
+    try:
+        args = build_preset_parser().parse_args(argv)
+        if args.dataset == "digits":
+            raise UsageError("argument --dataset: digits has no test split; give a dataset that has one "
+                             "(e.g. mnist) or a train/test image folder")
+        _check_dataset(args.dataset)
+    except SystemExit as exc:
+        return exc.code
+    except UsageError as exc:
+        print(f"skconvfeat preset: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        X, y, X_test, y_test = _load_images(args.dataset, args.data_home)
+        if X_test is None:
+            raise ValueError(f"{args.dataset} has no test split: the preset command scores one")
+        order = np.random.RandomState(args.seed).permutation(len(X))
+        if args.validate:  # evaluation images come off the training set; the test set stays unseen
+            X_test, y_test, order = X[order[: args.validate]], y[order[: args.validate]], order[args.validate :]
+        X, y = X[order[: args.train_size]], y[order[: args.train_size]]
+        say = (lambda text: None) if args.json else (lambda text: print(f"skconvfeat: {text}", flush=True))
+        results = run_preset(args.name, X, y, X_test, y_test, flip=args.flip, alphas=args.alphas, chunk=args.chunk,
+                             random_state=args.seed, progress=say)
+    except (OSError, ValueError, pickle.UnpicklingError) as exc:
+        print(f"skconvfeat preset: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("skconvfeat preset: interrupted", file=sys.stderr)
+        return 130
+    results["evaluated_on"] = "held-out training images" if args.validate else "test set"
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    scores = ", ".join(f"{a:g}: {s:.4f}" for a, s in zip(results["alphas"], results["validation_scores"]))
+    print(f"{args.name} on {args.dataset}: {results['n_train']:,} training images{' and their mirrors' * args.flip}, "
+          f"{results['n_features']:,} features; held-out accuracy per penalty {{{scores}}}, chosen {results['alpha']:g}; "
+          f"{results['evaluated_on']} ({results['n_test']:,} images, scored once): "
+          f"{100 * results['test_accuracy']:.2f}%; {fmt.duration(sum(results['seconds'].values()))} in all, "
+          f"peak memory {results['peak_memory_gib']:.1f} GiB.")
     return 0

@@ -1,0 +1,39 @@
+"""run_preset (``skconvfeat preset``) streams exactly the model a user would fit in one go."""
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+
+from skconvfeat import GramRidgeClassifier, make_preset
+from skconvfeat.study import run_preset
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    return X.reshape(-1, 8, 8), y
+
+
+def test_streamed_run_equals_the_model_fitted_in_one_go(digits):
+    X, y = digits
+    train, test = np.arange(600), np.arange(1500, 1797)
+    results = run_preset("coates-digits", X[train], y[train], X[test], y[test], alphas=[0.01], chunk=128,
+                         random_state=3, n_patches=5_000)
+    # The same preset (same seed, same image order) and head, fitted on the whole feature matrix at once.
+    order = np.random.RandomState(3).permutation(len(train))
+    transformer = make_preset("coates-digits", random_state=3, n_patches=5_000).fit(X[train][order])
+    head = GramRidgeClassifier(alphas=[0.01], standardize=True).fit(transformer.transform(X[train][order]),
+                                                                   y[train][order])
+    expected = np.mean(head.predict(transformer.transform(X[test])) == y[test])
+    assert results["test_accuracy"] == pytest.approx(expected) and results["test_accuracy"] > 0.9
+    assert results["validation_scores"] == [] and results["test_evaluations"] == 1
+    assert set(results["seconds"]) == {"transformer_fit", "training_rows", "refit", "test"}
+
+
+def test_penalty_is_chosen_on_a_tenth_of_the_training_rows_and_mirrors_double_them(digits):
+    X, y = digits
+    results = run_preset("coates-digits", X[:500], y[:500], X[1500:], y[1500:], alphas=[1e-4, 10.0], flip=True,
+                         chunk=200, random_state=0, n_patches=5_000)
+    assert len(results["validation_scores"]) == 2 and results["alpha"] in (1e-4, 10.0)
+    assert results["flip"] and results["n_train"] == 500 and "penalty" in results["seconds"]
+    assert results["test_accuracy"] > 0.8  # mirrored digits are other symbols: flips are for natural images
