@@ -46,18 +46,7 @@ def digits_model(digits_split):
     return LearnedConvClassifier(random_state=0).fit(X_train, y_train)
 
 
-@pytest.fixture(autouse=True)
-def _global_random_state_untouched(request):
-    """Every fit here is seeded: one drawing from NumPy's global random state would make its test
-    depend on which tests ran before it (issue 27: a test that passed alone failed in the suite).
-    scikit-learn's own contract checks are theirs to seed (check_methods_sample_order_invariance is not)."""
-    if request.node.name.startswith("test_sklearn_contract"):
-        yield
-        return
-    before = np.random.get_state()
-    yield
-    after = np.random.get_state()
-    assert after[2] == before[2] and np.array_equal(after[1], before[1]), "the test drew from np.random's global state"
+# Every fit here is seeded: tests/conftest.py checks that no test draws from np.random's global state.
 
 
 def _images(shape, seed=0):
@@ -770,8 +759,7 @@ def test_bad_sample_weights_are_refused_clearly(weight, message, digits_split):
 def test_grid_search_routes_sample_weight_through_a_pipeline_to_the_learned_classifier(digits_split):
     """scikit-learn's metadata routing: GridSearchCV.fit(..., sample_weight=w) reaches our fit through a Pipeline."""
     import sklearn
-    from sklearn.model_selection import GridSearchCV
-    from sklearn.pipeline import make_pipeline
+    from sklearn.metrics import accuracy_score, make_scorer
     from sklearn.preprocessing import FunctionTransformer
 
     X, _, y, _ = digits_split
@@ -787,9 +775,14 @@ def test_grid_search_routes_sample_weight_through_a_pipeline_to_the_learned_clas
     with sklearn.config_context(enable_metadata_routing=True), warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         model = Recording(FixedConvTransformer("random", kernel_size=3, random_state=0), max_epochs=1,
-                          early_stopping=False, random_state=0).set_fit_request(sample_weight=True)
+                          early_stopping=False, random_state=0)
+        model.set_fit_request(sample_weight=True).set_score_request(sample_weight=True)
         pipe = make_pipeline(FunctionTransformer(lambda A: A / 16.0), model)
-        GridSearchCV(pipe, {"recording__learning_rate": [1e-2, 1e-3]}, cv=2).fit(X, y, sample_weight=weight)
+        # An explicit weighted scorer: scikit-learn < 1.8 does not route score's weights through a Pipeline.
+        scorer = make_scorer(accuracy_score).set_score_request(sample_weight=True)
+        search = GridSearchCV(pipe, {"recording__learning_rate": [1e-2, 1e-3]}, cv=2, scoring=scorer,
+                              error_score="raise").fit(X, y, sample_weight=weight)
+    assert np.isfinite(search.cv_results_["mean_test_score"]).all()
     assert len(seen) == 2 * 2 + 1  # 2 settings x 2 folds, then the refit on all rows
     assert all(w is not None for w in seen)
     np.testing.assert_array_equal(seen[-1], weight)

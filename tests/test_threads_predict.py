@@ -75,11 +75,11 @@ def _pipeline():
 
 
 def _ridge_pipeline():
-    return make_pipeline(_data_derived(), GramRidgeClassifier())
+    return make_pipeline(_data_derived(), GramRidgeClassifier(random_state=0))
 
 
 def _preset():
-    return make_pipeline(make_preset("coates-digits", random_state=0), GramRidgeClassifier())
+    return make_pipeline(make_preset("coates-digits", random_state=0), GramRidgeClassifier(random_state=0))
 
 
 def _learned():
