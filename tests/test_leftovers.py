@@ -54,7 +54,7 @@ def test_warm_start_refuses_a_description_changed_since_fitting():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         model = LearnedConvClassifier(FixedConvTransformer(kernel_size=3, random_state=np.random.RandomState(0)),
-                                      warm_start=True, max_epochs=1).fit(X[:200], y[:200])
+                                      warm_start=True, max_epochs=1, random_state=0).fit(X[:200], y[:200])
         model.fit(X[:200], y[:200])  # unchanged (a RandomState moves as it is used): continues
         model.set_params(conv__kernel_size=5)
         with pytest.raises(ValueError, match=r"'conv' changed since it was fitted \(kernel_size\)"):
