@@ -88,8 +88,10 @@ def build_parser():
             "random, k-means, raw pixels; one layer, or two with --layers 1,2) and compare it with learned kernels "
             "on the same images (cross-validation on digits, the official test set of larger datasets)."
         ),
-        epilog="skconvfeat report DIR [DIR ...] --out OUT puts several --out folders side by side on one page "
-               "(skconvfeat report --help).",
+        epilog="Other commands, each with --help: skconvfeat curves (every arm at every training-set size under one "
+               "protocol), skconvfeat transfer (kernels learned on another dataset, frozen), skconvfeat preset (a "
+               "wide data-derived preset on a whole training set), skconvfeat report DIR [DIR ...] --out OUT "
+               "(several --out folders side by side on one page).",
         allow_abbrev=False,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
