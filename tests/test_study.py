@@ -14,7 +14,8 @@ from skconvfeat.study._stats import wilson_interval
 
 TOP_KEYS = {
     "dataset", "n_samples", "n_classes", "image_shape", "classifier", "evaluation", "learned_training", "margin",
-    "alpha", "arms", "best_fixed", "reference", "comparisons", "baseline", "verdicts", "skipped_arms",
+    "alpha", "arms", "best_fixed", "best_fixed_chosen_on", "reference", "comparisons", "baseline", "verdicts",
+    "skipped_arms",
     "elapsed_s", "versions",
 }
 COMPARISON_KEYS = {
@@ -58,7 +59,7 @@ def test_fixed_only_results_match_schema(fixed_only):
     assert results["margin"] == 0.01
     assert [a["name"] for a in results["arms"]] == ["gabor", "identity"]
     for arm in results["arms"]:
-        assert set(arm) == ARM_KEYS
+        assert set(arm) - {"validation_accuracy"} == ARM_KEYS
         assert len(arm["scores"]) == len(arm["fit_time"]) == len(arm["transform_time"]) == 4
         assert 0 <= arm["ci_low"] <= arm["mean"] <= arm["ci_high"] <= 1
     kinds = {a["name"]: (a["kind"], a["n_features"]) for a in results["arms"]}
@@ -87,8 +88,11 @@ def test_all_arms_see_the_same_splits(digits, monkeypatch):
     seen = {}
     evaluate = _study.evaluate
 
+    validation = {}
+
     def recording(arm, images, target, train, test, **keep):
-        seen.setdefault(arm.name, []).append((train.tolist(), test.tolist()))
+        # The study's splits pass keep_model/keep_pred; the choice of the best fixed arm passes neither.
+        (seen if keep else validation).setdefault(arm.name, []).append((train.tolist(), test.tolist()))
         return evaluate(arm, images, target, train, test, **keep)
 
     monkeypatch.setattr(_study, "evaluate", recording)  # n_jobs=None runs in this process
@@ -96,6 +100,11 @@ def test_all_arms_see_the_same_splits(digits, monkeypatch):
     splits = list(seen.values())
     assert len(splits) == 3 and len(splits[0]) == 4
     assert all(sorted(s) == sorted(splits[0]) for s in splits)
+    # The fixed candidates are also scored once on images held out of the first split's training images.
+    assert set(validation) == {"random", "sharpen"}
+    first_train = set(seen["random"][0][0])
+    for [(fit, valid)] in validation.values():
+        assert set(fit) | set(valid) == first_train and not set(fit) & set(valid)
 
 
 def test_train_size_subsamples_every_training_fold(digits):
@@ -138,7 +147,7 @@ def _results(scores, kinds=None, transfer=None, dataset="digits"):
     for name, values in scores.items():
         mean = float(np.mean(values))
         arms.append({"name": name, "label": name, "kind": kinds.get(name, "fixed"), "depth": 1, "scores": list(values),
-                     "mean": mean, "ci_low": mean - 0.01, "ci_high": mean + 0.01})
+                     "mean": mean, "ci_low": mean - 0.01, "ci_high": mean + 0.01, "validation_accuracy": mean})
     results = {"arms": arms, "n_classes": 10, "margin": 0.01, "dataset": dataset}
     best = _verdicts.best_fixed_arm(arms)
     results["best_fixed"] = best and best["name"]
@@ -241,15 +250,26 @@ def test_verdict_transfer_uses_the_smallest_sizes():
     assert judged({}, transfer=transfer)[2]["verdict"] == "inconclusive"
 
 
-def test_best_fixed_arm_is_the_highest_mean_fixed_arm_of_the_deepest_network():
-    arms = [{"name": "raw", "kind": "raw", "mean": 0.99}, {"name": "a", "kind": "fixed", "mean": 0.9},
-            {"name": "b", "kind": "fixed", "mean": 0.95}, {"name": "l", "kind": "learned", "mean": 0.97}]
+def test_best_fixed_arm_is_chosen_on_validation_among_the_fixed_arms_of_the_deepest_network():
+    # "a" has the better test mean, "b" the better validation accuracy: validation decides, never the test.
+    arms = [{"name": "raw", "kind": "raw", "mean": 0.99, "validation_accuracy": 0.99},
+            {"name": "a", "kind": "fixed", "mean": 0.96, "validation_accuracy": 0.90},
+            {"name": "b", "kind": "fixed", "mean": 0.95, "validation_accuracy": 0.93},
+            {"name": "l", "kind": "learned", "mean": 0.97}]
     assert _verdicts.best_fixed_arm(arms)["name"] == "b"
     assert _verdicts.best_fixed_arm(arms[:1])["name"] == "raw"  # no fixed arm: the best of the rest
     assert _verdicts.best_fixed_arm([]) is None
-    deep = [{"name": "a@2", "kind": "fixed", "mean": 0.8, "depth": 2}, {"name": "l@2", "kind": "learned",
-                                                                        "mean": 0.9, "depth": 2}]
+    deep = [{"name": "a@2", "kind": "fixed", "mean": 0.8, "depth": 2, "validation_accuracy": 0.8},
+            {"name": "l@2", "kind": "learned", "mean": 0.9, "depth": 2}]
     assert _verdicts.best_fixed_arm(arms + deep)["name"] == "a@2"  # the learned reference is two layers deep
+
+
+def test_run_study_scores_the_best_fixed_candidates_on_held_out_training_images(fixed_only):
+    results, _ = fixed_only
+    arms = {arm["name"]: arm for arm in results["arms"]}
+    assert {name for name, arm in arms.items() if "validation_accuracy" in arm} == {"gabor"}  # the fixed candidates
+    assert results["best_fixed"] == "gabor" and "held out of the first split's" in results["best_fixed_chosen_on"]
+    assert 0.5 < arms["gabor"]["validation_accuracy"] <= 1
 
 
 def test_confusion_matrix_and_verdict_use_the_same_best_arm(digits, monkeypatch):

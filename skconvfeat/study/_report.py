@@ -840,7 +840,8 @@ def _report_html(results, extras, transfer, document):
         html_figure(
             "fig-confusion",
             "Confusion matrix of the best fixed arm",
-            "The fixed arm with the highest mean accuracy (the one verdict (b) uses), on the first split or seed. "
+            "The best fixed arm, chosen on held-out training images (the one verdict (b) uses), on the first split "
+            "or seed. "
             "Rows: true class; columns: predicted class; cells: counts.",
             _figure_confusion(extras),
         ),

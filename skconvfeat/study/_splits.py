@@ -3,7 +3,11 @@
 import numpy as np
 from sklearn.model_selection import RepeatedStratifiedKFold, train_test_split
 
-__all__ = ["as_images", "cv_splits", "holdout_splits", "standardise_channels", "subsample", "with_test_set"]
+__all__ = ["as_images", "cv_splits", "holdout_splits", "standardise_channels", "subsample", "validation_split",
+           "with_test_set"]
+
+# The share of a training set held out to choose among arms (the best fixed arm): a fifth, as the curves do.
+VALIDATION_FRACTION = 0.2
 
 
 def as_images(images):
@@ -30,6 +34,18 @@ def cv_splits(target, n_splits, n_repeats, random_state, train_size):
         (subsample(train, target, train_size, random_state + i), test)
         for i, (train, test) in enumerate(cv.split(np.zeros(len(target)), target))
     ]
+
+
+def validation_split(target, train, random_state):
+    """``(fit, validation)`` indices: a stratified fifth of the training indices ``train`` held out.
+
+    Stratified when every class has at least two training images, else a plain random fifth.
+    """
+    counts = np.unique(target[train], return_counts=True)[1]
+    stratify = target[train] if counts.min() >= 2 else None
+    fit, valid = train_test_split(train, test_size=VALIDATION_FRACTION, stratify=stratify,
+                                  random_state=random_state)
+    return np.sort(fit), np.sort(valid)
 
 
 def holdout_splits(target, n_train, n_seeds, random_state, train_size):

@@ -31,8 +31,8 @@ from ._design import DEEP_BANKS, learned_arm_names, learned_training, load_learn
 from ._evaluate import Evaluation, evaluate, n_features, run_parallel
 from ._extras import extras as figure_arrays
 from ._settings import StudySettings
-from ._splits import as_images, cv_splits, holdout_splits, standardise_channels, with_test_set
-from ._verdicts import baseline, best_fixed_arm, comparisons, verdicts
+from ._splits import as_images, cv_splits, holdout_splits, standardise_channels, validation_split, with_test_set
+from ._verdicts import baseline, best_fixed_arm, comparisons, fixed_candidates, verdicts
 
 __all__ = ["run_study"]
 
@@ -150,6 +150,12 @@ def run_study(images, target, settings=None, *, test_images=None, test_target=No
         for i, (train, test) in enumerate(splits)
         for arm in arm_sets[i]
     ]
+    # The best fixed arm is chosen on images held out of the first split's training images, never on test.
+    candidates = fixed_candidates(arms)
+    fit_part, valid_part = validation_split(target, splits[0][0], settings.random_state)
+    tasks += [((arm.name, "validation"), (evaluate, (arm, images, target, fit_part, valid_part), {}))
+              for arm in candidates]
+    total += len(candidates)
     runs = run_parallel(tasks, n_jobs, report, torch_tasks=run_learned)
     first = {arm.name: runs[(arm.name, 0)] for arm in arms}
     arm_results = [
@@ -157,6 +163,9 @@ def run_study(images, target, settings=None, *, test_images=None, test_target=No
                              n_features(first[arm.name]["model"]))
         for arm in arms
     ]
+    for arm in arm_results:
+        if (arm["name"], "validation") in runs:
+            arm["validation_accuracy"] = runs[(arm["name"], "validation")]["score"]
     best = best_fixed_arm(arm_results)
     reference = "learned" + suffix(settings.depths[-1]) if run_learned else best["name"]
     results = {
@@ -171,6 +180,8 @@ def run_study(images, target, settings=None, *, test_images=None, test_target=No
         "alpha": settings.alpha,
         "arms": arm_results,
         "best_fixed": best["name"],
+        "best_fixed_chosen_on": (f"validation: {len(valid_part):,} images held out of the first split's "
+                                 f"{len(splits[0][0]):,} training images, each candidate refitted on the rest"),
         "reference": reference,
         "comparisons": comparisons(arm_results, reference, evaluation, settings.alpha),
         "skipped_arms": skipped,

@@ -6,7 +6,7 @@ from . import _format as fmt
 from ._design import suffix
 from ._stats import claim_verdict, corrected_paired_ttest, judge
 
-__all__ = ["BASELINE_FLOORS", "baseline", "best_fixed_arm", "comparisons", "verdicts"]
+__all__ = ["BASELINE_FLOORS", "baseline", "best_fixed_arm", "comparisons", "fixed_candidates", "verdicts"]
 
 # Accuracy a plain PyTorch CNN of the reference's size reaches on the full
 # training set (issue 10: two conv layers, 15 epochs, about 75% on the
@@ -15,19 +15,30 @@ __all__ = ["BASELINE_FLOORS", "baseline", "best_fixed_arm", "comparisons", "verd
 BASELINE_FLOORS = {"cifar10": 0.74, "cifar10-jpeg": 0.74}
 
 
-def best_fixed_arm(arm_results):
-    """The one "best fixed arm" of a study: highest mean accuracy among the fixed arms of the deepest network.
+def fixed_candidates(arms):
+    """The arms the best fixed arm is chosen from: the fixed arms of the deepest network, or every arm of
+    that depth (e.g. only the raw pixels) when none is fixed.
 
     The deepest network, because that is the one the learned reference has
     (a deeper fixed arm against a shallower learned one is no fair match).
-    The confusion matrix, verdict (b) and the report all use this arm. Falls
-    back to every arm of that depth (e.g. only the raw pixels) when no fixed
-    arm ran; ``None`` when there are no arms. Ties go to the arm listed first.
+    ``arms`` are ``Arm`` objects or summarised arm dicts.
     """
-    depth = max((a.get("depth", 1) for a in arm_results), default=1)
-    deepest = [a for a in arm_results if a.get("depth", 1) == depth]
-    candidates = [a for a in deepest if a["kind"] == "fixed"] or deepest
-    return max(candidates, key=lambda a: a["mean"], default=None)
+    def get(arm, key, default=None):
+        return arm.get(key, default) if isinstance(arm, dict) else getattr(arm, key, default)
+
+    depth = max((get(a, "depth", 1) for a in arms), default=1)
+    deepest = [a for a in arms if get(a, "depth", 1) == depth]
+    return [a for a in deepest if get(a, "kind") == "fixed"] or deepest
+
+
+def best_fixed_arm(arm_results):
+    """The one "best fixed arm" of a study: the candidate (see :func:`fixed_candidates`) with the highest
+    ``validation_accuracy``, measured on images held out of the training images, never on the test images.
+
+    The confusion matrix, verdict (b) and the report all use this arm. ``None`` when there are no arms.
+    Ties go to the arm listed first.
+    """
+    return max(fixed_candidates(arm_results), key=lambda a: a["validation_accuracy"], default=None)
 
 
 def comparisons(arm_results, reference, evaluation, alpha):
@@ -127,8 +138,8 @@ def _verdict_fixed(results, arms, learned, tests):
     sentence = (
         f"The best fixed arm ({best['label']}) reached {fmt.accuracy(best)} (chance: "
         f"{fmt.percent(1 / results['n_classes'])}), against {fmt.accuracy(learned)} for {learned['label']}: a "
-        f"difference of {fmt.difference(res)}. The best arm is picked after seeing the scores, which favours "
-        "the fixed side."
+        f"difference of {fmt.difference(res)}. The best fixed arm was chosen on images held out of the training "
+        "images, not on these scores."
     )
     cited = [res]
     frozen = (learned["name"], "random_adam" + suffix(learned["depth"]))
