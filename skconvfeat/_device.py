@@ -76,6 +76,11 @@ def physical_memory_bytes():
         return 1 << 40
 
 
+def memory_text(nbytes):
+    """``nbytes`` for a message: in GiB from 1 GiB on, else in MiB (so a small limit does not read "0.0 GiB")."""
+    return f"{nbytes / 2**30:,.1f} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:,.1f} MiB"
+
+
 def transform_device(requested, images, owner):
     """Where a fitted model computes ``images``: on the GPU for CuPy input, else the ``device`` parameter's choice.
 

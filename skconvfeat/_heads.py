@@ -447,7 +447,7 @@ def _check_gram_memory(n_features):
     if needed > available:
         raise ValueError(
             f"GramRidgeClassifier would hold a {n_features:,} x {n_features:,} Gram matrix, "
-            f"{needed / 2**30:,.1f} GiB of float64, more than this machine's {available / 2**30:,.1f} GiB of "
+            f"{_device.memory_text(needed)} of float64, more than this machine's {_device.memory_text(available)} of "
             "memory. Use fewer features (fewer kernels, a smaller pool_grid) or a head trained by SGD "
             "(sklearn.linear_model.SGDClassifier)."
         )

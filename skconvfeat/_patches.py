@@ -49,6 +49,7 @@ def sample_patches(images, kernel_hw, padding, n_patches, rng):
     cols = padded_index(w, kernel_hw[1], padding)
     out_h, out_w = rows.size - kernel_hw[0] + 1, cols.size - kernel_hw[1] + 1
     total = n * out_h * out_w
+    _check_patch_memory(min(n_patches, total), kernel_hw[0] * kernel_hw[1] * images.shape[3])
     flat = np.arange(total) if n_patches >= total else rng.randint(0, total, size=n_patches)
     image, rest = np.divmod(flat, out_h * out_w)
     top, left = np.divmod(rest, out_w)
@@ -62,6 +63,22 @@ def sample_patches(images, kernel_hw, padding, n_patches, rng):
     outside = (row_index < 0)[:, :, None] | (col_index < 0)[:, None, :]
     patches[outside] = 0.0  # zero padding
     return np.ascontiguousarray(patches.transpose(0, 3, 1, 2))
+
+
+def _check_patch_memory(count, dim):
+    """Refuse, before drawing them, sampled patches that would not fit in memory.
+
+    ``fit`` holds the float64 patches and a preprocessed copy of them at once
+    (normalised, then whitened), so twice ``count * dim * 8`` bytes.
+    """
+    needed = 2.0 * count * dim * 8
+    available = _device.physical_memory_bytes()
+    if needed > available:
+        raise ValueError(
+            f"FixedConvTransformer would sample {count:,} patches of {dim} values, {_device.memory_text(needed)} "
+            f"with their preprocessed copy, more than this machine's {_device.memory_text(available)} of memory. "
+            "Lower n_patches."
+        )
 
 
 def normalise(rows, eps_norm):

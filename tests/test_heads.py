@@ -351,7 +351,7 @@ def test_a_gram_matrix_larger_than_memory_is_refused_before_it_is_allocated(monk
 
     monkeypatch.setattr(_device, "physical_memory_bytes", lambda: 2**20)  # 1 MiB: a 400-feature Gram is 1.2 MiB
     X, y = np.random.default_rng(0).standard_normal((50, 400)), np.arange(50) % 2
-    with pytest.raises(ValueError, match=r"400 x 400 Gram matrix, 0\.0 GiB of float64, more than this machine's"):
+    with pytest.raises(ValueError, match=r"400 x 400 Gram matrix, 1\.2 MiB of float64, more than this machine's 1\.0 MiB"):
         GramRidgeClassifier(random_state=0).fit(X, y)
     with pytest.raises(ValueError, match="Gram matrix"):
         GramRidgeClassifier(alphas=[1.0]).partial_fit(X, y, classes=[0, 1])

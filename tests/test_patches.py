@@ -292,3 +292,17 @@ def test_4000_filters_on_cifar_sized_images_in_bounded_memory(layer_path):
     all_maps = images.shape[0] * 27 * 27 * 4000 * 2 * 4  # what an untiled layer would hold
     bound = folded_kernels + 2 * cpu.cpu_threads() * (4 << 20)  # documented: kernels + ~2 tiles' scratch per thread
     assert peak - out.nbytes < bound < all_maps / 20
+
+
+def test_sampled_patches_larger_than_memory_are_refused_before_they_are_drawn(monkeypatch):
+    """Issue 27: a huge n_patches on a large dataset was drawn until the OS killed the process."""
+    from skconvfeat import FixedConvTransformer, _device
+
+    monkeypatch.setattr(_device, "physical_memory_bytes", lambda: 2**20)  # 1 MiB
+    X = np.random.default_rng(0).uniform(0, 255, (50, 16, 16))
+    kmeans = FixedConvTransformer("kmeans", kernel_size=5, n_patches=10_000, random_state=0)
+    with pytest.raises(ValueError, match=r"would sample 7,200 patches of 25 values, 2\.7 MiB .* 1\.0 MiB of memory"):
+        kmeans.fit(X)  # 50 images x 144 positions: all 7,200 are taken, 2.7 MiB with their copy
+    assert not hasattr(kmeans, "layer_")
+    monkeypatch.setattr(_device, "physical_memory_bytes", lambda: 2**23)  # 8 MiB: they fit
+    assert kmeans.set_params(bank_params={"n_filters": 8}).fit(X).transform(X[:2]).shape[0] == 2
