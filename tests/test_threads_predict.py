@@ -1,5 +1,5 @@
-"""Every public estimator predicts from 16 threads at once exactly as from one, and its fitted state
-does not change under that use (issue 27, item 1; GramRidgeClassifier's lazy solve is stressed
+"""Every public estimator predicts from 16 threads at once as from one (labels identical, scores up to
+float32 rounding), and its fitted state does not change under that use (issue 27, item 1; GramRidgeClassifier's lazy solve is stressed
 further in test_heads_threads.py).
 
 A fitted estimator is shared by the threads of a web server or of joblib's threading backend; a
@@ -26,6 +26,11 @@ from skconvfeat import (
 )
 
 N_THREADS = 16
+# Labels are identical; scores and features are equal up to float32 rounding, not to the bit: a GEMM that runs
+# while another thread's transform holds BLAS at one thread may take a different OpenBLAS kernel (seen in CI,
+# 2 BLAS threads: 1e-6 relative on the decision function, from the second batch on). Fitted state is what
+# must not change, and the hash check below holds it to the bit.
+FLOAT32_ROUNDING = 1e-5
 
 
 def _at_once(method, X):
@@ -111,7 +116,12 @@ def test_sixteen_threads_get_what_one_thread_gets_and_change_nothing(name, digit
         method = getattr(estimator, method_name)
         expected = method(X)
         for result in _at_once(method, X):
-            np.testing.assert_array_equal(result, expected, err_msg=f"{name}.{method_name}")
+            if method_name == "predict":
+                np.testing.assert_array_equal(result, expected, err_msg=f"{name}.{method_name}")
+            else:  # float32 features: equal up to their rounding, relative to the largest value (see above)
+                np.testing.assert_allclose(result, expected, rtol=FLOAT32_ROUNDING,
+                                           atol=FLOAT32_ROUNDING * np.abs(expected).max(),
+                                           err_msg=f"{name}.{method_name}")
     if hasattr(estimator, "score"):
         scores = _at_once(lambda X_: estimator.score(X_, y), X)
         assert len(set(scores)) == 1, scores
