@@ -33,6 +33,7 @@ import numpy as np
 
 from skconvfeat.datasets import fetch_mnist, load_image_folder
 from skconvfeat.study import run_preset
+from skconvfeat.study._preset_run import training_and_evaluation
 
 PRESET = {"mnist": "coates-mnist", "cifar10": "coates-cifar10"}
 ALPHAS = (3e-3, 1e-2, 3e-2)  # per row; 1e-2 won on held-out CIFAR-10 rows at 400 and 800 filters
@@ -72,10 +73,8 @@ def main():
         print(f"[{time.perf_counter() - start:7.0f} s, peak {peak:.1f} GiB] {what}", flush=True)
 
     X, y, X_test, y_test = load(args.dataset, args.data_home, args.npy)
-    order = np.random.RandomState(0).permutation(len(X))
-    if args.validate:  # the evaluation images come off the training set; the test set stays unseen
-        X_test, y_test, order = X[order[: args.validate]], y[order[: args.validate]], order[args.validate :]
-    X, y = X[order[: args.train_size]], y[order[: args.train_size]]
+    X, y, X_test, y_test = training_and_evaluation(X, y, X_test, y_test, train_size=args.train_size,
+                                                   validate=args.validate)
     overrides = parse_overrides(args.set)
     print(f"{platform.machine()}; {args.dataset}: train {X.shape}, evaluated on {X_test.shape} "
           f"({'held-out training images' if args.validate else 'official test set'}); preset "

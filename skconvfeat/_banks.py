@@ -25,7 +25,7 @@ import numpy as np
 import scipy.sparse
 from sklearn.utils import check_random_state
 
-from ._device import physical_memory_bytes
+from ._device import memory_text, physical_memory_bytes
 from ._hints import did_you_mean
 
 __all__ = ["list_banks", "make_bank", "register_bank"]
@@ -337,8 +337,8 @@ def check_bank_memory(n_filters, n_channels, kernel_size, bank, what):
     if needed > available / 2:
         raise ValueError(
             f"The {bank!r} bank would hold {n_filters:,} kernels ({what}), "
-            f"{needed / 2**30:,.1f} GiB of float64, more than half of this machine's "
-            f"{available / 2**30:,.1f} GiB of memory. Ask for fewer kernels."
+            f"{memory_text(needed)} of float64, more than half of this machine's "
+            f"{memory_text(available)} of memory. Ask for fewer kernels."
         )
 
 

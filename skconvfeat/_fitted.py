@@ -347,9 +347,9 @@ def _check_memory(layer, dtype):
     available = _device.physical_memory_bytes()
     if needed > available:
         raise ValueError(
-            f"This FixedConvTransformer would need {needed / 2**30:,.1f} GiB for a single "
+            f"This FixedConvTransformer would need {_device.memory_text(needed)} for a single "
             f"image ({layer.n_features_out:,} features, {layer.filters.shape[0]:,} kernels), more than this "
-            f"machine's {available / 2**30:,.1f} GiB of memory. Use a smaller pool_grid, "
+            f"machine's {_device.memory_text(available)} of memory. Use a smaller pool_grid, "
             "fewer kernels or smaller images."
         )
 

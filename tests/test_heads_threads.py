@@ -1,36 +1,17 @@
 """GramRidgeClassifier's fitted state does not change under concurrent use (issue 27, item 1)."""
 
 import pickle
-import threading
 
 import numpy as np
 from sklearn.datasets import make_classification
 
+from concurrency import at_once
 from skconvfeat import GramRidgeClassifier
-
-N_THREADS = 16
 
 
 def _predict_at_once(model, X):
-    """``model.predict(X)``, ``decision_function`` and ``score`` from many threads released together."""
-    barrier = threading.Barrier(N_THREADS)
-    results = [None] * N_THREADS
-    errors = []
-
-    def work(i):
-        try:
-            barrier.wait()
-            results[i] = (model.predict(X), model.decision_function(X))
-        except BaseException as error:  # reported below; a thread's exception is otherwise lost
-            errors.append(error)
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(N_THREADS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors, errors
-    return results
+    """``model.predict(X)`` and ``decision_function`` from many threads released together."""
+    return at_once(lambda: (model.predict(X), model.decision_function(X)))
 
 
 def _streamed(X, y, **params):

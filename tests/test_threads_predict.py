@@ -9,8 +9,6 @@ thread gets and a hash of the whole estimator, then releases 16 threads together
 read-only method and compares.
 """
 
-import threading
-
 import joblib
 import numpy as np
 import pytest
@@ -18,6 +16,7 @@ from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 
+from concurrency import at_once
 from skconvfeat import (
     FixedConvNet,
     FixedConvTransformer,
@@ -25,33 +24,11 @@ from skconvfeat import (
     make_preset,
 )
 
-N_THREADS = 16
 # Labels are identical; scores and features are equal up to float32 rounding, not to the bit: a GEMM that runs
 # while another thread's transform holds BLAS at one thread may take a different OpenBLAS kernel (seen in CI,
 # 2 BLAS threads: 1e-6 relative on the decision function, from the second batch on). Fitted state is what
 # must not change, and the hash check below holds it to the bit.
 FLOAT32_ROUNDING = 1e-5
-
-
-def _at_once(method, X):
-    """``method(X)`` from ``N_THREADS`` threads released together by a barrier."""
-    barrier = threading.Barrier(N_THREADS)
-    results, errors = [None] * N_THREADS, []
-
-    def work(i):
-        try:
-            barrier.wait()
-            results[i] = method(X)
-        except BaseException as error:  # a thread's exception is otherwise lost
-            errors.append(error)
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(N_THREADS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors, errors
-    return results
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +92,7 @@ def test_sixteen_threads_get_what_one_thread_gets_and_change_nothing(name, digit
     for method_name in methods:
         method = getattr(estimator, method_name)
         expected = method(X)
-        for result in _at_once(method, X):
+        for result in at_once(lambda: method(X)):
             if method_name == "predict":
                 np.testing.assert_array_equal(result, expected, err_msg=f"{name}.{method_name}")
             else:  # float32 features: equal up to their rounding, relative to the largest value (see above)
@@ -123,6 +100,6 @@ def test_sixteen_threads_get_what_one_thread_gets_and_change_nothing(name, digit
                                            atol=FLOAT32_ROUNDING * np.abs(expected).max(),
                                            err_msg=f"{name}.{method_name}")
     if hasattr(estimator, "score"):
-        scores = _at_once(lambda X_: estimator.score(X_, y), X)
+        scores = at_once(lambda: estimator.score(X, y))
         assert len(set(scores)) == 1, scores
     assert joblib.hash(estimator) == fitted, f"{name}: using the fitted estimator changed its state"

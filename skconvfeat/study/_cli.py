@@ -626,7 +626,7 @@ def build_preset_parser():
 
 def _preset_main(argv):
     """``skconvfeat preset``: 0 done; 1 the data could not be loaded or used; 2 a bad option; 130 interrupted."""
-    from ._preset_run import run_preset
+    from ._preset_run import run_preset, training_and_evaluation
 
     try:
         args = build_preset_parser().parse_args(argv)
@@ -643,10 +643,8 @@ def _preset_main(argv):
         X, y, X_test, y_test = _load_images(args.dataset, args.data_home)
         if X_test is None:
             raise ValueError(f"{args.dataset} has no test split: the preset command scores one")
-        order = np.random.RandomState(args.seed).permutation(len(X))
-        if args.validate:  # evaluation images come off the training set; the test set stays unseen
-            X_test, y_test, order = X[order[: args.validate]], y[order[: args.validate]], order[args.validate :]
-        X, y = X[order[: args.train_size]], y[order[: args.train_size]]
+        X, y, X_test, y_test = training_and_evaluation(X, y, X_test, y_test, train_size=args.train_size,
+                                                       validate=args.validate, seed=args.seed)
         say = (lambda text: None) if args.json else (lambda text: print(f"skconvfeat: {text}", flush=True))
         results = run_preset(args.name, X, y, X_test, y_test, flip=args.flip, alphas=args.alphas, chunk=args.chunk,
                              random_state=args.seed, progress=say)

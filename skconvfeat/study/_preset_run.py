@@ -18,12 +18,22 @@ import numpy as np
 from .._heads import GramRidgeClassifier
 from .._presets import make_preset
 
-__all__ = ["PRESET_ALPHAS", "run_preset"]
+__all__ = ["PRESET_ALPHAS", "run_preset", "training_and_evaluation"]
 
 # Ridge penalties per unit of weight: 1e-2 won on held-out CIFAR-10 rows at 400 and 800 filters,
 # 1e-4 on MNIST (docs/results.md); the default grid spans both.
 PRESET_ALPHAS = (1e-4, 1e-3, 3e-3, 1e-2, 3e-2)
 HELD_OUT = 0.1  # of the training images, for the penalty
+
+
+def training_and_evaluation(X, y, X_test, y_test, *, train_size=None, validate=None, seed=0):
+    """``(X, y, X_eval, y_eval)``: a random ``train_size`` of the training images (all when None), scored on
+    the test set, or, with ``validate``, on that many other training images (the test set stays unseen
+    while settings are chosen)."""
+    order = np.random.RandomState(seed).permutation(len(X))
+    if validate:
+        X_test, y_test, order = X[order[:validate]], y[order[:validate]], order[validate:]
+    return X[order[:train_size]], y[order[:train_size]], X_test, y_test
 
 
 def _features(transformer, images, flip=False):

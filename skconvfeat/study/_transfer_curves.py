@@ -105,11 +105,11 @@ TRANSFER_ARMS = {
     "scratch": ("Random init, trained from scratch (Adam)", "learned", False),
 }
 # The comparisons of claim (c) at each size, transferred frozen kernels minus the reference:
-# role -> (reference arm, what the claim says).
+# role -> (reference arm, its name in the verdict, what the claim says).
 TRANSFER_COMPARISONS = {
-    "beats-random": ("random-fixed", "beat random fixed kernels"),
-    "matches-fine-tuned": ("fine-tuned", "match the fine-tuned network"),
-    "beats-scratch": ("scratch", "beat training from scratch"),
+    "beats-random": ("random-fixed", "random fixed kernels", "beat random fixed kernels"),
+    "matches-fine-tuned": ("fine-tuned", "the fine-tuned network", "match the fine-tuned network"),
+    "beats-scratch": ("scratch", "training from scratch", "beat training from scratch"),
 }
 # Outcomes (transferred frozen - reference) under which each role's claim holds.
 HOLDS = {"beats-random": ("higher",), "matches-fine-tuned": ("equivalent", "higher"), "beats-scratch": ("higher",)}
@@ -395,7 +395,7 @@ def transfer_comparisons(arms, records, sizes, margin):
     comparisons = []
     for size in sizes:
         family = [{**_compare(records, reference, size, margin), "role": role}
-                  for role, (reference, _) in TRANSFER_COMPARISONS.items()]
+                  for role, (reference, _, _) in TRANSFER_COMPARISONS.items()]
         for c, p, seed_p in zip(family, holm([c["p_value"] for c in family]),
                                 holm([c["seed_p_value"] for c in family])):
             converged = [arms[name]["sizes"][size]["converged"] for name in (c["arm"], c["reference"])]
@@ -424,22 +424,16 @@ def _at(sizes):
     return "at " + ", ".join(f"{s:,}" for s in sizes) + " images" if sizes else "at no size tested"
 
 
-# How each reference is named in the verdict's breakdown.
-_REFERENCE_NAMES = {"random-fixed": "random fixed kernels", "fine-tuned": "the fine-tuned network",
-                    "scratch": "training from scratch"}
-
-
 def transfer_verdict(comparisons, sources, margin):
     """Claim (c) for one pair: the sizes at which each part holds, is refuted, undecided or not judged."""
     parts, texts = {}, []
-    for role, (_, claim) in TRANSFER_COMPARISONS.items():
+    for role, (_, reference, claim) in TRANSFER_COMPARISONS.items():
         by = {}
         for c in comparisons:
             if c["role"] == role:
                 by.setdefault("not judged" if not c["judged"] else c["outcome"], []).append(c["size"])
         holds = sorted(s for outcome in HOLDS[role] for s in by.get(outcome, []))
         parts[role] = {"holds_at": holds, "by_outcome": by}
-        reference = _REFERENCE_NAMES[TRANSFER_COMPARISONS[role][0]]
         texts.append(f"{claim} {_at(holds)} (frozen transferred kernels are {outcomes_text(by, reference, margin)})")
     unconverged = [s["seed"] for s in sources if not s["converged"]]
     caveat = ("" if not unconverged else f" The source network of seed(s) {unconverged} stopped at its budget still "
