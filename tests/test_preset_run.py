@@ -37,3 +37,18 @@ def test_penalty_is_chosen_on_a_tenth_of_the_training_rows_and_mirrors_double_th
     assert len(results["validation_scores"]) == 2 and results["alpha"] in (1e-4, 10.0)
     assert results["flip"] and results["n_train"] == 500 and "penalty" in results["seconds"]
     assert results["test_accuracy"] > 0.8  # mirrored digits are other symbols: flips are for natural images
+
+
+@pytest.mark.parametrize("params, message", [
+    (dict(preset="coates-digit"), "The 'preset' parameter of run_preset must be a str among"),
+    (dict(chunk=0), "The 'chunk' parameter of run_preset must be an int in the range \\[1, inf\\)"),
+    (dict(flip="yes"), "The 'flip' parameter of run_preset must be an instance of 'bool'"),
+])
+def test_bad_arguments_are_refused_naming_the_parameter(params, message, digits):
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    X, y = digits
+    args = {"preset": "coates-digits", **params}
+    preset = args.pop("preset")
+    with pytest.raises(InvalidParameterError, match=message):
+        run_preset(preset, X[:50], y[:50], X[50:60], y[50:60], **args)

@@ -12,11 +12,13 @@ is added, the held-out images' mirrors only after the penalty is chosen.
 
 import resource
 import time
+from numbers import Integral
 
 import numpy as np
+from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 
 from .._heads import GramRidgeClassifier
-from .._presets import make_preset
+from .._presets import PRESETS, make_preset
 
 __all__ = ["PRESET_ALPHAS", "run_preset", "training_and_evaluation"]
 
@@ -52,6 +54,21 @@ def _peak_memory_gib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
 
+@validate_params(
+    {
+        "preset": [StrOptions(set(PRESETS))],
+        "X": ["array-like"],
+        "y": ["array-like"],
+        "X_test": ["array-like"],
+        "y_test": ["array-like"],
+        "flip": ["boolean"],
+        "alphas": ["array-like"],
+        "chunk": [Interval(Integral, 1, None, closed="left")],
+        "random_state": [Interval(Integral, 0, None, closed="left")],
+        "progress": [callable, None],
+    },
+    prefer_skip_nested_validation=True,
+)
 def run_preset(preset, X, y, X_test, y_test, *, flip=False, alphas=PRESET_ALPHAS, chunk=2000, random_state=0,
                progress=None, **preset_params):
     """Fit ``make_preset(preset)`` and a streamed ridge head on ``(X, y)``; score ``(X_test, y_test)`` once.
