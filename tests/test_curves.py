@@ -40,12 +40,22 @@ def test_balanced_subset_is_balanced_and_reproducible(size):
     assert not np.array_equal(picked, balanced_subset(y, size, seed=4)) or size == 400
 
 
-def test_balanced_subset_refuses_what_the_data_cannot_give():
+def test_balanced_subset_refuses_more_images_than_there_are():
     y = np.array([0] * 50 + [1] * 5)
-    with pytest.raises(ValueError, match="rarest class has 5"):
-        balanced_subset(y, 20, seed=0)
     with pytest.raises(ValueError, match="Cannot draw 60"):
         balanced_subset(y, 60, seed=0)
+
+
+@pytest.mark.parametrize("size", [20, 31, 54, 55])
+def test_a_rare_class_gives_all_it_has_and_the_others_share_the_rest(size):
+    # MNIST's rarest digit has 5,421 of 60,000 images: 'all' must be the whole set, not an error.
+    y = np.array([0] * 50 + [1] * 5 + [2] * 30)
+    picked = balanced_subset(y, size, seed=0)
+    counts = np.bincount(y[picked], minlength=3)
+    assert picked.size == size == np.unique(picked).size
+    assert counts[1] == min(5, size // 3 + 1)
+    assert abs(int(counts[0]) - int(counts[2])) <= 1 or counts[2] == 30
+    assert np.array_equal(balanced_subset(y, y.size, seed=1), np.arange(y.size))
 
 
 def test_selection_splits_hold_out_or_cross_validate():

@@ -143,7 +143,11 @@ def seeds_for_size(size):
 
 
 def balanced_subset(target, size, seed):
-    """Indices of ``size`` images with the classes as equal as they can be (extras to random classes)."""
+    """Indices of ``size`` images with the classes as equal as they can be (extras to random classes).
+
+    When a class has fewer images than an equal share, it gives all it has and the other classes share
+    the rest equally (so ``size`` equal to the whole set is the whole set: MNIST's classes are unequal).
+    """
     rng = np.random.default_rng(seed)
     classes, counts = np.unique(target, return_counts=True)
     if size > target.size:
@@ -151,10 +155,21 @@ def balanced_subset(target, size, seed):
     share = np.full(classes.size, size // classes.size)
     share[rng.choice(classes.size, size % classes.size, replace=False)] += 1
     if np.any(share > counts):
-        raise ValueError(f"A class-balanced subset of {size} images needs {share.max()} images of each class; "
-                         f"the rarest class has {counts.min()}.")
+        share = _fill_classes(counts, size, rng)
     picked = [rng.choice(np.flatnonzero(target == c), k, replace=False) for c, k in zip(classes, share)]
     return np.sort(np.concatenate(picked))
+
+
+def _fill_classes(counts, size, rng):
+    """Images per class summing to ``size``, none above its count, the rest as equal as they can be."""
+    share = np.zeros_like(counts)
+    while True:
+        room = np.flatnonzero(share < counts)
+        left = size - int(share.sum())
+        if left < room.size or left == 0:  # one more to ``left`` random classes with room
+            share[rng.choice(room, left, replace=False)] += 1
+            return share
+        share[room] = np.minimum(counts[room], share[room] + left // room.size)
 
 
 @dataclass(frozen=True)
