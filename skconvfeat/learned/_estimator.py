@@ -44,9 +44,12 @@ from .._transformer import FixedConvTransformer, carried_banks
 __all__ = ["LearnedConvClassifier", "transfer_bank"]
 
 _TORCH_MISSING = "LearnedConvClassifier needs PyTorch: pip install 'skconvfeat[torch]'"
-# Inference works through X in chunks whose full-resolution maps (float64) stay
-# near this size, so predict on a large set never holds all the maps at once.
-_PREDICT_CHUNK_BYTES = 64 << 20
+# Inference (and the frozen-kernel feature pass) works through X in chunks whose
+# full-resolution maps (float64) stay near this size, so a large set never holds all its
+# maps at once, and a chunk's maps stay in cache: on the study's 1-layer network
+# (3,000 MNIST-sized images, one thread), predict took 0.30 s with 64 MiB chunks (407
+# images), 0.10 s with 16 MiB and 0.05 s with 8 or 4 MiB; 2-layer, 1.4 s and 1.0 s.
+_PREDICT_CHUNK_BYTES = 8 << 20
 # The keys an ``augment`` dict may set.
 _AUGMENT_KEYS = ("crop_padding", "horizontal_flip")
 # What training may change (the ``train`` parameter): everything, the head only, or the head and a
