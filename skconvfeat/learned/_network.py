@@ -170,5 +170,9 @@ def numpy_state(net):
 def to_tensor(images, device, dtype):
     """Images ``(n, h, w, c)`` as a fresh ``(n, c, h, w)`` tensor (a copy: X may be read-only)."""
     np_dtype = np.float32 if dtype == torch.float32 else np.float64
-    array = np.ascontiguousarray(np.asarray(images).transpose(0, 3, 1, 2), dtype=np_dtype)
+    # A new array, so NCHW strides too: with one channel the transposed view already counts as
+    # contiguous, so ascontiguousarray kept it (no copy) with NHWC strides, which torch reads as
+    # channels-last; every layer then ran channels-last and ReLU's backward pass alone took
+    # 1.2 of 2.4 s of training (0.09 s in contiguous NCHW).
+    array = np.array(np.asarray(images).transpose(0, 3, 1, 2), dtype=np_dtype, order="C", copy=True)
     return torch.from_numpy(array).to(device)
