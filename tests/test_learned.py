@@ -121,16 +121,16 @@ def test_one_layer_network_equals_the_fixed_transformer(cfg):
 
 
 @pytest.mark.parametrize("n_channels", [1, 3])
-def test_images_become_a_fresh_canonical_nchw_tensor(n_channels):
-    # One grey channel: the NHWC -> NCHW view already counts as contiguous to NumPy; kept as it was, torch
-    # read its strides as channels-last and trained every layer that way, 14x slower in ReLU's backward.
+def test_images_become_a_fresh_channels_last_tensor(n_channels):
+    # One grey channel: the NHWC -> NCHW view counts as contiguous to NumPy, which used to hand it over
+    # uncopied, so torch shared (and training could write) the caller's read-only array.
     from skconvfeat.learned import _network
 
     images = np.random.default_rng(0).random((5, 6, 7, n_channels), dtype=np.float32)
     images.flags.writeable = False
     x = _network.to_tensor(images, "cpu", torch.float32)
     assert x.shape == (5, n_channels, 6, 7)
-    assert x.stride() == (n_channels * 42, 42, 7, 1)
+    assert x.is_contiguous(memory_format=torch.channels_last)
     assert_array_equal(x.numpy(), images.transpose(0, 3, 1, 2))
     x[0, 0, 0, 0] = -1.0  # writable, and not the caller's array
     assert images[0, 0, 0, 0] >= 0
