@@ -170,10 +170,9 @@ def numpy_state(net):
 def to_tensor(images, device, dtype):
     """Images ``(n, h, w, c)`` as a fresh ``(n, c, h, w)`` tensor in torch's channels-last memory format.
 
-    A copy, as X may be read-only or reused by the caller. Pixel-major is NumPy's own layout (no
-    transpose copy), and every colour count gets the same one: before, grey images kept it by accident
-    (NumPy saw the one-channel transposed view as contiguous and shared the caller's array) while
-    colour images were laid out channel-major, about 10% slower to train on 3-channel images.
+    Always a copy, as X may be read-only or reused by the caller (a transposed view of one-channel
+    images counts as contiguous, so ``ascontiguousarray`` would not copy it). Pixel-major is NumPy's
+    own layout, so no transpose copy; 3-channel images trained about 10% faster in it than channel-major.
     """
     np_dtype = np.float32 if dtype == torch.float32 else np.float64
     array = np.array(images, dtype=np_dtype, order="C", copy=True)
