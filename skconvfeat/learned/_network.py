@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._layer import NONLINEARITY_TABLE, PADDING_MODES, pad_widths, padded_index
+from .._layer import NONLINEARITY_TABLE, PADDING_MODES, padded_index
 
 
 class ConvLayer(nn.Module):
@@ -33,9 +33,11 @@ class ConvLayer(nn.Module):
     def forward(self, x):
         spec, (kh, kw) = self.spec, self.kernels.shape[2:]
         mode = PADDING_MODES[spec.padding]
-        if mode == "constant":
-            x = F.pad(x, (*pad_widths(kw), *pad_widths(kh)))
-        elif mode is not None:
+        # Zero padding inside the convolution (torch's "same" pads as _layer.pad_widths: the extra pixel
+        # after, for even kernels) rather than a padded copy of every batch: 2-7% faster per training step
+        # of the 2-layer MNIST network in two interleaved A/B runs (one thread, machine under load).
+        padding = "same" if mode == "constant" else 0
+        if mode not in (None, "constant"):
             # Gather with the layer's own padded indices: identical to np.pad's mode,
             # including reflect pads wider than the image, which F.pad refuses.
             rows = padded_index(x.shape[2], kh, spec.padding)
@@ -44,9 +46,9 @@ class ConvLayer(nn.Module):
         if spec.channel_mode == "separate":
             # (C*F, 1, kh, kw): output map c*F + f is filter f on channel c, as _layer.
             n_channels = x.shape[1]
-            maps = F.conv2d(x, self.kernels.repeat(n_channels, 1, 1, 1), groups=n_channels)
+            maps = F.conv2d(x, self.kernels.repeat(n_channels, 1, 1, 1), padding=padding, groups=n_channels)
         else:
-            maps = F.conv2d(x, self.kernels)
+            maps = F.conv2d(x, self.kernels, padding=padding)
         if self.mixing is not None:
             maps = F.conv2d(maps, self.mixing)
         maps = _activate(maps, spec.nonlinearity)
