@@ -332,3 +332,45 @@ def test_a_replaced_refit_is_named_in_the_report(digits, tmp_path, monkeypatch):
     text = to_text(curve_document(results, "t"))
     assert ("NOTE: refit replaced: Raw pixels (no conv) at 100 images, seed 0: diverged (a non-finite training "
             "loss): the cross-validation model of fold 2 kept.") in text
+
+
+def _fake_arm(label, kind, depth, accuracy):
+    entry = {"accuracy": accuracy, "low": accuracy - 0.01, "high": accuracy + 0.01, "converged": True, "fit_wall": 1.0}
+    return {"label": label, "kind": kind, "depth": depth, "sizes": {"100": entry, "300": dict(entry, fit_wall=2.0)}}
+
+
+def test_curve_figure_has_a_panel_per_depth_with_the_references_and_distinct_colours():
+    # One panel crowded with every depth's arms repeated colours (the learned arms of both depths were one
+    # red), so a reader could not tell depths or arms apart.
+    pytest.importorskip("matplotlib")
+    from matplotlib.colors import to_hex
+
+    from skconvfeat.study._curve_report import figure_curves
+
+    arms = {"raw": _fake_arm("Raw pixels (no conv)", "raw", 0, 0.7),
+            "preset": _fake_arm("Preset p (ridge head)", "preset", 1, 0.9)}
+    for depth in (1, 2):
+        suffix = f", {depth} layer{'s' if depth > 1 else ''}"
+        arms[f"fixed-random-d{depth}"] = _fake_arm(f"Random, fixed{suffix}", "fixed", depth, 0.8)
+        arms[f"fixed-gabor-d{depth}"] = _fake_arm(f"Gabor, fixed{suffix}", "fixed", depth, 0.81)
+        arms[f"learned-d{depth}"] = _fake_arm(f"Learned (random init){suffix}", "learned", depth, 0.82)
+    axes = figure_curves({"arms": arms}).axes
+    assert [a.get_title() for a in axes] == ["1 layer", "2 layers"]
+    colour_of = {}
+    for axis in axes:
+        lines = {line.get_label(): to_hex(line.get_color()) for line in axis.get_lines()}
+        assert set(lines) == {"Raw pixels (no conv)", "Preset p (ridge head)", "Random, fixed", "Gabor, fixed",
+                              "Learned (random init)"}
+        assert len(set(lines.values())) == len(lines), lines  # no two arms of a panel share a colour
+        for label, colour in lines.items():
+            assert colour_of.setdefault(label, colour) == colour  # an arm keeps its colour across panels
+
+
+def test_transfer_figure_gives_two_arms_of_one_kind_two_colours():
+    pytest.importorskip("matplotlib")
+    from skconvfeat.study._curve_report import figure_curves
+
+    arms = {"fine-tuned": _fake_arm("Fine-tuned", "learned", 2, 0.5), "scratch": _fake_arm("Scratch", "learned", 2, 0.6),
+            "frozen": _fake_arm("Frozen", "fixed", 2, 0.55), "random": _fake_arm("Random", "fixed", 2, 0.52)}
+    (axis,) = figure_curves({"arms": arms}).axes
+    assert len({str(line.get_color()) for line in axis.get_lines()}) == 4

@@ -5,6 +5,8 @@ protocol, accuracy per arm and size, the comparisons at each size, the verdicts 
 which they hold -- and :mod:`._document` lays it out, as for the single-size study.
 """
 
+import re
+
 import numpy as np
 
 from . import _format as fmt
@@ -14,8 +16,12 @@ from ._report import new_figure
 
 __all__ = ["CURVE_FILES", "curve_document", "figure_cost", "figure_curves", "transfer_document", "write_curves"]
 
+# Line style by kind; colour by arm, a kind's own colour for its first arm and the next free one after.
 _KIND_STYLE = {"raw": ("C7", ":"), "fixed": ("C0", "-"), "frozen": ("C2", "--"), "learned": ("C3", "-"),
                "preset": ("C1", "-."), "mixing": ("C5", "--")}
+_SPARE_COLOURS = ("C0", "C4", "C9", "C8", "C5", "C6", "C1", "C2", "C3", "C7")
+# Reference arms without a depth of their own to compare: drawn in every depth's panel.
+_REFERENCE_KINDS = ("raw", "preset")
 
 
 def _percent(value):
@@ -196,46 +202,86 @@ def _cost_sentence(results):
             f"models reused from the cache included); this run took {fmt.duration(results['wall_seconds'])}.")
 
 
-def _plot_arms(results, x_of, xlabel, height, band=False):
-    """One line per arm over its sizes, accuracy against ``x_of(size, entry)``, coloured by kind.
+def _panels(arms):
+    """``[(depth or None, arms)]``: one panel per network depth, raw pixels and the preset in each."""
+    arms = list(arms.values())
+    depths = sorted({arm["depth"] for arm in arms if arm["kind"] not in _REFERENCE_KINDS})
+    if len(depths) <= 1:
+        return [(None, arms)]
+    references = [arm for arm in arms if arm["kind"] in _REFERENCE_KINDS]
+    return [(depth, references + [arm for arm in arms if arm["depth"] == depth and arm["kind"] not in _REFERENCE_KINDS])
+            for depth in depths]
 
-    ``band`` adds each arm's 95% interval and marks with an x the points where a network had not converged.
-    """
-    figure, axes = new_figure(7.5, height)
-    axes = axes[0, 0]
-    for arm in results["arms"].values():
-        points = sorted((int(s), e) for s, e in arm["sizes"].items())
-        if not points:
+
+def _legend_label(arm):
+    """The arm's label without its depth, which the panel's title gives."""
+    return re.sub(r", \d+ layers?$", "", arm["label"])
+
+
+def _colours(arms):
+    """A colour per legend label, distinct within a figure: the kind's own colour for its first arm."""
+    colours = {}
+    for arm in arms.values():
+        label = _legend_label(arm)
+        if label in colours:
             continue
-        x = np.array([x_of(s, e) for s, e in points])
-        colour, style = _KIND_STYLE.get(arm["kind"], ("C4", "-"))
-        (line,) = axes.plot(x, [e["accuracy"] for _, e in points], style, marker="o", markersize=3,
-                            linewidth=2.0 if arm["kind"] == "learned" else 1.2, label=arm["label"],
-                            color=None if arm["kind"] == "fixed" else colour)
-        if band:
-            axes.fill_between(x, [e["low"] for _, e in points], [e["high"] for _, e in points],
-                              color=line.get_color(), alpha=0.15, linewidth=0)
-            unconverged = [(xi, e["accuracy"]) for xi, (_, e) in zip(x, points) if not e["converged"]]
-            if unconverged:
-                axes.scatter(*zip(*unconverged), marker="x", color="black", zorder=4)
-    axes.set_xscale("log")
-    axes.set_xlabel(xlabel)
-    axes.set_ylabel("test accuracy")
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize=7, loc="lower right")
+        preferred = _KIND_STYLE.get(arm["kind"], ("C4", "-"))[0]
+        taken = set(colours.values())
+        colours[label] = preferred if preferred not in taken else next(
+            (c for c in _SPARE_COLOURS if c not in taken), preferred)
+    return colours
+
+
+def _plot_arms(results, x_of, xlabel, height, band=False):
+    """One panel per depth, one line per arm over its sizes: accuracy against ``x_of(size, entry)``.
+
+    Raw pixels and the wide preset appear in every panel; an arm keeps its colour across panels, and one
+    legend below names them. ``band`` adds each arm's 95% interval and marks with an x the points where a
+    network had not converged.
+    """
+    panels = _panels(results["arms"])
+    colours = _colours(results["arms"])
+    figure, axes = new_figure(max(7.5, 4.2 * len(panels)), height, sharey=True, ncols=len(panels))
+    handles = {}
+    for axis, (depth, arms) in zip(axes[0], panels):
+        for arm in arms:
+            points = sorted((int(s), e) for s, e in arm["sizes"].items())
+            if not points:
+                continue
+            x = np.array([x_of(s, e) for s, e in points])
+            label = _legend_label(arm) if depth is not None else arm["label"]
+            style = _KIND_STYLE.get(arm["kind"], ("C4", "-"))[1]
+            (line,) = axis.plot(x, [e["accuracy"] for _, e in points], style, marker="o", markersize=3,
+                                linewidth=2.0 if arm["kind"] == "learned" else 1.2, label=label,
+                                color=colours[_legend_label(arm)])
+            handles.setdefault(label, line)
+            if band:
+                axis.fill_between(x, [e["low"] for _, e in points], [e["high"] for _, e in points],
+                                  color=line.get_color(), alpha=0.15, linewidth=0)
+                unconverged = [(xi, e["accuracy"]) for xi, (_, e) in zip(x, points) if not e["converged"]]
+                if unconverged:
+                    axis.scatter(*zip(*unconverged), marker="x", color="black", zorder=4)
+        if depth is not None:
+            axis.set_title(f"{depth} layer{'s' if depth > 1 else ''}", fontsize=9)
+        axis.set_xscale("log")
+        axis.set_xlabel(xlabel, fontsize=8)
+        axis.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("test accuracy")
+    figure.legend(list(handles.values()), list(handles), loc="outside lower center", ncols=min(3, len(panels) + 1),
+                  fontsize=7)
     return figure
 
 
 def figure_curves(results):
     """Test accuracy against training-set size, one line per arm with its 95% interval."""
-    return _plot_arms(results, lambda size, entry: size, "training images (class-balanced; x: a network had not "
-                      "converged)", 4.5, band=True)
+    return _plot_arms(results, lambda size, entry: size, "training images (class-balanced;\nx: a network had not "
+                      "converged)", 5.0, band=True)
 
 
 def figure_cost(results):
     """Test accuracy against fit time (selection included), every arm at every size."""
-    return _plot_arms(results, lambda size, entry: entry["fit_wall"], "fit time per model, seconds (wall, "
-                      "selection included; points: sizes, left to right)", 4.0)
+    return _plot_arms(results, lambda size, entry: entry["fit_wall"], "fit time per model, seconds (wall,\n"
+                      "selection included; points: sizes, left to right)", 5.0)
 
 CURVE_FILES = ("curves.json", "summary.md", "report.html", "curves.svg", "cost.svg")
 
