@@ -374,3 +374,34 @@ def test_transfer_figure_gives_two_arms_of_one_kind_two_colours():
             "frozen": _fake_arm("Frozen", "fixed", 2, 0.55), "random": _fake_arm("Random", "fixed", 2, 0.52)}
     (axis,) = figure_curves({"arms": arms}).axes
     assert len({str(line.get_color()) for line in axis.get_lines()}) == 4
+
+
+def test_augmented_networks_train_on_augmented_batches_and_get_their_own_verdict(digits, monkeypatch):
+    # Without augmentation the learned CIFAR-10 network over-fits within a few hundred steps; the
+    # augmented pair asks the question again with the same augmentation for frozen and learned kernels.
+    pytest.importorskip("torch")
+    from skconvfeat.learned import LearnedConvClassifier
+
+    X, y = digits
+    plan = plan_curves([150], n_train=1500, depths=(1,), banks=("random",), seeds=1, augment="crops")
+    assert [a.name for a in plan.arms if a.augment != "none"] == ["frozen-crops-d1", "learned-crops-d1"]
+    plan.arms = [arm for arm in plan.arms if arm.kind in ("fixed", "learned") or arm.augment != "none"]
+    seen = []
+    fit = LearnedConvClassifier.fit
+    monkeypatch.setattr(LearnedConvClassifier, "fit", lambda self, *a, **k: seen.append(self.augment) or fit(self, *a, **k))
+    results = run_curves(X[:1500], y[:1500], X[1500:], y[1500:], plan, TINY)
+    assert {"horizontal_flip": False} in seen and False in seen  # augmented and plain networks both trained
+    assert results["arms"]["learned-crops-d1"]["augment"] == "crops"
+    roles = {c["role"]: (c["arm"], c["reference"]) for c in results["comparisons"]}
+    assert roles["kernels-augmented"] == ("frozen-crops-d1", "learned-crops-d1")
+    assert roles["b-augmented"][1] == "learned-crops-d1"
+    # Claim (b)'s best fixed arm is never an augmented one: its reference, the learned network, is not augmented.
+    assert "crops" not in roles["b"][0]
+    [verdict] = [v for v in results["verdicts"] if v["claim"] == "augmented"]
+    assert verdict["text"].startswith("Depth 1, both networks trained on augmented batches (crops): frozen random "
+                                      "kernels are ")
+
+
+def test_curve_arms_refuse_an_unknown_augmentation():
+    with pytest.raises(ValueError, match=r"'augment' parameter of curve_arms must be one of .*Got 'flip' instead"):
+        plan_curves([100], n_train=1000, augment="flip")

@@ -63,6 +63,10 @@ CURVE_KINDS = {
 }
 # How each kind of network arm is trained (LearnedConvClassifier's ``train``).
 _NETWORK_TRAIN = {"frozen": "head", "learned": "all", "mixing": "mixing"}
+# Augmentations a network arm may train with: LearnedConvClassifier's ``augment`` (shifts of up to an
+# eighth of the image by zero padding and a random crop; mirror images only where classes are mirror-symmetric,
+# as CIFAR-10's and not digits').
+AUGMENTATIONS = {"none": False, "crops": {"horizontal_flip": False}, "crops+flips": True}
 
 
 @dataclass(frozen=True)
@@ -182,16 +186,24 @@ class CurveArm:
     depth: int
     bank: str = "random"
     preset: str = None
+    #: Augmentation of the training batches, one of ``AUGMENTATIONS`` (networks only).
+    augment: str = "none"
 
 
-def curve_arms(depths, banks=("random", "gabor", "kmeans"), preset=None, mixing=False):
+def curve_arms(depths, banks=("random", "gabor", "kmeans"), preset=None, mixing=False, augment="none"):
     """The arms of a learning curve, at every depth of ``depths``.
 
     Per depth: each fixed bank with the logistic head, the same network with random kernels frozen
     (Adam head) and trained (the learned arm); raw pixels once; the wide ``preset`` once if given.
     With ``mixing``, per depth and bank that a torch network can start from (plain convolutions: not
     the whitened k-means layer), the bank's kernels frozen with a learned 1x1 mixing after each layer.
+    With ``augment`` (a key of ``AUGMENTATIONS`` other than "none"), per depth the frozen and the learned
+    network once more, both trained on augmented batches: the logistic heads of the fixed arms see no
+    augmentation, so these two are the pair that compares kernels under the same augmentation.
     """
+    if augment not in AUGMENTATIONS:
+        raise ValueError(f"The 'augment' parameter of curve_arms must be one of {sorted(AUGMENTATIONS)}. "
+                         f"Got {augment!r} instead.")
     arms = [CurveArm("raw", "Raw pixels (no conv)", "raw", 0, "identity")]
     for depth in depths:
         suffix = f", {depth} layer{'s' if depth > 1 else ''}"
@@ -202,6 +214,12 @@ def curve_arms(depths, banks=("random", "gabor", "kmeans"), preset=None, mixing=
         if mixing:
             arms += [CurveArm(f"mixing-{bank}-d{depth}", f"{bank.capitalize()}, frozen + learned mixing{suffix}",
                               "mixing", depth, bank) for bank in banks if _plain_convolution(bank)]
+        if augment != "none":
+            tag = augment.replace("+", "-")
+            arms.append(CurveArm(f"frozen-{tag}-d{depth}", f"Random, frozen (Adam head, {augment}){suffix}", "frozen",
+                                 depth, augment=augment))
+            arms.append(CurveArm(f"learned-{tag}-d{depth}", f"Learned (random init, {augment}){suffix}", "learned",
+                                 depth, augment=augment))
     if preset is not None:
         if preset not in PRESETS:
             raise ValueError(f"Unknown preset {preset!r}; choose from {sorted(PRESETS)}.")
@@ -426,7 +444,8 @@ def _network(arm, seed, device, protocol):
     from ..learned import LearnedConvClassifier
 
     return LearnedConvClassifier(_description(arm, seed), head="linear", train=_NETWORK_TRAIN[arm.kind],
-                                 weight_decay=protocol.weight_decay, random_state=seed, device=device)
+                                 augment=AUGMENTATIONS[arm.augment], weight_decay=protocol.weight_decay,
+                                 random_state=seed, device=device)
 
 
 def fit_arm(arm, X, y, protocol, seed, device="cpu"):
@@ -515,7 +534,7 @@ class CurvePlan:
 
 
 def plan_curves(sizes, n_train, depths=(1, 2), banks=("random", "gabor", "kmeans"), preset=None, seeds=None,
-                mixing=False):
+                mixing=False, augment="none"):
     """The arms, and the seeds at each size (``seeds_for_size`` unless ``seeds`` caps them).
 
     ``seeds`` is one cap for every size, or one cap per entry of ``sizes`` (so the largest sizes can
@@ -533,7 +552,8 @@ def plan_curves(sizes, n_train, depths=(1, 2), banks=("random", "gabor", "kmeans
                          f"Got {list(banks)!r} instead.")
     caps = {n_train if s == "all" else int(s): cap for s, cap in caps.items()}
     counts = {s: seeds_for_size(s) if caps[s] is None else min(caps[s], seeds_for_size(s)) for s in sizes}
-    return CurvePlan(curve_arms(depths, banks, preset, mixing), sizes, {s: list(range(counts[s])) for s in sizes})
+    return CurvePlan(curve_arms(depths, banks, preset, mixing, augment), sizes,
+                     {s: list(range(counts[s])) for s in sizes})
 
 
 def _seed_caps(sizes, seeds):
@@ -611,10 +631,12 @@ def _compare(by_arm, a, b, size, margin):
     return {"arm": a, "reference": b, "size": size, **{k: test[k] for k in keys}}
 
 
-def best_fixed_on_validation(summary, depth, size):
-    """The fixed arm (any bank, frozen included) of ``depth`` with the best validation accuracy at ``size``."""
+def best_fixed_on_validation(summary, depth, size, augment="none"):
+    """The fixed arm (any bank, frozen included) of ``depth`` with the best validation accuracy at ``size``,
+    among those trained without augmentation, or also those trained with ``augment``."""
     candidates = [name for name, arm in summary.items() if arm["depth"] == depth
-                  and arm["kind"] in ("fixed", "frozen") and size in arm["sizes"]]
+                  and arm["kind"] in ("fixed", "frozen") and arm.get("augment", "none") in ("none", augment)
+                  and size in arm["sizes"]]
     return max(candidates, key=lambda name: summary[name]["sizes"][size]["validation_accuracy"], default=None)
 
 
@@ -628,7 +650,7 @@ def _records_by_arm(records):
 def summarise_arms(arms, sizes, records):
     """Per arm (a ``CurveArm``) and size: accuracy with its interval, settings, convergence, fit time."""
     by_arm = _records_by_arm(records)
-    return {arm.name: {"label": arm.label, "kind": arm.kind, "depth": arm.depth,
+    return {arm.name: {"label": arm.label, "kind": arm.kind, "depth": arm.depth, "augment": arm.augment,
                        "sizes": {s: _arm_size_summary(by_arm[arm.name][s]) for s in sizes
                                  if s in by_arm.get(arm.name, {})}} for arm in arms}
 
@@ -648,6 +670,7 @@ def summarise_curves(plan, records, protocol, margin, wall):
                      (f"fixed-random-d{depth}", learned, "a-learned"), (f"frozen-d{depth}", learned, "kernels")]
             pairs += [(arm.name, learned, "preset") for arm in plan.arms if arm.kind == "preset"]
             pairs += [(arm.name, learned, "mixing") for arm in plan.arms if arm.kind == "mixing" and arm.depth == depth]
+            pairs += _augmented_pairs(plan, summary, depth, size)
             for a, b, role in pairs:
                 if a in summary and b in summary and size in summary[a]["sizes"] and size in summary[b]["sizes"]:
                     family.append({**_compare(by_arm, a, b, size, margin), "role": role, "depth": depth})
@@ -672,6 +695,17 @@ def summarise_curves(plan, records, protocol, margin, wall):
             "arms": summary, "comparisons": comparisons, "margin": margin,
             "test_evaluations": len(records), "wall_seconds": wall,
             "verdicts": curve_verdicts(summary, comparisons, plan.sizes, depths, margin)}
+
+
+def _augmented_pairs(plan, summary, depth, size):
+    """With augmented networks: frozen against learned kernels, both augmented ("kernels-augmented"), and the
+    best fixed arm chosen on validation, augmented frozen kernels among the candidates, against them ("b-augmented")."""
+    pairs = []
+    for learned in (a for a in plan.arms if a.kind == "learned" and a.depth == depth and a.augment != "none"):
+        frozen = next(a.name for a in plan.arms if a.kind == "frozen" and a.depth == depth and a.augment == learned.augment)
+        pairs += [(frozen, learned.name, "kernels-augmented"),
+                  (best_fixed_on_validation(summary, depth, size, learned.augment), learned.name, "b-augmented")]
+    return pairs
 
 
 def is_judged(outcome, arm_converged, reference_converged):
@@ -743,7 +777,24 @@ def curve_verdicts(summary, comparisons, sizes, depths, margin):
                      f"; they are {outcomes_text(by.get('a-learned', {}), 'learned kernels', margin)}."),
         })
         verdicts += _mixing_verdicts(summary, comparisons, depth, margin)
+        verdicts += _augmented_verdicts(summary, by, depth, margin)
     return verdicts
+
+
+def _augmented_verdicts(summary, by, depth, margin):
+    """Claims (a) and (b) once more when both networks train on augmented batches."""
+    if "kernels-augmented" not in by and "b-augmented" not in by:
+        return []
+    augment = next(arm["augment"] for arm in summary.values()
+                   if arm["kind"] == "learned" and arm["depth"] == depth and arm.get("augment", "none") != "none")
+    reference = f"learned kernels trained with the same augmentation ({augment})"
+    return [{
+        "claim": "augmented", "depth": depth,
+        "text": (f"Depth {depth}, both networks trained on augmented batches ({augment}): frozen random kernels are "
+                 f"{outcomes_text(by.get('kernels-augmented', {}), reference, margin)}; the best fixed arm (chosen on "
+                 f"validation, the augmented frozen network among them) is "
+                 f"{outcomes_text(by.get('b-augmented', {}), reference, margin)}."),
+    }]
 
 
 def _mixing_verdicts(summary, comparisons, depth, margin):
