@@ -402,6 +402,37 @@ def test_augmented_networks_train_on_augmented_batches_and_get_their_own_verdict
                                       "kernels are ")
 
 
+def test_mlp_head_networks_get_the_mlp_head_and_their_own_verdict(digits, monkeypatch):
+    # Every arm can have every head: the frozen and the learned network once more with an MLP head, compared
+    # with each other; claim (b)'s best fixed arm stays among the linear heads, as its learned reference.
+    pytest.importorskip("torch")
+    from skconvfeat.learned import LearnedConvClassifier
+
+    X, y = digits
+    plan = plan_curves([150], n_train=1500, depths=(1,), banks=("random",), seeds=1, head="mlp")
+    assert [a.name for a in plan.arms if a.head == "mlp"] == ["frozen-mlp-d1", "learned-mlp-d1"]
+    assert all(a.augment == "none" for a in plan.arms)
+    seen = []
+    fit = LearnedConvClassifier.fit
+    monkeypatch.setattr(LearnedConvClassifier, "fit", lambda self, *a, **k: seen.append(self.head) or fit(self, *a, **k))
+    results = run_curves(X[:1500], y[:1500], X[1500:], y[1500:], plan, TINY)
+    assert {"mlp", "linear"} <= set(seen)
+    assert results["arms"]["learned-mlp-d1"]["head"] == "mlp"
+    roles = {c["role"]: (c["arm"], c["reference"]) for c in results["comparisons"]}
+    assert roles["kernels-mlp"] == ("frozen-mlp-d1", "learned-mlp-d1")
+    assert roles["b-mlp"][1] == "learned-mlp-d1"
+    assert "mlp" not in roles["b"][0] and roles["kernels"] == ("frozen-d1", "learned-d1")
+    [verdict] = [v for v in results["verdicts"] if v["claim"] == "mlp"]
+    assert verdict["text"].startswith("Depth 1, both networks with an MLP head (one hidden layer of 100 ReLU units): "
+                                      "frozen random kernels are ")
+
+
+def test_curve_arms_refuse_an_unknown_head():
+    with pytest.raises(ValueError, match=r"'head' parameter of curve_arms must be one of \['linear', 'mlp'\]. "
+                                         r"Got 'rbf' instead"):
+        plan_curves([100], n_train=1000, head="rbf")
+
+
 def test_curve_arms_refuse_an_unknown_augmentation():
     with pytest.raises(ValueError, match=r"'augment' parameter of curve_arms must be one of .*Got 'flip' instead"):
         plan_curves([100], n_train=1000, augment="flip")

@@ -40,7 +40,7 @@ from .._presets import PRESETS
 from ..datasets import list_datasets, load_dataset, load_image_folder
 from . import _format as fmt
 from ._compare import COMPARISON_FILES, write_comparison
-from ._curves import AUGMENTATIONS
+from ._curves import AUGMENTATIONS, HEADS
 from ._design import CLASSIFIERS, DEFAULT_BANKS, DEPTHS, DEVICES
 from ._document import study_document, to_text
 from ._report import REPORT_FILES, check_out_dir, write_report
@@ -465,6 +465,9 @@ def build_curves_parser():
                         help="also the frozen and the learned network trained on augmented batches: shifts of up "
                              "to an eighth of the image, and mirror images with crops+flips (for mirror-symmetric "
                              "classes, as CIFAR-10's; not digits) (default: %(default)s)")
+    parser.add_argument("--head", choices=HEADS, default="linear",
+                        help="mlp: also the frozen and the learned network with an MLP head (one hidden layer of "
+                             "100 ReLU units), not augmented (default: %(default)s)")
     parser.add_argument("--seeds", type=_seed_caps, metavar="N[,N...]",
                         help="at most N seeds a size, or one N per --train-sizes entry "
                              "(default: 5 below 1,000 images, 3 up to 10,000, then 1)")
@@ -504,7 +507,7 @@ def _curves_main(argv):
         test = load_dataset(args.dataset, data_home=args.data_home, subset="test")
         seeds = None if args.seeds is None else args.seeds[0] if len(args.seeds) == 1 else args.seeds
         plan = plan_curves(sizes, len(train.target), depths, tuple(_split(args.banks)), args.preset, seeds,
-                           mixing=args.mixing, augment=args.augment)
+                           mixing=args.mixing, augment=args.augment, head=args.head)
     except (OSError, ValueError, pickle.UnpicklingError) as exc:
         print(f"skconvfeat curves: error: {exc}", file=sys.stderr)
         return 1

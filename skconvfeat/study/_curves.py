@@ -67,6 +67,9 @@ _NETWORK_TRAIN = {"frozen": "head", "learned": "all", "mixing": "mixing"}
 # eighth of the image by zero padding and a random crop; mirror images only where classes are mirror-symmetric,
 # as CIFAR-10's and not digits').
 AUGMENTATIONS = {"none": False, "crops": {"horizontal_flip": False}, "crops+flips": True}
+# Heads a network arm may have: LearnedConvClassifier's ``head`` ("mlp": affine -> ReLU -> affine with its
+# default 100 hidden units, the two-layer fully-connected head of a small CNN).
+HEADS = ("linear", "mlp")
 
 
 @dataclass(frozen=True)
@@ -188,9 +191,17 @@ class CurveArm:
     preset: str = None
     #: Augmentation of the training batches, one of ``AUGMENTATIONS`` (networks only).
     augment: str = "none"
+    #: The network's head, one of ``HEADS`` (networks only; the fixed arms' head is logistic regression).
+    head: str = "linear"
+
+    @property
+    def variant(self):
+        """How this network differs from the plain pair it is compared like ("augmented", "mlp"), or None."""
+        return "augmented" if self.augment != "none" else "mlp" if self.head != "linear" else None
 
 
-def curve_arms(depths, banks=("random", "gabor", "kmeans"), preset=None, mixing=False, augment="none"):
+def curve_arms(depths, banks=("random", "gabor", "kmeans"), preset=None, mixing=False, augment="none",
+               head="linear"):
     """The arms of a learning curve, at every depth of ``depths``.
 
     Per depth: each fixed bank with the logistic head, the same network with random kernels frozen
@@ -200,10 +211,14 @@ def curve_arms(depths, banks=("random", "gabor", "kmeans"), preset=None, mixing=
     With ``augment`` (a key of ``AUGMENTATIONS`` other than "none"), per depth the frozen and the learned
     network once more, both trained on augmented batches: the logistic heads of the fixed arms see no
     augmentation, so these two are the pair that compares kernels under the same augmentation.
+    With ``head="mlp"``, per depth the frozen and the learned network once more with an MLP head (not
+    augmented): the pair that compares kernels under the same non-linear head.
     """
     if augment not in AUGMENTATIONS:
         raise ValueError(f"The 'augment' parameter of curve_arms must be one of {sorted(AUGMENTATIONS)}. "
                          f"Got {augment!r} instead.")
+    if head not in HEADS:
+        raise ValueError(f"The 'head' parameter of curve_arms must be one of {list(HEADS)}. Got {head!r} instead.")
     arms = [CurveArm("raw", "Raw pixels (no conv)", "raw", 0, "identity")]
     for depth in depths:
         suffix = f", {depth} layer{'s' if depth > 1 else ''}"
@@ -220,6 +235,11 @@ def curve_arms(depths, banks=("random", "gabor", "kmeans"), preset=None, mixing=
                                  depth, augment=augment))
             arms.append(CurveArm(f"learned-{tag}-d{depth}", f"Learned (random init, {augment}){suffix}", "learned",
                                  depth, augment=augment))
+        if head != "linear":
+            arms.append(CurveArm(f"frozen-{head}-d{depth}", f"Random, frozen (Adam {head.upper()} head){suffix}",
+                                 "frozen", depth, head=head))
+            arms.append(CurveArm(f"learned-{head}-d{depth}", f"Learned (random init, {head.upper()} head){suffix}",
+                                 "learned", depth, head=head))
     if preset is not None:
         if preset not in PRESETS:
             raise ValueError(f"Unknown preset {preset!r}; choose from {sorted(PRESETS)}.")
@@ -443,7 +463,7 @@ def _description(arm, seed):
 def _network(arm, seed, device, protocol):
     from ..learned import LearnedConvClassifier
 
-    return LearnedConvClassifier(_description(arm, seed), head="linear", train=_NETWORK_TRAIN[arm.kind],
+    return LearnedConvClassifier(_description(arm, seed), head=arm.head, train=_NETWORK_TRAIN[arm.kind],
                                  augment=AUGMENTATIONS[arm.augment], weight_decay=protocol.weight_decay,
                                  random_state=seed, device=device)
 
@@ -534,7 +554,7 @@ class CurvePlan:
 
 
 def plan_curves(sizes, n_train, depths=(1, 2), banks=("random", "gabor", "kmeans"), preset=None, seeds=None,
-                mixing=False, augment="none"):
+                mixing=False, augment="none", head="linear"):
     """The arms, and the seeds at each size (``seeds_for_size`` unless ``seeds`` caps them).
 
     ``seeds`` is one cap for every size, or one cap per entry of ``sizes`` (so the largest sizes can
@@ -552,7 +572,7 @@ def plan_curves(sizes, n_train, depths=(1, 2), banks=("random", "gabor", "kmeans
                          f"Got {list(banks)!r} instead.")
     caps = {n_train if s == "all" else int(s): cap for s, cap in caps.items()}
     counts = {s: seeds_for_size(s) if caps[s] is None else min(caps[s], seeds_for_size(s)) for s in sizes}
-    return CurvePlan(curve_arms(depths, banks, preset, mixing, augment), sizes,
+    return CurvePlan(curve_arms(depths, banks, preset, mixing, augment, head), sizes,
                      {s: list(range(counts[s])) for s in sizes})
 
 
@@ -631,12 +651,13 @@ def _compare(by_arm, a, b, size, margin):
     return {"arm": a, "reference": b, "size": size, **{k: test[k] for k in keys}}
 
 
-def best_fixed_on_validation(summary, depth, size, augment="none"):
+def best_fixed_on_validation(summary, depth, size, variant=None):
     """The fixed arm (any bank, frozen included) of ``depth`` with the best validation accuracy at ``size``,
-    among those trained without augmentation, or also those trained with ``augment``."""
+    among the plain ones (no augmentation, linear head) and, if given, the frozen network named ``variant``."""
     candidates = [name for name, arm in summary.items() if arm["depth"] == depth
-                  and arm["kind"] in ("fixed", "frozen") and arm.get("augment", "none") in ("none", augment)
-                  and size in arm["sizes"]]
+                  and arm["kind"] in ("fixed", "frozen") and size in arm["sizes"]
+                  and (name == variant or (arm.get("augment", "none") == "none"
+                                           and arm.get("head", "linear") == "linear"))]
     return max(candidates, key=lambda name: summary[name]["sizes"][size]["validation_accuracy"], default=None)
 
 
@@ -651,6 +672,7 @@ def summarise_arms(arms, sizes, records):
     """Per arm (a ``CurveArm``) and size: accuracy with its interval, settings, convergence, fit time."""
     by_arm = _records_by_arm(records)
     return {arm.name: {"label": arm.label, "kind": arm.kind, "depth": arm.depth, "augment": arm.augment,
+                       "head": arm.head,
                        "sizes": {s: _arm_size_summary(by_arm[arm.name][s]) for s in sizes
                                  if s in by_arm.get(arm.name, {})}} for arm in arms}
 
@@ -670,7 +692,7 @@ def summarise_curves(plan, records, protocol, margin, wall):
                      (f"fixed-random-d{depth}", learned, "a-learned"), (f"frozen-d{depth}", learned, "kernels")]
             pairs += [(arm.name, learned, "preset") for arm in plan.arms if arm.kind == "preset"]
             pairs += [(arm.name, learned, "mixing") for arm in plan.arms if arm.kind == "mixing" and arm.depth == depth]
-            pairs += _augmented_pairs(plan, summary, depth, size)
+            pairs += _variant_pairs(plan, summary, depth, size)
             for a, b, role in pairs:
                 if a in summary and b in summary and size in summary[a]["sizes"] and size in summary[b]["sizes"]:
                     family.append({**_compare(by_arm, a, b, size, margin), "role": role, "depth": depth})
@@ -697,14 +719,16 @@ def summarise_curves(plan, records, protocol, margin, wall):
             "verdicts": curve_verdicts(summary, comparisons, plan.sizes, depths, margin)}
 
 
-def _augmented_pairs(plan, summary, depth, size):
-    """With augmented networks: frozen against learned kernels, both augmented ("kernels-augmented"), and the
-    best fixed arm chosen on validation, augmented frozen kernels among the candidates, against them ("b-augmented")."""
+def _variant_pairs(plan, summary, depth, size):
+    """Per network variant (augmented batches, or the MLP head): frozen against learned kernels, both of the
+    variant ("kernels-augmented", "kernels-mlp"), and the best fixed arm chosen on validation, the variant's
+    frozen network among the candidates, against them ("b-augmented", "b-mlp")."""
     pairs = []
-    for learned in (a for a in plan.arms if a.kind == "learned" and a.depth == depth and a.augment != "none"):
-        frozen = next(a.name for a in plan.arms if a.kind == "frozen" and a.depth == depth and a.augment == learned.augment)
-        pairs += [(frozen, learned.name, "kernels-augmented"),
-                  (best_fixed_on_validation(summary, depth, size, learned.augment), learned.name, "b-augmented")]
+    for learned in (a for a in plan.arms if a.kind == "learned" and a.depth == depth and a.variant):
+        frozen = next(a.name for a in plan.arms if a.kind == "frozen" and a.depth == depth
+                      and (a.augment, a.head) == (learned.augment, learned.head))
+        pairs += [(frozen, learned.name, f"kernels-{learned.variant}"),
+                  (best_fixed_on_validation(summary, depth, size, frozen), learned.name, f"b-{learned.variant}")]
     return pairs
 
 
@@ -777,24 +801,34 @@ def curve_verdicts(summary, comparisons, sizes, depths, margin):
                      f"; they are {outcomes_text(by.get('a-learned', {}), 'learned kernels', margin)}."),
         })
         verdicts += _mixing_verdicts(summary, comparisons, depth, margin)
-        verdicts += _augmented_verdicts(summary, by, depth, margin)
+        verdicts += _variant_verdicts(summary, by, depth, margin)
     return verdicts
 
 
-def _augmented_verdicts(summary, by, depth, margin):
-    """Claims (a) and (b) once more when both networks train on augmented batches."""
-    if "kernels-augmented" not in by and "b-augmented" not in by:
-        return []
-    augment = next(arm["augment"] for arm in summary.values()
-                   if arm["kind"] == "learned" and arm["depth"] == depth and arm.get("augment", "none") != "none")
-    reference = f"learned kernels trained with the same augmentation ({augment})"
-    return [{
-        "claim": "augmented", "depth": depth,
-        "text": (f"Depth {depth}, both networks trained on augmented batches ({augment}): frozen random kernels are "
-                 f"{outcomes_text(by.get('kernels-augmented', {}), reference, margin)}; the best fixed arm (chosen on "
-                 f"validation, the augmented frozen network among them) is "
-                 f"{outcomes_text(by.get('b-augmented', {}), reference, margin)}."),
-    }]
+def _variant_verdicts(summary, by, depth, margin):
+    """Claims (a) and (b) once more per network variant: both networks on augmented batches, or both with
+    the MLP head."""
+    verdicts = []
+    if "kernels-augmented" in by or "b-augmented" in by:
+        augment = next(arm["augment"] for arm in summary.values()
+                       if arm["kind"] == "learned" and arm["depth"] == depth and arm.get("augment", "none") != "none")
+        verdicts.append(_variant_verdict(
+            by, depth, margin, "augmented", f"both networks trained on augmented batches ({augment})",
+            f"learned kernels trained with the same augmentation ({augment})", "the augmented frozen network"))
+    if "kernels-mlp" in by or "b-mlp" in by:
+        verdicts.append(_variant_verdict(
+            by, depth, margin, "mlp", "both networks with an MLP head (one hidden layer of 100 ReLU units)",
+            "learned kernels with the same MLP head", "the frozen network with the MLP head"))
+    return verdicts
+
+
+def _variant_verdict(by, depth, margin, variant, how, reference, frozen):
+    return {
+        "claim": variant, "depth": depth,
+        "text": (f"Depth {depth}, {how}: frozen random kernels are "
+                 f"{outcomes_text(by.get(f'kernels-{variant}', {}), reference, margin)}; the best fixed arm (chosen "
+                 f"on validation, {frozen} among them) is {outcomes_text(by.get(f'b-{variant}', {}), reference, margin)}."),
+    }
 
 
 def _mixing_verdicts(summary, comparisons, depth, margin):
