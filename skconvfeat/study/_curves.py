@@ -67,9 +67,10 @@ _NETWORK_TRAIN = {"frozen": "head", "learned": "all", "mixing": "mixing"}
 # eighth of the image by zero padding and a random crop; mirror images only where classes are mirror-symmetric,
 # as CIFAR-10's and not digits').
 AUGMENTATIONS = {"none": False, "crops": {"horizontal_flip": False}, "crops+flips": True}
-# Heads a network arm may have: LearnedConvClassifier's ``head`` ("mlp": affine -> ReLU -> affine with its
-# default 100 hidden units, the two-layer fully-connected head of a small CNN).
+# Heads a network arm may have: LearnedConvClassifier's ``head`` ("mlp": affine -> ReLU -> affine with
+# MLP_HIDDEN_UNITS hidden units, the two-layer fully-connected head of a small CNN, as the study's MLP).
 HEADS = ("linear", "mlp")
+MLP_HIDDEN_UNITS = 100
 
 
 @dataclass(frozen=True)
@@ -230,21 +231,23 @@ def curve_arms(depths, banks=("random", "gabor", "kmeans"), preset=None, mixing=
             arms += [CurveArm(f"mixing-{bank}-d{depth}", f"{bank.capitalize()}, frozen + learned mixing{suffix}",
                               "mixing", depth, bank) for bank in banks if _plain_convolution(bank)]
         if augment != "none":
-            tag = augment.replace("+", "-")
-            arms.append(CurveArm(f"frozen-{tag}-d{depth}", f"Random, frozen (Adam head, {augment}){suffix}", "frozen",
-                                 depth, augment=augment))
-            arms.append(CurveArm(f"learned-{tag}-d{depth}", f"Learned (random init, {augment}){suffix}", "learned",
-                                 depth, augment=augment))
+            arms += _network_pair(depth, suffix, augment.replace("+", "-"), f"Adam head, {augment}", augment,
+                                  augment=augment)
         if head != "linear":
-            arms.append(CurveArm(f"frozen-{head}-d{depth}", f"Random, frozen (Adam {head.upper()} head){suffix}",
-                                 "frozen", depth, head=head))
-            arms.append(CurveArm(f"learned-{head}-d{depth}", f"Learned (random init, {head.upper()} head){suffix}",
-                                 "learned", depth, head=head))
+            arms += _network_pair(depth, suffix, head, f"Adam {head.upper()} head", f"{head.upper()} head", head=head)
     if preset is not None:
         if preset not in PRESETS:
             raise ValueError(f"Unknown preset {preset!r}; choose from {sorted(PRESETS)}.")
         arms.append(CurveArm(f"preset-{preset}", f"Preset {preset} (ridge head)", "preset", 1, preset=preset))
     return arms
+
+
+def _network_pair(depth, suffix, tag, frozen_how, learned_how, **variant):
+    """The frozen and the learned network of ``depth`` trained as ``variant`` (``augment``, ``head``), their
+    names marked by ``tag`` and their labels by ``frozen_how`` and ``learned_how``."""
+    return [CurveArm(f"frozen-{tag}-d{depth}", f"Random, frozen ({frozen_how}){suffix}", "frozen", depth, **variant),
+            CurveArm(f"learned-{tag}-d{depth}", f"Learned (random init, {learned_how}){suffix}", "learned", depth,
+                     **variant)]
 
 
 def _plain_convolution(bank):
@@ -463,7 +466,8 @@ def _description(arm, seed):
 def _network(arm, seed, device, protocol):
     from ..learned import LearnedConvClassifier
 
-    return LearnedConvClassifier(_description(arm, seed), head=arm.head, train=_NETWORK_TRAIN[arm.kind],
+    return LearnedConvClassifier(_description(arm, seed), head=arm.head, hidden_units=MLP_HIDDEN_UNITS,
+                                 train=_NETWORK_TRAIN[arm.kind],
                                  augment=AUGMENTATIONS[arm.augment], weight_decay=protocol.weight_decay,
                                  random_state=seed, device=device)
 
@@ -817,7 +821,7 @@ def _variant_verdicts(summary, by, depth, margin):
             f"learned kernels trained with the same augmentation ({augment})", "the augmented frozen network"))
     if "kernels-mlp" in by or "b-mlp" in by:
         verdicts.append(_variant_verdict(
-            by, depth, margin, "mlp", "both networks with an MLP head (one hidden layer of 100 ReLU units)",
+            by, depth, margin, "mlp", f"both networks with an MLP head (one hidden layer of {MLP_HIDDEN_UNITS} ReLU units)",
             "learned kernels with the same MLP head", "the frozen network with the MLP head"))
     return verdicts
 
