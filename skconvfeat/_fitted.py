@@ -153,6 +153,7 @@ def layer_spec(params):
         pool_grid=grid,
         channel_mode=params["channel_mode"],
         alpha=params["alpha"],
+        nearest_fraction=params["nearest_fraction"],
     )
 
 

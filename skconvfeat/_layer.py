@@ -20,8 +20,10 @@ class Nonlinearity:
     ``rule`` is the elementwise rule every path implements once (the NumPy
     :func:`encode`, the numba passes of ``_backend/cpu_fused.py``, the torch
     network of ``learned/_network.py``): ``"none"``, ``"relu"`` (``max(g, 0)``),
-    ``"abs"``, ``"square"`` or ``"triangle"`` (``max(0, mean_j dist_j - dist_k)``
-    on distances to the kernels). ``g = r - alpha`` for a soft threshold, else ``r``.
+    ``"abs"``, ``"square"``, ``"triangle"`` (``max(0, mean_j dist_j - dist_k)``
+    on distances to the kernels) or ``"nearest"`` (1 where ``d_k`` is among the
+    ``n`` kernels nearest to the patch, else 0: Thiry et al. 2021's encoding, NumPy
+    and CuPy paths only). ``g = r - alpha`` for a soft threshold, else ``r``.
     """
 
     rule: str
@@ -40,10 +42,15 @@ NONLINEARITY_TABLE = {
     "soft_threshold": Nonlinearity("relu", soft_threshold=True, encoding=True),
     "two_sided_soft_threshold": Nonlinearity("relu", two_sided=True, soft_threshold=True, encoding=True),
     "triangle": Nonlinearity("triangle", encoding=True),
+    "nearest": Nonlinearity("nearest", encoding=True),
+    # Thiry et al.'s form: the kernels nearest to the patch z, and (second maps) those nearest to -z.
+    "two_sided_nearest": Nonlinearity("nearest", two_sided=True, encoding=True),
 }
 NONLINEARITIES = tuple(name for name, n in NONLINEARITY_TABLE.items() if not n.encoding)
 ENCODINGS = tuple(name for name, n in NONLINEARITY_TABLE.items() if n.encoding)
 TWO_SIDED = tuple(name for name, n in NONLINEARITY_TABLE.items() if n.two_sided)
+# Encodings that rank a row of responses (a partial sort): no compiled pass, no linear pooling shortcut.
+RANKED = tuple(name for name, n in NONLINEARITY_TABLE.items() if n.rule == "nearest")
 # Thresholds of the response, max(r - alpha, 0) (two-sided: and max(-r - alpha, 0)), alpha >= 0.
 THRESHOLDS = tuple(name for name, n in NONLINEARITY_TABLE.items() if n.rule == "relu")
 # How each padding extends the image: None (not at all) or numpy.pad's mode, by pad_widths on each side.
@@ -81,6 +88,7 @@ class LayerSpec:
     pool_grid: tuple  # (gh, gw) regions, or None for window pooling
     channel_mode: str
     alpha: float = 0.0  # threshold of the soft-threshold encodings, in response units
+    nearest_fraction: float = 0.4  # share of the kernels the nearest encodings mark at each position
 
     def conv_shape(self, image_hw, kernel_hw):
         """Height and width of the maps before pooling."""
@@ -100,6 +108,10 @@ class LayerSpec:
         """Feature maps per image: filters, times channels when separate, times 2 when two-sided."""
         n = n_filters * (n_channels if self.channel_mode == "separate" else 1)
         return 2 * n if NONLINEARITY_TABLE[self.nonlinearity].two_sided else n
+
+    def n_nearest(self, n_filters):
+        """Kernels the nearest encodings mark 1 at each position (at least one)."""
+        return max(1, int(self.nearest_fraction * n_filters))
 
     def unpooled(self):
         """The same layer without pooling: one feature per map position."""
@@ -253,7 +265,9 @@ class FoldedBank:
     patch ``z``. The NumPy path sets ``s = |z|^2`` once per batch and
     multiplies by the first ``K`` columns (squared distances straight from the
     product); the compiled one sets ``s = 0`` and adds ``|z|^2`` from the ``z``
-    columns of the same product, in the pass that reads the row anyway.
+    columns of the same product, in the pass that reads the row anyway. For the
+    nearest encodings the ``K`` columns give ``d_k.z - |d_k|^2 / 2``, which is
+    largest for the kernel nearest to ``z`` (``|z - d_k|^2`` less a constant of the row).
     """
 
     matrix: object
@@ -261,6 +275,7 @@ class FoldedBank:
     eps_norm: float
     n_filters: int
     kernel_hw: tuple
+    sq_norms: object = None  # |d_k|^2 on the device, for the second side of the nearest encoding
 
 
 def needs_folding(spec, preprocessing):
@@ -294,6 +309,9 @@ def _fold(filters, spec, dtype, xp, preprocessing):
         extra = np.concatenate([np.ones(n_filters), np.zeros(dim)])[None]
     else:
         linear, constant, extra = folded, -offset - threshold(spec), np.zeros((0, n_filters))
+    sq_norms = np.einsum("ij,ij->i", kernels, kernels) if spec.nonlinearity in RANKED else None
+    if sq_norms is not None:
+        constant = constant - 0.5 * sq_norms  # d.z - |d|^2 / 2: largest for the kernel nearest to z
     matrix = np.vstack([_im2col_rows(linear, n_channels, kh, kw), constant[None], extra])
     patch_norm = bool(getattr(preprocessing, "patch_norm", False))
     eps_norm = float(getattr(preprocessing, "eps_norm", 0.0))
@@ -303,6 +321,7 @@ def _fold(filters, spec, dtype, xp, preprocessing):
         eps_norm=eps_norm,
         n_filters=n_filters,
         kernel_hw=(kh, kw),
+        sq_norms=None if sq_norms is None else xp.asarray(sq_norms, dtype=dtype),
     )
 
 
@@ -352,7 +371,7 @@ def folded_layer(x, folded, spec, xp, tile_bytes=None, kernels=None):
     x = _pad(x, (kh, kw), spec.padding, xp)
     n_images, n_channels = x.shape[0], x.shape[3]
     map_hw = (x.shape[1] - kh + 1, x.shape[2] - kw + 1)
-    fused = kernels is not None and spec.pool_grid is not None
+    fused = kernels is not None and spec.pool_grid is not None and spec.nonlinearity not in RANKED
     # The two paths' rows differ for the triangle (see FoldedBank): each makes its own.
     rows = patch_rows(x, folded, xp, kernels if fused else None).reshape(n_images, map_hw[0], map_hw[1], -1)
     n_maps = spec.n_maps(folded.n_filters, n_channels)
@@ -385,7 +404,7 @@ def folded_layer(x, folded, spec, xp, tile_bytes=None, kernels=None):
                 if linear:
                     _encode_pool_linear(g, acc[b0:b1], side[b0:b1], y0, map_hw, spec, xp, shape)
                     continue
-                for slot, m in enumerate(encode(g, spec, xp)):
+                for slot, m in enumerate(encode(g, spec, xp, folded.sq_norms)):
                     part = slice(slot * folded.n_filters, (slot + 1) * folded.n_filters)
                     _pool_into(acc[b0:b1, ..., part], m.reshape(shape), y0, map_hw, spec, xp)
     if linear:
@@ -497,11 +516,13 @@ def _numpy_patch_rows(x, folded, xp, rows):
     return rows
 
 
-def encode(responses, spec, xp):
+def encode(responses, spec, xp, sq_norms=None):
     """The encoded maps of responses (last axis: filters): a list of one, or two when two-sided.
 
     Responses are ``g = r - alpha`` for soft thresholds (folded into the
-    kernels) and squared distances for the triangle (2-D ``(rows, K)``).
+    kernels), squared distances for the triangle (2-D ``(rows, K)``) and
+    ``g = r - |d|^2 / 2`` for the nearest encodings, whose second side needs
+    the kernels' squared norms ``sq_norms``.
     Elementwise rules work in place on any shape, so the plain path's maps
     ``(B, H', W', K)`` and the folded path's tiles share this one function.
     """
@@ -513,6 +534,10 @@ def encode(responses, spec, xp):
         return [positive, xp.maximum(g, 0, out=g)]
     if rule.rule == "relu":  # the threshold is already subtracted
         return [xp.maximum(g, 0, out=g)]
+    if rule.rule == "nearest":
+        # For -z: -r - |d|^2 / 2 = -g - |d|^2. Made before g is overwritten.
+        other = xp.subtract(-g, sq_norms) if rule.two_sided else None
+        return [_nearest(part, spec, xp) for part in (g, other) if part is not None]
     if rule.rule == "triangle":
         # g holds squared distances; f_k = max(0, mean_j dist_j - dist_k).
         _distances(g, xp)
@@ -524,6 +549,20 @@ def encode(responses, spec, xp):
     if rule.rule == "square":
         return [xp.multiply(g, g, out=g)]
     return [g]
+
+
+def _nearest(g, spec, xp):
+    """1 where a response is among the row's ``n`` largest (its kernel among the ``n`` nearest), else 0, in place.
+
+    A partial sort finds each row's ``n``-th largest value (``O(K)`` a row, as
+    torch's ``kthvalue`` in Thiry et al.'s code); ties at it, of measure zero
+    for real patches, are all marked.
+    """
+    n_filters = g.shape[-1]
+    cut = n_filters - spec.n_nearest(n_filters)
+    nth = xp.partition(g, cut, axis=-1)[..., cut : cut + 1]
+    g[...] = g >= nth
+    return g
 
 
 def _row_mean(g, xp):

@@ -76,7 +76,8 @@ def reference_whitening(patches, *, patch_norm, eps_norm, eps_zca):
 
 
 def reference_patch_layer(
-    images, filters, *, patch_norm, eps_norm, mean, whitening, nonlinearity, alpha, padding, pooling, pool_size, pool_stride, pool_grid
+    images, filters, *, patch_norm, eps_norm, mean, whitening, nonlinearity, alpha, padding, pooling, pool_size, pool_stride, pool_grid,
+    nearest_fraction=0.4,
 ):
     """Loop over positions: extract the patch, normalise, whiten, encode; then pool each map.
 
@@ -97,12 +98,17 @@ def reference_patch_layer(
                     z = (z - z.mean()) / np.sqrt(z.var() + eps_norm)
                 if whitening is not None:
                     z = whitening @ (z - mean)
-                codes[i, j] = _encode_patch(z, kernels, nonlinearity, alpha)
+                codes[i, j] = _encode_patch(z, kernels, nonlinearity, alpha, nearest_fraction)
         out.append(np.stack([_pool(codes[..., m], pooling, pool_size, pool_stride, pool_grid) for m in range(codes.shape[-1])]).ravel())
     return np.array(out)
 
 
-def _encode_patch(z, kernels, nonlinearity, alpha):
+def _encode_patch(z, kernels, nonlinearity, alpha, nearest_fraction):
+    if nonlinearity.endswith("nearest"):
+        # Thiry et al.: 1 for the n kernels nearest to z (and, two-sided, to -z), by sorting distances.
+        n = max(1, int(nearest_fraction * len(kernels)))
+        sides = [z, -z] if nonlinearity.startswith("two_sided") else [z]
+        return np.concatenate([_nearest_marks(side, kernels, n) for side in sides])
     if nonlinearity == "triangle":
         distances = np.array([np.sqrt(np.sum((z - k) ** 2)) for k in kernels])
         return np.maximum(0, distances.mean() - distances)
@@ -112,3 +118,10 @@ def _encode_patch(z, kernels, nonlinearity, alpha):
     if nonlinearity == "two_sided_soft_threshold":
         return np.concatenate([np.maximum(0, r - alpha), np.maximum(0, -r - alpha)])
     return _activate(r[:, None], nonlinearity).ravel()
+
+
+def _nearest_marks(z, kernels, n):
+    distances = np.array([np.sqrt(np.sum((z - k) ** 2)) for k in kernels])
+    marks = np.zeros(len(kernels))
+    marks[np.argsort(distances)[:n]] = 1.0
+    return marks

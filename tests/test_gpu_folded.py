@@ -17,7 +17,7 @@ from skconvfeat import FixedConvTransformer, _device
 # triangle differs by ~5e-6 of the largest feature between the CPU's NumPy and numba passes); a 1% change of
 # alpha moves the soft thresholds by ~1e-2 of it.
 TOLERANCE = 1e-4
-ENCODINGS = ["soft_threshold", "two_sided_soft_threshold", "triangle"]
+ENCODINGS = ["soft_threshold", "two_sided_soft_threshold", "triangle", "two_sided_nearest"]
 POOLS = [dict(pooling="avg", pool_grid=2), dict(pooling="max", pool_grid=(3, 2)), dict(pooling="avg", pool_grid=(3, 2))]
 # Grey with 'valid' borders; colour with 'reflect' borders (patch normalisation sees the mirrored pixels).
 IMAGES = {

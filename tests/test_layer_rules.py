@@ -20,6 +20,18 @@ from skconvfeat import FixedConvNet, FixedConvTransformer, _layer
 from skconvfeat._backend import cpu, cuda
 
 ALPHA = 0.3
+RESPONSES = np.random.default_rng(0).standard_normal((40, 6))
+# The kernels' squared norms |d|^2 the nearest encodings rank with: squared distances are |z|^2 - 2 r + |d|^2.
+SQ_NORMS = np.random.default_rng(1).uniform(0.5, 2.0, 6)
+
+
+def _marks_of_smallest(distances, n=int(0.4 * 6)):
+    """1 at each row's n smallest values, by a full sort (n as LayerSpec.n_nearest for 6 kernels)."""
+    marks = np.zeros_like(distances)
+    np.put_along_axis(marks, np.argsort(distances, axis=1)[:, :n], 1.0, axis=1)
+    return marks
+
+
 # Each nonlinearity from its definition, on responses r: the list of maps it makes.
 REFERENCE = {
     "none": lambda r: [r],
@@ -31,8 +43,10 @@ REFERENCE = {
     "two_sided_soft_threshold": lambda r: [np.maximum(r - ALPHA, 0), np.maximum(-r - ALPHA, 0)],
     # On distances d to the kernels (a row each): max(0, mean(d) - d).
     "triangle": lambda d: [np.maximum(d.mean(axis=1, keepdims=True) - d, 0)],
+    # The kernels nearest to z (for -z: -r in place of r), ranked by squared distance less |z|^2.
+    "nearest": lambda r: [_marks_of_smallest(SQ_NORMS - 2 * r)],
+    "two_sided_nearest": lambda r: [_marks_of_smallest(SQ_NORMS - 2 * r), _marks_of_smallest(SQ_NORMS + 2 * r)],
 }
-RESPONSES = np.random.default_rng(0).standard_normal((40, 6))
 DIGITS = load_digits().data.reshape(-1, 8, 8, 1)
 
 
@@ -45,6 +59,8 @@ def _input(name):
     """What the encoding reads: responses minus the folded threshold, or squared distances for the triangle."""
     if name == "triangle":
         return RESPONSES**2
+    if name in _layer.RANKED:
+        return RESPONSES - SQ_NORMS / 2  # the folded d.z - |d|^2 / 2
     return RESPONSES - _layer.threshold(_spec(name))
 
 
@@ -61,11 +77,11 @@ def test_every_nonlinearity_has_a_reference_and_the_lists_follow_the_table():
 
 @pytest.mark.parametrize("name", list(_layer.NONLINEARITY_TABLE))
 def test_numpy_encoding(name):
-    got = _layer.encode(_input(name).copy(), _spec(name), np)
+    got = _layer.encode(_input(name).copy(), _spec(name), np, SQ_NORMS)
     assert_allclose(np.concatenate(got, axis=1), np.concatenate(_expected(name), axis=1), atol=1e-12)
 
 
-@pytest.mark.parametrize("name", list(_layer.NONLINEARITY_TABLE))
+@pytest.mark.parametrize("name", [n for n in _layer.NONLINEARITY_TABLE if n not in _layer.RANKED])
 def test_compiled_encoding(name):
     kernels = cpu.compiled_kernels()
     if kernels is None:
@@ -125,6 +141,12 @@ CASES = {
     "patches-two-sided-soft-max": dict(bank="patches", bank_params={"n_filters": 12}, kernel_size=3,
                                        nonlinearity="two_sided_soft_threshold", pool_grid=3, pooling="max",
                                        n_patches=2000, random_state=2, dtype="float64"),
+    # Thiry et al.'s recipe in small: whitened random patches, nearest kernels of z and -z, overlapping windows.
+    "patches-two-sided-nearest-windows": dict(bank="patches", bank_params={"n_filters": 15}, kernel_size=3,
+                                              nonlinearity="two_sided_nearest", nearest_fraction=0.3, pool_size=3,
+                                              pool_stride=2, n_patches=2000, random_state=3, dtype="float64"),
+    "kmeans-nearest-grid": dict(bank="kmeans", bank_params={"n_filters": 10, "max_iter": 3}, kernel_size=3,
+                                nonlinearity="nearest", pool_grid=2, n_patches=2000, random_state=4),
     "gabor-separate-reflect": dict(bank="gabor", kernel_size=3, channel_mode="separate", nonlinearity="abs",
                                    padding="reflect", pool_size=3, pool_stride=2),
 }
@@ -141,7 +163,8 @@ def _reference(layer, images):
     return reference_patch_layer(
         images, layer.filters, patch_norm=prep is not None and prep.patch_norm,
         eps_norm=0.0 if prep is None else prep.eps_norm, mean=getattr(prep, "mean", None),
-        whitening=getattr(prep, "whitening", None), nonlinearity=spec.nonlinearity, alpha=spec.alpha, **pool,
+        whitening=getattr(prep, "whitening", None), nonlinearity=spec.nonlinearity, alpha=spec.alpha,
+        nearest_fraction=spec.nearest_fraction, **pool,
     )
 
 
