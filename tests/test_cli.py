@@ -257,10 +257,23 @@ def test_preset_command_scores_held_out_images_and_chooses_the_penalty_on_traini
     assert "test set (24 images, scored once)" in capsys.readouterr().out
 
 
+def test_preset_command_overrides_transformer_parameters(tmp_path, capsys):
+    """`--set KEY=VALUE`: the settings compared on held-out images are command lines too (issue 25)."""
+    pytest.importorskip("PIL")
+    root = _image_folder(tmp_path / "images", ["train", "test"])
+    assert main(["preset", "coates-digits", "--dataset", str(root), "--validate", "6", "--alphas", "0.01",
+                 "--set", "nonlinearity=two_sided_nearest", "--set", "pool_grid=2", "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert results["preset_params"] == {"nonlinearity": "two_sided_nearest", "pool_grid": 2}
+    assert results["n_features"] == 2 * 200 * 4  # two sides of 200 kernels on a 2x2 grid
+
+
 @pytest.mark.parametrize("argv, message", [
     (["preset", "coates-digits", "--dataset", "digits"], "digits has no test split"),
     (["preset", "coates-digit", "--dataset", "mnist"], "invalid choice: 'coates-digit'"),
     (["preset", "coates-digits", "--dataset", "mnist", "--alphas", "0,1"], "expected comma-separated positive"),
+    (["preset", "coates-digits", "--dataset", "mnist", "--set", "nonlinarity=relu"], "expected KEY=VALUE with KEY one"),
+    (["preset", "coates-digits", "--dataset", "mnist", "--set", "alpha"], "expected KEY=VALUE"),
 ])
 def test_preset_command_refuses_bad_options(argv, message, capsys):
     assert main(argv) == 2

@@ -37,6 +37,7 @@ from .. import __version__
 from .._banks import list_banks
 from .._hints import did_you_mean
 from .._presets import PRESETS
+from .._transformer import FixedConvTransformer
 from ..datasets import list_datasets, load_dataset, load_image_folder
 from . import _format as fmt
 from ._compare import COMPARISON_FILES, write_comparison
@@ -602,6 +603,19 @@ def _alphas(text):
     return values
 
 
+def _transformer_param(text):
+    """``KEY=VALUE`` as ``(key, value)``: a FixedConvTransformer parameter and its JSON value (a bare word: a string)."""
+    key, sep, value = text.partition("=")
+    names = FixedConvTransformer._get_param_names()
+    if not sep or key not in names:
+        raise argparse.ArgumentTypeError(
+            f"expected KEY=VALUE with KEY one of FixedConvTransformer's parameters {names}, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
 def build_preset_parser():
     """The argument parser of ``skconvfeat preset``."""
     from ._preset_run import PRESET_ALPHAS
@@ -627,6 +641,10 @@ def build_preset_parser():
                              "settings; the test set stays unseen)")
     parser.add_argument("--chunk", type=_positive_int, default=2000, metavar="N",
                         help="images transformed per partial_fit call (default: %(default)s)")
+    parser.add_argument("--set", type=_transformer_param, action="append", default=[], metavar="KEY=VALUE",
+                        dest="overrides",
+                        help="override a FixedConvTransformer parameter of the preset, VALUE read as JSON "
+                             "(e.g. --set nonlinearity='\"two_sided_nearest\"' or --set pool_grid=null); repeatable")
     parser.add_argument("--seed", type=int, default=0, help="seed of the patches and the held-out images")
     parser.add_argument("--json", action="store_true", help="print the results dict as JSON")
     return parser
@@ -655,7 +673,7 @@ def _preset_main(argv):
                                                        validate=args.validate, seed=args.seed)
         say = (lambda text: None) if args.json else (lambda text: print(f"skconvfeat: {text}", flush=True))
         results = run_preset(args.name, X, y, X_test, y_test, flip=args.flip, alphas=args.alphas, chunk=args.chunk,
-                             random_state=args.seed, progress=say)
+                             random_state=args.seed, progress=say, **dict(args.overrides))
     except (OSError, ValueError, pickle.UnpicklingError) as exc:
         print(f"skconvfeat preset: error: {exc}", file=sys.stderr)
         return 1
