@@ -417,7 +417,7 @@ def transfer_times(arms, sizes, sources):
     one_off = {k: float(np.mean([s[k] for s in sources])) for k in ("fit_wall", "fit_cpu")}
     return {"by_size": times, "source_fit_mean": one_off,
             "note": "Fit times exclude scoring the test set; the transferred arms' kernels cost one source "
-                    "training each (source_fit_mean, paid once per source seed and shared by every size)."}
+                    "training each (the source fit below, paid once per source seed and shared by every size)."}
 
 
 def _at(sizes):
