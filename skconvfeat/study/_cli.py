@@ -606,7 +606,7 @@ def _alphas(text):
 def _transformer_param(text):
     """``KEY=VALUE`` as ``(key, value)``: a FixedConvTransformer parameter and its JSON value (a bare word: a string)."""
     key, sep, value = text.partition("=")
-    names = FixedConvTransformer._get_param_names()
+    names = sorted(FixedConvTransformer().get_params())
     if not sep or key not in names:
         raise argparse.ArgumentTypeError(
             f"expected KEY=VALUE with KEY one of FixedConvTransformer's parameters {names}, got {text!r}")
