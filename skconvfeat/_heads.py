@@ -13,11 +13,8 @@ import math
 import numbers
 import threading
 
-import contextlib
-
 import numpy as np
 import scipy.linalg.lapack
-from threadpoolctl import threadpool_limits
 from sklearn.base import BaseEstimator, _fit_context
 from sklearn.linear_model._base import LinearClassifierMixin
 from sklearn.preprocessing import LabelBinarizer
@@ -428,8 +425,7 @@ class _GramSums:
             rhs = self.xty - self.n * np.outer(mean_x, mean_y)
             # gram.T is the Fortran-ordered view whose upper triangle is gram's lower: LAPACK
             # factorises it in place (overwrite_a) and leaves the other triangle alone (clean=0).
-            with _serial_blas_above(len(diagonal), _PARALLEL_CHOLESKY_MAX):
-                factor, info = scipy.linalg.lapack.dpotrf(gram.T, lower=0, clean=0, overwrite_a=1)
+            factor, info = scipy.linalg.lapack.dpotrf(gram.T, lower=0, clean=0, overwrite_a=1)
             if info != 0:
                 raise ValueError(
                     f"GramRidgeClassifier: the penalised Gram matrix is not positive definite at alpha={alpha} "
@@ -438,18 +434,6 @@ class _GramSums:
             coef, info = scipy.linalg.lapack.dpotrs(factor, rhs, lower=0)
         intercept = mean_y - (mean_x + self.shift) @ coef
         return coef, intercept
-
-
-# OpenBLAS's threaded Cholesky segfaults on large matrices on some CPUs (SkylakeX, 2 threads: from about
-# n = 22,659 in OpenMathLib/OpenBLAS#2562; here, scipy's OpenBLAS 0.3.30, 28,800 features crashed twice
-# while 28,800 with one BLAS thread did not). Above this size the factorisation runs on one BLAS thread:
-# about twice as slow on 2 cores, against losing the process.
-_PARALLEL_CHOLESKY_MAX = 16_384
-
-
-def _serial_blas_above(n, limit):
-    """One BLAS thread for the block when ``n > limit``; nothing changes otherwise."""
-    return threadpool_limits(1, user_api="blas") if n > limit else contextlib.nullcontext()
 
 
 def _check_gram_memory(n_features):

@@ -357,22 +357,3 @@ def test_a_gram_matrix_larger_than_memory_is_refused_before_it_is_allocated(monk
         GramRidgeClassifier(alphas=[1.0]).partial_fit(X, y, classes=[0, 1])
     monkeypatch.setattr(_device, "physical_memory_bytes", lambda: 2**21)  # 2 MiB: it fits
     assert GramRidgeClassifier(random_state=0).fit(X, y).score(X, y) > 0.5
-
-
-def test_large_cholesky_runs_on_one_blas_thread_and_small_ones_are_untouched():
-    """OpenBLAS's threaded dpotrf segfaulted on a 28,800-feature Gram matrix (2 threads, SkylakeX): above
-    _PARALLEL_CHOLESKY_MAX the factorisation runs on one BLAS thread, below it BLAS keeps its threads."""
-    from threadpoolctl import threadpool_info, threadpool_limits
-
-    from skconvfeat import _heads
-
-    def blas_threads():
-        return {pool["filepath"]: pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
-
-    with threadpool_limits(2, user_api="blas"):
-        before = blas_threads()
-        with _heads._serial_blas_above(_heads._PARALLEL_CHOLESKY_MAX + 1, _heads._PARALLEL_CHOLESKY_MAX):
-            assert set(blas_threads().values()) == {1}
-        with _heads._serial_blas_above(_heads._PARALLEL_CHOLESKY_MAX, _heads._PARALLEL_CHOLESKY_MAX):
-            assert blas_threads() == before
-        assert blas_threads() == before
