@@ -90,6 +90,16 @@ def test_transforms_do_lower_blas_to_one_thread(monkeypatch):
     assert seen and all(threads == [1] * len(threads) for threads in seen)
 
 
+def test_user_limits_still_apply_after_a_transform():
+    # threadpoolctl lets one thread control OpenBLAS's shared pool; the transforms' control thread
+    # used to keep that control for good, and every later threadpool_limits of the user was ignored
+    # without a word (and with it the one-thread Cholesky that keeps OpenBLAS from crashing).
+    FixedConvTransformer(kernel_size=3, pool_grid=2).fit_transform(X[:50])
+    with threadpool_limits(limits=1, user_api="blas"):
+        inside = [info["num_threads"] for info in blas_controller().info()]
+    assert inside == [1] * len(inside)
+
+
 class _FakeBLAS:
     """threadpoolctl's controller semantics over one process-wide thread count.
 

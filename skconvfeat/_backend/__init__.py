@@ -50,7 +50,11 @@ class _SingleThreadedBLAS:
     the thread that set a limit change it again: a restore from another thread
     would be silently ignored. When some other thread holds that control (a
     user's ``threadpool_limits`` block), our lowering is ignored too and the
-    limit is left exactly as it was.
+    limit is left exactly as it was. The limiter is entered and exited as a
+    context on that thread, which hands the control back when the last call
+    leaves: a bare ``restore_original_limits`` keeps it for the thread's life,
+    and every later ``threadpool_limits`` of any other thread, the user's
+    included, would be silently ignored.
     """
 
     def __init__(self):
@@ -71,7 +75,7 @@ class _SingleThreadedBLAS:
             if self._depth == 0:
                 controller = blas_controller()
                 self.saved_threads = [info["num_threads"] for info in controller.info()]
-                self._limiter = self._on_control_thread(controller.limit, limits=1)
+                self._limiter = self._on_control_thread(lambda: controller.limit(limits=1).__enter__())
             self._depth += 1
         try:
             yield
@@ -79,7 +83,7 @@ class _SingleThreadedBLAS:
             with self._lock:
                 self._depth -= 1
                 if self._depth == 0:
-                    self._on_control_thread(self._limiter.restore_original_limits)
+                    self._on_control_thread(self._limiter.__exit__, None, None, None)
                     self._limiter = self.saved_threads = None
 
 
