@@ -9,9 +9,11 @@ rows, so choosing the penalty and refitting on all the rows costs one pass over 
 sums, fed by ``partial_fit``, stream features that never fit in memory at once.
 """
 
+import contextlib
 import math
 import numbers
 import threading
+import warnings
 
 import numpy as np
 import scipy.linalg.lapack
@@ -25,6 +27,7 @@ from sklearn.utils.multiclass import unique_labels
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _device
+from ._backend import blas_controller, single_threaded_blas
 from ._doc_link import API_PAGE
 
 # Columns of the Gram matrix updated per product: the float32 block is n_features x 2048 (236 MB at
@@ -425,7 +428,8 @@ class _GramSums:
             rhs = self.xty - self.n * np.outer(mean_x, mean_y)
             # gram.T is the Fortran-ordered view whose upper triangle is gram's lower: LAPACK
             # factorises it in place (overwrite_a) and leaves the other triangle alone (clean=0).
-            factor, info = scipy.linalg.lapack.dpotrf(gram.T, lower=0, clean=0, overwrite_a=1)
+            with _cholesky_threads(len(diagonal)):
+                factor, info = scipy.linalg.lapack.dpotrf(gram.T, lower=0, clean=0, overwrite_a=1)
             if info != 0:
                 raise ValueError(
                     f"GramRidgeClassifier: the penalised Gram matrix is not positive definite at alpha={alpha} "
@@ -434,6 +438,34 @@ class _GramSums:
             coef, info = scipy.linalg.lapack.dpotrs(factor, rhs, lower=0)
         intercept = mean_y - (mean_x + self.shift) @ coef
         return coef, intercept
+
+
+# OpenBLAS's threaded Cholesky kills the process (segmentation fault) on large matrices: on the 2-core
+# SkylakeX machine of docs/results.md, from n = 15,800 with 2, 3 or 4 threads, in scipy's OpenBLAS 0.3.30
+# and NumPy's 0.3.31 alike, while n = 15,500, and every size on one thread, pass (OpenMathLib/OpenBLAS#2562
+# reports the same at 32,768). Above this size the factorisation runs on one BLAS thread: about twice as
+# slow (106 s at 28,800 features) against losing the process and every row fitted so far.
+_PARALLEL_CHOLESKY_MAX = 12_000
+
+
+@contextlib.contextmanager
+def _cholesky_threads(n):
+    """One BLAS thread for a Cholesky of order ``n`` above ``_PARALLEL_CHOLESKY_MAX``; nothing changes below."""
+    if n <= _PARALLEL_CHOLESKY_MAX:
+        yield
+        return
+    with single_threaded_blas():
+        threads = max(info["num_threads"] for info in blas_controller().info())
+        if threads > 1:  # another thread's threadpool_limits holds the control, and ours was ignored
+            warnings.warn(
+                f"GramRidgeClassifier: factorising a {n:,}-feature Gram matrix on {threads} BLAS threads, "
+                "because a threadpool_limits block of another thread holds the BLAS limit; OpenBLAS's threaded "
+                "Cholesky has crashed the process at this size (OpenMathLib/OpenBLAS#2562). Set "
+                "OPENBLAS_NUM_THREADS=1 before starting Python to be safe.",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+        yield
 
 
 def _check_gram_memory(n_features):

@@ -357,3 +357,39 @@ def test_a_gram_matrix_larger_than_memory_is_refused_before_it_is_allocated(monk
         GramRidgeClassifier(alphas=[1.0]).partial_fit(X, y, classes=[0, 1])
     monkeypatch.setattr(_device, "physical_memory_bytes", lambda: 2**21)  # 2 MiB: it fits
     assert GramRidgeClassifier(random_state=0).fit(X, y).score(X, y) > 0.5
+
+
+def _threads_at_each_cholesky(monkeypatch, n_features, threshold):
+    """BLAS thread counts of every loaded BLAS library, read inside each dpotrf call of a fit."""
+    import scipy.linalg.lapack
+    from threadpoolctl import threadpool_info
+
+    from skconvfeat import FixedConvTransformer, _heads
+
+    monkeypatch.setattr(_heads, "_PARALLEL_CHOLESKY_MAX", threshold)
+    real, seen = scipy.linalg.lapack.dpotrf, []
+
+    def dpotrf(*args, **kwargs):
+        seen.append([info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(scipy.linalg.lapack, "dpotrf", dpotrf)
+    # A transform first: its BLAS control thread once kept threadpoolctl's control and made a limit set
+    # elsewhere a silent no-op, the way the 28,800-feature run crashed with a limit around the call.
+    FixedConvTransformer(kernel_size=3, pool_grid=2).fit_transform(np.random.default_rng(0).random((20, 8, 8)))
+    X, y = make_classification(200, n_features, n_informative=5, random_state=0)
+    GramRidgeClassifier(alphas=(0.1, 1.0), random_state=0).fit(X, y)
+    return seen
+
+
+def test_large_cholesky_runs_on_one_blas_thread(monkeypatch):
+    # OpenBLAS's threaded dpotrf segfaults from about 15,800 features on 2 cores (see _PARALLEL_CHOLESKY_MAX).
+    seen = _threads_at_each_cholesky(monkeypatch, n_features=30, threshold=20)
+    assert len(seen) == 3 and all(threads == [1] * len(threads) for threads in seen), seen
+
+
+def test_small_cholesky_keeps_the_blas_threads(monkeypatch):
+    from threadpoolctl import threadpool_info
+
+    before = [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
+    assert _threads_at_each_cholesky(monkeypatch, n_features=30, threshold=30) == [before] * 3
