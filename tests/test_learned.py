@@ -206,6 +206,31 @@ def test_freeze_kernels(channel_mode):
     assert [h["train_loss"] for h in frozen.history_] != [h["train_loss"] for h in learned.history_]
 
 
+@pytest.mark.parametrize("how", ["fit", "partial_fit"])
+def test_frozen_kernels_reuse_the_set_up_features(how, monkeypatch):
+    """Frozen kernels train on the features the standardisation was fitted on: the torch network
+    never recomputes them (one pass over the images, not two), and training matches the recomputed
+    features' run up to float32 rounding."""
+    from skconvfeat.learned import _network
+
+    X = _images((40, 8, 8, 1))
+    y = (X[:, :4, :4].mean(axis=(1, 2, 3)) > 0).astype(int)
+    common = dict(freeze_kernels=True, max_epochs=2, early_stopping=False, random_state=0)
+    calls = []
+    features = _network.ConvNetwork.features
+    monkeypatch.setattr(_network.ConvNetwork, "features", lambda net, x, **kw: calls.append(1) or features(net, x, **kw))
+    est = LearnedConvClassifier(FixedConvTransformer(kernel_size=3), **common)
+    est.fit(X, y) if how == "fit" else est.partial_fit(X, y, classes=[0, 1])
+    assert calls == []
+    # The second partial_fit has no set-up features: the network computes them, to the same training.
+    again = LearnedConvClassifier(FixedConvTransformer(kernel_size=3), **common).partial_fit(X, y, classes=[0, 1])
+    again.partial_fit(X, y)
+    assert calls
+    if how == "partial_fit":
+        est.partial_fit(X, y)
+        assert_allclose(est.decision_function(X), again.decision_function(X), rtol=1e-4, atol=1e-5)
+
+
 def test_every_layer_is_trained_end_to_end(digits_split):
     X_train, _, y_train, _ = digits_split
     est = LearnedConvClassifier(_two_layers(), early_stopping=False, **QUICK).fit(X_train[:300], y_train[:300])

@@ -362,14 +362,15 @@ class LearnedConvClassifier(ClassifierMixin, BaseEstimator):
             train, valid = self._split(y, rng)
             w_train = _mean_one(weight, train)
             w_valid = None if valid is None else _mean_one(weight, valid, "validation")
+            features = None  # the fixed features of the training rows, if the set-up computed them
             if continuing:
                 self._check_known_classes(y)
                 self._check_same_description()
             else:
-                self._initialise(_network, _safe_indexing(X, train), np.unique(y), rng, w_train)
+                features = self._initialise(_network, _safe_indexing(X, train), np.unique(y), rng, w_train)
             images, y_encoded = self._fit_images(X), np.searchsorted(self.classes_, y)
             with self._session(_training) as session:
-                training = session.data(images[train], y_encoded[train], w_train)
+                training = session.data(images[train], y_encoded[train], w_train, features)
                 validation = None
                 if valid is not None:
                     validation = session.data(images[valid], y_encoded[valid], w_valid)
@@ -407,13 +408,14 @@ class LearnedConvClassifier(ClassifierMixin, BaseEstimator):
             X = self._check_X(X, reset=first)
             y = self._check_targets(X, y, new=first, classes=classes)
             weight = _mean_one(_check_weights(sample_weight, X), np.arange(len(y)))
+            features = None
             if first:
                 known = np.unique(y) if classes is None else np.unique(_check_y(classes, estimator=self))
-                self._initialise(_network, X, known, check_random_state(self.random_state), weight)
+                features = self._initialise(_network, X, known, check_random_state(self.random_state), weight)
             else:
                 self._check_known_classes(y)
             with self._session(_training) as session:
-                training = session.data(self._fit_images(X), np.searchsorted(self.classes_, y), weight)
+                training = session.data(self._fit_images(X), np.searchsorted(self.classes_, y), weight, features)
                 self._epoch(session, _training, training, None, schedule_epoch=self.n_iter_)
                 self._store(session, _network)
         return self
@@ -590,7 +592,11 @@ class LearnedConvClassifier(ClassifierMixin, BaseEstimator):
         return self.train
 
     def _initialise(self, _network, X, classes, rng, weight=None):
-        """Fit the description on ``X``, freeze the (weighted) standardisation, initialise the head."""
+        """Fit the description on ``X``, freeze the (weighted) standardisation, initialise the head.
+
+        Returns the fixed features of ``X`` the standardisation was computed from: with frozen
+        kernels the training session reuses them instead of a second pass over the images.
+        """
         conv = clone(FixedConvTransformer() if self.conv is None else self.conv)
         conv.set_output(transform="default")
         features = conv.fit_transform(X)
@@ -603,9 +609,9 @@ class LearnedConvClassifier(ClassifierMixin, BaseEstimator):
         self.initial_filters_ = [layer.filters_.copy() for layer in layers]
         self.augmentation_ = _augmentation(self.augment, self.image_shape_[0])
         # StandardScaler's statistics, weighted as StandardScaler's are, leaving (near-)constant features unscaled.
-        features = features.astype(np.float64)
-        mean = np.average(features, axis=0, weights=weight)
-        scale = np.sqrt(np.average((features - mean) ** 2, axis=0, weights=weight))
+        wide = features.astype(np.float64)
+        mean = np.average(wide, axis=0, weights=weight)
+        scale = np.sqrt(np.average((wide - mean) ** 2, axis=0, weights=weight))
         scale[scale < 10 * np.finfo(np.float64).eps] = 1.0
         state = {_network.kernel_key(i): f for i, f in enumerate(self.initial_filters_)}
         self.train_ = self._train_mode()
@@ -622,6 +628,7 @@ class LearnedConvClassifier(ClassifierMixin, BaseEstimator):
         self._optimizer_state = None
         self._rng = np.random.default_rng(rng.randint(np.iinfo(np.int32).max))
         self.history_, self.n_iter_, self.best_epoch_, self.converged_ = [], 0, None, False
+        return features
 
     def _head_sizes(self):
         n_classes = len(self.classes_)

@@ -130,7 +130,11 @@ class ConvNetwork(nn.Module):
         if self.output_grid is not None:
             blocks = [F.adaptive_avg_pool2d(b, tuple(self.output_grid)) for b in blocks]
         feats = torch.cat([b.flatten(1) for b in blocks], dim=1)
-        return (feats - self.mean) / self.scale if standardise else feats
+        return self.standardise(feats) if standardise else feats
+
+    def standardise(self, feats):
+        """Features standardised by the frozen statistics."""
+        return (feats - self.mean) / self.scale
 
     def classify(self, feats):
         """Logits of standardised features."""

@@ -257,12 +257,19 @@ class Session:
     def __exit__(self, *exc):
         self._threads.__exit__(*exc)
 
-    def data(self, images, y, weight=None):
-        """Training tensors: images (or their fixed features), labels and sample weights (None: unweighted)."""
-        x = _network.to_tensor(images, self.device, torch.float32)
-        if self.precompute:
+    def data(self, images, y, weight=None, features=None):
+        """Training tensors: images (or their standardised fixed features), labels and sample weights
+        (None: unweighted). ``features``, the fixed features of ``images`` if the caller has them
+        (computed to fit the standardisation), spare a second pass when the kernels are frozen."""
+        if self.precompute and features is not None:
+            with torch.no_grad():
+                x = self.net.standardise(torch.as_tensor(features, dtype=torch.float32, device=self.device))
+        elif self.precompute:
+            x = _network.to_tensor(images, self.device, torch.float32)
             with torch.no_grad():
                 x = torch.cat([self.net.features(x[s : s + self.chunk]) for s in range(0, x.shape[0], self.chunk)])
+        else:
+            x = _network.to_tensor(images, self.device, torch.float32)
         weight = None if weight is None else torch.as_tensor(weight, dtype=torch.float32, device=self.device)
         return x, torch.as_tensor(y, dtype=torch.long, device=self.device), weight
 
