@@ -206,6 +206,25 @@ def test_freeze_kernels(channel_mode):
     assert [h["train_loss"] for h in frozen.history_] != [h["train_loss"] for h in learned.history_]
 
 
+@pytest.mark.parametrize("pooling", ["avg", "max"])
+@pytest.mark.parametrize("shape, grid", [((12, 8), (4, 2)), ((12, 8), (5, 3)), ((7, 7), (1, 1))])
+def test_grid_pooling_is_adaptive_pooling_forward_and_backward(pooling, shape, grid):
+    """The shortcut for grids that divide the maps (plain windows) gives adaptive pooling's cells and gradients."""
+    import torch.nn.functional as F
+
+    from skconvfeat.learned._network import grid_pool
+
+    maps = torch.randn(3, 4, *shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    adaptive = F.adaptive_avg_pool2d if pooling == "avg" else F.adaptive_max_pool2d
+    ours, reference = maps.clone().requires_grad_(), maps.clone().requires_grad_()
+    weights = torch.randn(3, 4, *grid, dtype=torch.float64)
+    out, expected = grid_pool(ours, grid, pooling), adaptive(reference, grid)
+    (out * weights).sum().backward()
+    (expected * weights).sum().backward()
+    assert_allclose(out.detach().numpy(), expected.detach().numpy(), rtol=1e-12, atol=1e-12)
+    assert_allclose(ours.grad.numpy(), reference.grad.numpy(), rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("how", ["fit", "partial_fit"])
 def test_frozen_kernels_reuse_the_set_up_features(how, monkeypatch):
     """Frozen kernels train on the features the standardisation was fitted on: the torch network
