@@ -1,6 +1,7 @@
-"""Our best presets against kymatio's Scattering2D (fixed wavelets): same head, same splits, one table.
+"""Our presets, old and new, against kymatio's Scattering2D (fixed wavelets): same head, same splits, one table.
 
     python benchmarks/bench_accuracy.py --data-home ../shared/data --kymatio-python /tmp/kymatio-venv/bin/python
+    python benchmarks/bench_accuracy.py ... --datasets cifar10 --presets nearest-cifar10   # a subset of rows
 
 Why a second Python: kymatio 0.3.0 (the current release) imports ``scipy.special.sph_harm``, which
 SciPy 1.15 removed, so it cannot share this environment. Make its own venv once:
@@ -34,8 +35,10 @@ from sklearn.preprocessing import StandardScaler
 from skconvfeat import GramRidgeClassifier, make_preset
 from skconvfeat.datasets import fetch_mnist, load_image_folder
 
-# dataset: the preset we put forward on it.
-OURS = {"digits": "coates-digits", "mnist": "coates-mnist", "cifar10": "coates-cifar10"}
+# dataset: the presets made for it, the first one the default, the others its variants (more filters,
+# Thiry et al.'s nearest encoding), so that every preset is scored on the same split as the scattering.
+OURS = {"digits": ["coates-digits"], "mnist": ["coates-mnist"],
+        "cifar10": ["coates-cifar10", "coates-cifar10-1600", "nearest-cifar10"]}
 TRAIN_SIZE = {"mnist": 20_000, "cifar10": 10_000}
 SCATTERING_J = 2
 BATCH = 256  # images per kymatio call: bounds its memory
@@ -105,27 +108,30 @@ def main():
     parser.add_argument("--data-home", default="../shared/data")
     parser.add_argument("--kymatio-python", required=True, help="python of a venv with kymatio and scipy<1.15")
     parser.add_argument("--datasets", nargs="+", default=list(OURS), choices=list(OURS))
+    parser.add_argument("--presets", nargs="+", default=None,
+                        help="only these of each dataset's presets (default: all of them)")
     args = parser.parse_args()
     print(f"{'dataset':9} {'split':30} {'ours':>8} {'kymatio':>8}  preset (s ours / s kymatio)")
     for name in args.datasets:
         images, labels, splits = load(name, args.data_home)
-
-        def ours(train, test):
-            conv = make_preset(OURS[name], random_state=0).fit(images[train])  # unsupervised: no labels
-            return conv.transform(images[train]), conv.transform(images[test])
-
-        start = time.perf_counter()
-        acc_ours = evaluate(labels, splits, ours)
-        t_ours = time.perf_counter() - start
         start = time.perf_counter()
         scattered = scattering_features(images, args.kymatio_python)  # a fixed transform: once for all rows
         acc_kymatio = evaluate(labels, splits, lambda train, test: (scattered[train], scattered[test]))
         t_kymatio = time.perf_counter() - start
+        del scattered
         train, test = splits[0]
         split = f"5-fold CV, {len(images):,} images" if len(splits) > 1 else f"{len(train):,} train / {len(test):,} test"
-        print(f"{name:9} {split:30} {acc_ours:8.2%} {acc_kymatio:8.2%}  {OURS[name]} ({t_ours:.0f} / {t_kymatio:.0f})",
-              flush=True)
+        for preset in (p for p in OURS[name] if args.presets is None or p in args.presets):
 
+            def ours(train, test, preset=preset):
+                conv = make_preset(preset, random_state=0).fit(images[train])  # unsupervised: no labels
+                return conv.transform(images[train]), conv.transform(images[test])
+
+            start = time.perf_counter()
+            acc_ours = evaluate(labels, splits, ours)
+            t_ours = time.perf_counter() - start
+            print(f"{name:9} {split:30} {acc_ours:8.2%} {acc_kymatio:8.2%}  {preset} ({t_ours:.0f} / {t_kymatio:.0f})",
+                  flush=True)
 
 if __name__ == "__main__":
     sys.exit(main())
