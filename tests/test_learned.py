@@ -386,6 +386,24 @@ def test_reproducible_with_random_state(digits_split, digits_model):
     assert_array_equal(again.predict_proba(X_test), digits_model.predict_proba(X_test))
 
 
+def test_thread_rule_gives_mnist_sized_steps_more_threads_than_digits():
+    """One torch thread per 5e6 multiply-adds of a step: digits' 128-image steps (~1e6) train on one
+    thread, the 1-layer MNIST network's (1.4e7) on up to the cores the BLAS limit allows."""
+    from skconvfeat._backend import cpu_threads
+    from skconvfeat.learned._training import torch_threads
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with torch_threads(torch.device("cpu"), 1e6):
+            assert torch.get_num_threads() == 1
+        with torch_threads(torch.device("cpu"), 1.4e7):
+            assert torch.get_num_threads() == min(2, cpu_threads())
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_torch_threads_restored(digits_split):
     X_train, _, y_train, _ = digits_split
     before = torch.get_num_threads()

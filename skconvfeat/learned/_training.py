@@ -164,8 +164,11 @@ def _map_tensors(obj, fn, kind=torch.Tensor):
 # -- one training session -------------------------------------------------------
 
 # Convolution multiply-adds per call that justify one more torch CPU thread
-# (see torch_threads): below it, thread start-up and barriers dominate.
-_MACS_PER_THREAD = 2e7
+# (see torch_threads): below it, thread start-up and barriers dominate. 5e6 gives
+# the 1-layer MNIST network (1.4e7 a 128-image step) two threads: its epochs took
+# 0.40-0.43 s instead of 0.67-0.74 s on the idle 2-core VM (2e7 gave it one), and
+# no difference beside another 2-thread job; digits (1e6 a step) keep one thread.
+_MACS_PER_THREAD = 5e6
 
 
 def torch_device(requested, fitting, owner="LearnedConvClassifier"):
