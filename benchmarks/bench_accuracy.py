@@ -133,5 +133,6 @@ def main():
             print(f"{name:9} {split:30} {acc_ours:8.2%} {acc_kymatio:8.2%}  {preset} ({t_ours:.0f} / {t_kymatio:.0f})",
                   flush=True)
 
+
 if __name__ == "__main__":
     sys.exit(main())

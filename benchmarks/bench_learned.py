@@ -166,5 +166,6 @@ def main():
               + " | ".join(f"{rate[v]:.0f}" for v in variants)
               + f" | {rate['ours'] / fastest:.2f}x | {rate['ours epochs'] / fastest:.2f}x |", flush=True)
 
+
 if __name__ == "__main__":
     main()

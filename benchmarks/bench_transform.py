@@ -34,7 +34,11 @@ WORKLOADS = {
 }
 N_FILTERS = 32  # a typical first-layer width
 KERNEL = 5  # pixels
-TORCH_BATCH = 1024  # images per torch call: a batch size a user would pick; whole-set calls were no faster
+TORCH_BATCH = 1024  # images per torch call on the GPU; whole-set calls were no faster
+# On the CPU torch gets its best of these (one layer and the network): 1,024 is its slowest there; at one
+# thread on MNIST the network ran 10,086 / 6,867 / 4,025 img/s at 64 / 256 / 1,024 images a call (small
+# batches keep the maps in cache).
+CPU_TORCH_BATCHES = (64, 256, 1024)
 
 
 def best_time(func, repeats, min_seconds=1.0):
@@ -87,12 +91,7 @@ def ours_net(images):
     return net, lambda: net.transform(images)
 
 
-# Batch sizes tried for torch on the CPU (one layer and the network), its best kept: at one thread on MNIST its rate went 10,086 /
-# 6,867 / 4,025 img/s at 64 / 256 / 1,024 images a call (the two layers' maps stay in cache in small batches).
-CPU_TORCH_BATCHES = (64, 256, 1024)
-
-
-def torch_net(images, filters, batch=TORCH_BATCH):
+def torch_net(images, filters, batch):
     """The same two layers as a user writes them in torch, NumPy in and out, ``batch`` images a call."""
     import torch
     import torch.nn.functional as F

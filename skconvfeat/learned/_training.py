@@ -267,12 +267,11 @@ class Session:
         if self.precompute and features is not None:
             with torch.no_grad():
                 x = self.net.standardise(torch.as_tensor(features, dtype=torch.float32, device=self.device))
-        elif self.precompute:
-            x = _network.to_tensor(images, self.device, torch.float32)
-            with torch.no_grad():
-                x = torch.cat([self.net.features(x[s : s + self.chunk]) for s in range(0, x.shape[0], self.chunk)])
         else:
             x = _network.to_tensor(images, self.device, torch.float32)
+            if self.precompute:
+                with torch.no_grad():
+                    x = torch.cat([self.net.features(x[s : s + self.chunk]) for s in range(0, x.shape[0], self.chunk)])
         weight = None if weight is None else torch.as_tensor(weight, dtype=torch.float32, device=self.device)
         return x, torch.as_tensor(y, dtype=torch.long, device=self.device), weight
 
