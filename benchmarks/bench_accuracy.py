@@ -108,7 +108,7 @@ def main():
     parser.add_argument("--data-home", default="../shared/data")
     parser.add_argument("--kymatio-python", required=True, help="python of a venv with kymatio and scipy<1.15")
     parser.add_argument("--datasets", nargs="+", default=list(OURS), choices=list(OURS))
-    parser.add_argument("--presets", nargs="+", default=None,
+    parser.add_argument("--presets", nargs="+", default=None, choices=sorted({p for ps in OURS.values() for p in ps}),
                         help="only these of each dataset's presets (default: all of them)")
     args = parser.parse_args()
     print(f"{'dataset':9} {'split':30} {'ours':>8} {'kymatio':>8}  preset (s ours / s kymatio)")
