@@ -221,6 +221,10 @@ def test_curves_command_refuses_bad_options_before_any_work(capsys):
     assert main(["curves", "--train-sizes", "100"]) == 2  # --dataset is required
     assert main(["curves", "--dataset", "mnist", "--train-sizes", "100", "--seeds", "0"]) == 2
     assert "--seeds: expected a positive integer or a comma-separated list, got '0'" in capsys.readouterr().err
+    assert main(["curves", "--dataset", "mnist", "--train-sizes", "100", "--min-improvement", "-1"]) == 2
+    assert "--min-improvement: expected a number of accuracy points from 0 to 50, got '-1'" in capsys.readouterr().err
+    assert main(["curves", "--dataset", "mnist", "--train-sizes", "100", "--budget-steps", "0"]) == 2
+    assert "--budget-steps: expected a positive integer" in capsys.readouterr().err
 
 
 def test_plan_refuses_bad_seeds_and_banks():
@@ -436,3 +440,24 @@ def test_curve_arms_refuse_an_unknown_head():
 def test_curve_arms_refuse_an_unknown_augmentation():
     with pytest.raises(ValueError, match=r"'augment' parameter of curve_arms must be one of .*Got 'flip' instead"):
         plan_curves([100], n_train=1000, augment="flip")
+
+
+def test_min_improvement_sets_the_kept_check_and_leaves_earlier_records_valid():
+    curve = [0.50, 0.60, 0.601, 0.6015, 0.59]
+    assert CurveProtocol().best_check(curve) == int(np.argmax(curve)) == 3
+    assert CurveProtocol(min_improvement=0.002).best_check(curve) == 1  # rises of 0.1 and 0.15 points are noise
+    # The recorded curves' protocol keeps its digest; using the rule makes another protocol.
+    assert CurveProtocol().digest() == "8ce804815574"
+    assert CurveProtocol(min_improvement=0.002).digest() != CurveProtocol().digest()
+    with pytest.raises(ValueError, match="min_improvement"):
+        CurveProtocol(min_improvement=-0.1).check()
+
+
+def test_train_to_plateau_stops_when_no_rise_beats_min_improvement(digits):
+    X, y = digits
+    fit, valid = np.arange(0, 300), np.arange(300, 400)
+    # No rise can beat 99 points: the first check is kept, and the run stops `patience` checks later.
+    protocol = CurveProtocol(check_steps=5, patience=3, min_budget_steps=400, min_budget_epochs=1, min_improvement=0.99)
+    best, curve, converged, _ = train_to_plateau(_network(), X[fit], y[fit], X[valid], y[valid], protocol)
+    assert converged and len(curve) == protocol.patience + 1
+    assert best.score(X[valid], y[valid]) == pytest.approx(curve[0])

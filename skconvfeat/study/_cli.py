@@ -41,7 +41,7 @@ from .._transformer import FixedConvTransformer
 from ..datasets import list_datasets, load_dataset, load_image_folder
 from . import _format as fmt
 from ._compare import COMPARISON_FILES, write_comparison
-from ._curves import AUGMENTATIONS, HEADS
+from ._curves import AUGMENTATIONS, HEADS, CurveProtocol
 from ._design import CLASSIFIERS, DEFAULT_BANKS, DEPTHS, DEVICES
 from ._document import study_document, to_text
 from ._report import REPORT_FILES, check_out_dir, write_report
@@ -79,6 +79,7 @@ _seed_caps = _number(lambda text: [int(part) for part in _split(text)],
                      lambda counts: bool(counts) and min(counts) >= 1, "a positive integer or a comma-separated list")
 _n_jobs = _number(int, lambda value: value != 0, "a worker count (-1 for all cores)")
 _margin = _number(float, lambda value: 0 < value < 50, "a number of accuracy points between 0 and 50")
+_improvement = _number(float, lambda value: 0 <= value < 50, "a number of accuracy points from 0 to 50")
 
 
 def build_parser():
@@ -477,6 +478,14 @@ def build_curves_parser():
     parser.add_argument("--device", choices=DEVICES, default="cpu", help="where networks train")
     parser.add_argument("--margin", type=_margin, default=1.0, metavar="POINTS",
                         help="two arms within this many points count as equal (default: %(default)s)")
+    parser.add_argument("--min-improvement", type=_improvement, default=0.0, metavar="POINTS",
+                        help="a network's validation accuracy must rise by more than this to count as improving, "
+                             "for its patience and for the check it keeps (default: %(default)s, any rise)")
+    parser.add_argument("--budget-steps", type=_positive_int, default=CurveProtocol.min_budget_steps, metavar="N",
+                        help="a network's budget: N optimiser steps or --budget-epochs passes over its training images, "
+                             "whichever is more (default: %(default)s)")
+    parser.add_argument("--budget-epochs", type=_positive_int, default=CurveProtocol.min_budget_epochs, metavar="N",
+                        help="see --budget-steps (default: %(default)s)")
     return parser
 
 
@@ -514,8 +523,10 @@ def _curves_main(argv):
         return 1
     progress = _plain_progress()
     try:
-        results = run_curves(train.images, train.target, test.images, test.target, plan, cache_dir=args.cache,
-                             device=args.device, margin=args.margin / 100, progress=progress)
+        protocol = CurveProtocol(min_improvement=args.min_improvement / 100, min_budget_steps=args.budget_steps,
+                                 min_budget_epochs=args.budget_epochs)
+        results = run_curves(train.images, train.target, test.images, test.target, plan, protocol,
+                             cache_dir=args.cache, device=args.device, margin=args.margin / 100, progress=progress)
         title = f"skconvfeat learning curves: {args.dataset}"
         print(to_text(curve_document(results, title)))
         if out is not None:

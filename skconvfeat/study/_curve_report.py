@@ -98,12 +98,19 @@ def protocol_sentence(results):
             f"candidate settings, chosen on images held out of its subset: a stratified {p['validation_fraction']:g} "
             f"from {p['cv_below']:,} images on, {p['cv_folds']}-fold cross-validation below (the choice then refitted "
             f"on the whole subset). Networks train with Adam at a constant rate, checked every {p['check_steps']} "
-            f"steps, stopping after {p['patience']} checks without a better validation accuracy, within a budget of "
+            f"steps, stopping after {p['patience']} checks without a better validation accuracy"
+            f"{_improvement_clause(p)}, within a budget of "
             f"max({p['min_budget_steps']:,} steps, {p['min_budget_epochs']} epochs); one that reaches its budget "
             f"still improving is 'not converged': a comparison resting on it is judged only when that network is "
             f"already significantly ahead (more training keeps its best check, so it holds a fortiori), else 'not "
             f"judged'. The official test set is scored once "
             f"per final model: {results['test_evaluations']} test evaluations in all. Protocol {p['digest']}.")
+
+
+def _improvement_clause(protocol):
+    """How much better "better" is (absent from results recorded before the rule existed: any rise)."""
+    points = 100 * protocol.get("min_improvement", 0.0)
+    return f" (better by more than {points:g} points)" if points else ""
 
 
 def curve_document(results, title):

@@ -11,8 +11,8 @@ class-balanced subsets of the training images and chosen on data held out *from 
   stratified ``cv_folds``-fold cross-validation on the subset and refit the chosen setting on all of
   it -- for a network, for the number of optimiser steps the folds chose.
 * **Convergence.** A network trains with a constant learning rate and is scored on the held-out
-  images every ``check_steps`` optimiser steps; it stops after ``patience`` checks without a better
-  score and keeps its best check. Its budget follows the data size (``budget_steps``): a network that
+  images every ``check_steps`` optimiser steps; it stops after ``patience`` checks without a score
+  better than its best by more than ``min_improvement`` and keeps that best check. Its budget follows the data size (``budget_steps``): a network that
   reaches it still improving is *not converged*, and a comparison resting on it is judged only when
   that network is already significantly ahead (``is_judged``: more training keeps its best check).
 * **Test.** Each final model scores the official test images once; the number of test evaluations
@@ -109,6 +109,12 @@ class CurveProtocol:
     batch_size: int = 128
     #: Adam's L2 penalty (the study's recipe).
     weight_decay: float = 1e-4
+    #: Smallest rise of the validation accuracy (a fraction) that counts as improving, for the patience
+    #: rule and for the best check kept. 0 (any rise) is the rule of the recorded curves; there, on a few
+    #: thousand validation images, the noise of a network already on its plateau sets a new best by an
+    #: image or two often enough that a run reaching its budget reads "still improving" (a stationary
+    #: curve of n checks has its maximum among the last ``patience`` with probability patience / n).
+    min_improvement: float = 0.0
 
     @property
     def n_candidates(self):
@@ -126,6 +132,8 @@ class CurveProtocol:
             )
         if not 0 < self.validation_fraction < 1:
             raise ValueError(f"validation_fraction must be in (0, 1). Got {self.validation_fraction!r}.")
+        if not 0 <= self.min_improvement < 1:
+            raise ValueError(f"min_improvement must be in [0, 1). Got {self.min_improvement!r}.")
         for name in ("cv_folds", "check_steps", "patience", "min_budget_steps", "min_budget_epochs", "batch_size"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < (2 if name == "cv_folds" else 1):
                 raise ValueError(f"CurveProtocol.{name} must be a positive integer. Got {getattr(self, name)!r}.")
@@ -141,8 +149,27 @@ class CurveProtocol:
         return max(self.min_budget_steps, self.min_budget_epochs * epoch)
 
     def digest(self):
-        """A short hash of every rule: cached results of another protocol are never reused."""
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+        """A short hash of every rule: cached results of another protocol are never reused.
+
+        A rule added after curves were recorded enters the hash only where it departs from what was
+        done before it (``_RULES_ADDED_LATER``), so those records keep their digest.
+        """
+        rules = {name: value for name, value in asdict(self).items()
+                 if _RULES_ADDED_LATER.get(name, _ABSENT) != value}
+        return hashlib.sha256(json.dumps(rules, sort_keys=True).encode()).hexdigest()[:12]
+
+    def best_check(self, curve):
+        """Index of the check a run keeps: the last one that beat every earlier check by ``min_improvement``."""
+        best = 0
+        for i, score in enumerate(curve):
+            if score > curve[best] + self.min_improvement:
+                best = i
+        return best
+
+
+_ABSENT = object()
+# Rules added to CurveProtocol after the recorded curves, with the value that behaves as before them.
+_RULES_ADDED_LATER = {"min_improvement": 0.0}
 
 
 def seeds_for_size(size):
@@ -373,18 +400,17 @@ def train_to_plateau(model, X_fit, y_fit, X_valid, y_valid, protocol):
     n_checks = math.ceil(protocol.budget_steps(len(y_fit)) / steps_per_check)
     model = clone(model).set_params(batch_size=batch, max_epochs=epochs_per_check, warm_start=True,
                                     early_stopping=False, lr_schedule="constant")
-    curve, best, stall = [], None, 0
+    curve, best = [], None
     for _ in range(n_checks):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)  # the plateau rule below judges, not the loss
             model.fit(X_fit, y_fit)
         curve.append(float(model.score(X_valid, y_valid)))
-        if best is None or curve[-1] > max(curve[:-1]):
-            best, stall = copy.deepcopy(model), 0
-        else:
-            stall += 1
-            if stall >= protocol.patience:
-                return best, curve, True, steps_per_check
+        best_check = protocol.best_check(curve)
+        if best_check == len(curve) - 1:
+            best = copy.deepcopy(model)
+        elif len(curve) - 1 - best_check >= protocol.patience:
+            return best, curve, True, steps_per_check
     return best, curve, False, steps_per_check
 
 
@@ -401,7 +427,8 @@ def _select_network(model, X, y, splits, refit, protocol):
         candidate = clone(model).set_params(learning_rate=lr)
         runs = [train_to_plateau(candidate, X[fit], y[fit], X[valid], y[valid], protocol) for fit, valid in splits]
         curve = _mean_curve([run[1] for run in runs])
-        results.append((float(curve.max()), lr, runs, int(np.argmax(curve))))
+        best_check = protocol.best_check(curve)
+        results.append((float(curve[best_check]), lr, runs, best_check))
     scores = [r[0] for r in results]
     best = int(np.argmax(scores))
     best_score, lr, runs, best_check = results[best]
@@ -451,7 +478,7 @@ def refit_network(model, X, y, lr, steps, validation_accuracy, runs, protocol):
         if train_accuracy >= validation_accuracy - _DIVERGED_BELOW_VALIDATION:
             return final, None
         how = f"training accuracy {train_accuracy:.3f} against {validation_accuracy:.3f} validated"
-    fold = max(range(len(runs)), key=lambda i: max(runs[i][1]))
+    fold = max(range(len(runs)), key=lambda i: runs[i][1][protocol.best_check(runs[i][1])])
     return runs[fold][0], f"diverged ({how}): the cross-validation model of fold {fold + 1} kept"
 
 
