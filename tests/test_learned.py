@@ -701,6 +701,8 @@ _CONTRACT = [
     ),
     LearnedConvClassifier(FixedConvTransformer(**_STRIP), train="mixing", max_epochs=20, early_stopping=False,
                           random_state=0),
+    LearnedConvClassifier(FixedConvTransformer(**_STRIP), train="mixing", batch_norm=True, max_epochs=20,
+                          early_stopping=False, random_state=0),
 ]
 
 
@@ -732,6 +734,21 @@ def test_fixed_seed_predictions_are_the_head_on_the_fixed_layer_of_the_learned_k
     # Near-constant features (digits' blank borders) have tiny scales that magnify float64 rounding.
     assert_allclose(est.predict_proba(X[300:400]), softmax(logits, axis=1), rtol=1e-6, atol=1e-9)
     assert_array_equal(est.predict(X[300:400]), est.classes_[np.argmax(logits, axis=1)])
+
+
+def test_float64_predictions_use_the_float64_state_unrounded():
+    """Frozen kernels and the standardisation are kept in float64; predictions, made in float64, must use them
+    as kept, not rounded through float32 (a network built in float32 and then converted did)."""
+    from scipy.special import softmax
+
+    X, y = load_digits(return_X_y=True)
+    conv = FixedConvTransformer("gabor", kernel_size=3, padding="same", dtype="float64")
+    est = LearnedConvClassifier(conv, train="head", max_epochs=2, random_state=0).fit(X[:300], y[:300])
+    state = est._state
+    features = est.conv_.transform(X[300:400])
+    logits = (features - state["mean"]) / state["scale"] @ state["head.0.weight"].T + state["head.0.bias"]
+    assert_allclose(est.decision_function(X[300:400]), logits, rtol=1e-10, atol=1e-10)
+    assert_allclose(est.predict_proba(X[300:400]), softmax(logits, axis=1), rtol=1e-10, atol=1e-12)
 
 
 _LOAD_WITHOUT_TORCH = """

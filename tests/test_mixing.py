@@ -92,4 +92,74 @@ def test_a_mixing_model_survives_pickling(digits):
     np.testing.assert_array_equal(again.predict_proba(digits[0][:20]), model.predict_proba(digits[0][:20]))
 
 
-# The scikit-learn contract with train="mixing" runs with the other modes' in test_learned.py.
+@pytest.mark.parametrize("depth", [1, 2])
+def test_identity_normalisation_is_the_identity_in_evaluation_mode(depth, digits):
+    model = _fit(depth, "head", digits)
+    state = dict(model._state)
+    specs = [layer.layer_.spec for layer in ([model.conv_] if depth == 1 else [l for _, l in model.conv_.layers_])]
+    plain = _network.build_network(specs, "last", None, state, [10], torch.float64, "cpu")
+    for i, layer in enumerate(plain.layers):
+        state[_network.mixing_key(i)] = _network.identity_mixing(layer.kernels.shape[0])
+        state.update(_network.identity_norm(i, layer.kernels.shape[0]))
+    normalised = _network.build_network(specs, "last", None, state, [10], torch.float64, "cpu")
+    assert all(layer.norm is not None and not layer.norm.training for layer in normalised.layers)
+    images = _network.to_tensor(np.random.default_rng(0).random((7, 8, 8, 1)), "cpu", torch.float64)
+    with torch.no_grad():
+        np.testing.assert_allclose(normalised(images).numpy(), plain(images).numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_batch_norm_trains_with_the_mixing_and_predicts_with_its_running_statistics(digits):
+    X, y = digits
+    model = _fit(2, "mixing", digits, batch_norm=True)
+    for before, after in zip(model.initial_filters_, model.filters_):
+        assert np.array_equal(before, after)
+    for i, n_maps in enumerate((16, 8)):
+        keys = _network.norm_keys(i)
+        assert model._state[keys["num_batches_tracked"]] > 0  # training updated the running statistics
+        assert not np.allclose(model._state[keys["running_mean"]], 0)
+        assert not np.allclose(model._state[keys["weight"]], np.sqrt(1 + _network.NORM_EPS))
+        assert model._state[keys["weight"]].shape == (n_maps,)
+    # Evaluation mode: an image's scores do not depend on the images predicted with it, and predicting
+    # changes nothing (a second call gives the same scores).
+    together = model.predict_proba(X[:20])
+    np.testing.assert_allclose(np.vstack([model.predict_proba(X[:10]), model.predict_proba(X[10:20])]), together,
+                               rtol=1e-12, atol=1e-15)
+    np.testing.assert_array_equal(model.predict_proba(X[:20]), together)
+    assert model.n_trainable_params_ == _fit(2, "mixing", digits).n_trainable_params_ + 2 * (16 + 8)
+
+
+def test_batch_norm_network_matches_a_numpy_reference(digits):
+    """Without a nonlinearity and with average pooling, mixing and the evaluation-mode normalisation are
+    per-pixel affine maps that commute with the pooling: the network is the fixed layer's NumPy features,
+    mixed, normalised by the running statistics, standardised, then the head."""
+    X, y = digits
+    layer = FixedConvTransformer("gabor", kernel_size=3, padding="same", nonlinearity="none", pooling="avg",
+                                 pool_size=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = LearnedConvClassifier(layer, train="mixing", batch_norm=True, max_epochs=3, early_stopping=False,
+                                      random_state=0).fit(X, y)
+    state, keys = model._state, _network.norm_keys(0)
+    fixed = model.conv_.transform(X[:15]).astype(np.float64)  # (n, maps * pixels), map-major
+    n_maps = state[keys["weight"]].shape[0]
+    maps = fixed.reshape(len(fixed), n_maps, -1)
+    mixed = np.einsum("om,nmp->nop", state[_network.mixing_key(0)][:, :, 0, 0], maps)
+    normed = ((mixed - state[keys["running_mean"]][:, None]) / np.sqrt(state[keys["running_var"]][:, None] + 1e-5)
+              * state[keys["weight"]][:, None] + state[keys["bias"]][:, None])
+    feats = (normed.reshape(len(fixed), -1) - state["mean"]) / state["scale"]
+    logits = feats @ state["head.0.weight"].T + state["head.0.bias"]
+    np.testing.assert_allclose(model.decision_function(X[:15]), logits, rtol=1e-4, atol=1e-4)
+
+
+def test_batch_norm_is_refused_where_nothing_before_the_head_trains_and_on_a_changed_warm_start(digits):
+    with pytest.raises(ValueError, match="'batch_norm' parameter of LearnedConvClassifier trains a normalisation"):
+        LearnedConvClassifier(train="head", batch_norm=True).fit(*digits)
+    with pytest.raises(ValueError, match="'batch_norm' parameter of LearnedConvClassifier trains a normalisation"):
+        LearnedConvClassifier(freeze_kernels=True, batch_norm=True).fit(*digits)
+    model = _fit(1, "mixing", digits, warm_start=True)
+    with pytest.raises(ValueError, match=r"changed since it was fitted \(batch_norm: False -> True\)"):
+        model.set_params(batch_norm=True).fit(*digits)
+
+
+# The scikit-learn contract with train="mixing" (with and without batch_norm) runs with the other modes' in
+# test_learned.py.

@@ -118,6 +118,15 @@ class LearnedConvClassifier(ClassifierMixin, BaseEstimator):
         & Keuper 2023), separating "are the kernels' shapes needed?" from "is
         the wiring needed?". ``None`` follows ``freeze_kernels``.
 
+    batch_norm : bool, default=False
+        A batch normalisation after each layer's convolution (after its
+        mixing with ``train="mixing"``), before the nonlinearity, trained with
+        the kernels or the mixing: the normalisation of the cited mixing
+        networks (conv, 1x1, BN, ReLU). It starts as the identity in
+        evaluation mode (zero mean, unit variance); training normalises each
+        batch by its own statistics. Not with ``train="head"``, where nothing
+        before the head trains.
+
     max_epochs : int, default=30
         Most passes over the training set in one ``fit``.
 
@@ -267,6 +276,7 @@ class LearnedConvClassifier(ClassifierMixin, BaseEstimator):
         "hidden_units": [Interval(numbers.Integral, 1, None, closed="left")],
         "freeze_kernels": ["boolean"],
         "train": [None, StrOptions(set(TRAIN_MODES))],
+        "batch_norm": ["boolean"],
         "max_epochs": [Interval(numbers.Integral, 1, None, closed="left")],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
         "learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
@@ -291,6 +301,7 @@ class LearnedConvClassifier(ClassifierMixin, BaseEstimator):
         hidden_units=100,
         freeze_kernels=False,
         train=None,
+        batch_norm=False,
         max_epochs=30,
         batch_size=128,
         learning_rate=1e-2,
@@ -311,6 +322,7 @@ class LearnedConvClassifier(ClassifierMixin, BaseEstimator):
         self.hidden_units = hidden_units
         self.freeze_kernels = freeze_kernels
         self.train = train
+        self.batch_norm = batch_norm
         self.max_epochs = max_epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
@@ -574,6 +586,8 @@ class LearnedConvClassifier(ClassifierMixin, BaseEstimator):
         changed = sorted(k for k in now.keys() | then.keys() if not _same(now.get(k), then.get(k)))
         if self._train_mode() != self.train_:
             changed.append(f"train: {self.train_!r} -> {self._train_mode()!r}")
+        if bool(self.batch_norm) != self._normalised():
+            changed.append(f"batch_norm: {self._normalised()!r} -> {bool(self.batch_norm)!r}")
         if changed:
             raise ValueError(
                 f"LearnedConvClassifier has warm_start=True, which continues the fitted network, but 'conv' "
@@ -583,13 +597,26 @@ class LearnedConvClassifier(ClassifierMixin, BaseEstimator):
     def _train_mode(self):
         """What training changes: ``train``, or ``freeze_kernels``'s answer when ``train`` is None."""
         if self.train is None:
-            return "head" if self.freeze_kernels else "all"
-        if self.freeze_kernels and self.train != "head":
+            mode = "head" if self.freeze_kernels else "all"
+        elif self.freeze_kernels and self.train != "head":
             raise ValueError(
                 f"The 'freeze_kernels' and 'train' parameters of LearnedConvClassifier disagree: "
                 f"freeze_kernels=True means train='head', but train={self.train!r}. Set one of them."
             )
-        return self.train
+        else:
+            mode = self.train
+        if self.batch_norm and mode == "head":
+            raise ValueError(
+                "The 'batch_norm' parameter of LearnedConvClassifier trains a normalisation with the kernels or "
+                "their mixing, but only the head trains here (train='head' or freeze_kernels=True). Set "
+                "batch_norm=False, or train='mixing' or 'all'."
+            )
+        return mode
+
+    def _normalised(self):
+        """Whether the fitted network has a batch normalisation after its layers."""
+        _network, _ = _import_torch()
+        return _network.norm_keys(0)["weight"] in self._state
 
     def _initialise(self, _network, X, classes, rng, weight=None):
         """Fit the description on ``X``, freeze the (weighted) standardisation, initialise the head.
@@ -618,13 +645,16 @@ class LearnedConvClassifier(ClassifierMixin, BaseEstimator):
         if self.train_ == "mixing":
             state.update({_network.mixing_key(i): _network.identity_mixing(_conv_maps(layer.layer_))
                           for i, layer in enumerate(layers)})
+        if self.batch_norm:
+            for i, layer in enumerate(layers):
+                state.update(_network.identity_norm(i, _conv_maps(layer.layer_)))
         state.update(zip(_network.STANDARDISATION, (mean, scale)))
         state.update(_init_head(rng, self._head_sizes(), self.n_features_out_, _network.head_keys))
         self._state = state
         self.n_trainable_params_ = int(sum(
             value.size for key, value in state.items()
             if key.startswith("head.") or (self.train_ == "all" and key.endswith(".kernels"))
-            or (self.train_ == "mixing" and key.endswith(".mixing"))))
+            or (self.train_ == "mixing" and key.endswith(".mixing")) or key.endswith((".norm.weight", ".norm.bias"))))
         self._optimizer_state = None
         self._rng = np.random.default_rng(rng.randint(np.iinfo(np.int32).max))
         self.history_, self.n_iter_, self.best_epoch_, self.converged_ = [], 0, None, False

@@ -19,15 +19,18 @@ class ConvLayer(nn.Module):
     Returns pooled maps ``(B, M, ph, pw)``; flattening them gives the fixed
     layer's map-major features. With ``mixing`` (an ``(M, M, 1, 1)`` tensor), a
     1x1 convolution recombines the M maps before the nonlinearity: learned
-    linear combinations of the spatial kernels (Gavrikov & Keuper 2023). It has
-    no normalisation, so that identity mixing is exactly the fixed layer (the
-    features are standardised before the head anyway).
+    linear combinations of the spatial kernels (Gavrikov & Keuper 2023). With
+    ``norm_maps`` (M), a batch normalisation of the M maps follows (conv, 1x1,
+    BN, nonlinearity: their blocks' order); without it, identity mixing is
+    exactly the fixed layer (the features are standardised before the head
+    anyway), and with it, in evaluation mode at ``identity_norm``'s values.
     """
 
-    def __init__(self, kernels, spec, mixing=None):
+    def __init__(self, kernels, spec, mixing=None, norm_maps=None):
         super().__init__()
         self.kernels = nn.Parameter(kernels)
         self.mixing = None if mixing is None else nn.Parameter(mixing)
+        self.norm = None if norm_maps is None else nn.BatchNorm2d(norm_maps, eps=NORM_EPS)
         self.spec = spec
 
     def forward(self, x):
@@ -51,6 +54,8 @@ class ConvLayer(nn.Module):
             maps = F.conv2d(x, self.kernels, padding=padding)
         if self.mixing is not None:
             maps = F.conv2d(maps, self.mixing)
+        if self.norm is not None:
+            maps = self.norm(maps)
         maps = _activate(maps, spec.nonlinearity)
         if spec.pool_grid is not None:
             return grid_pool(maps, tuple(spec.pool_grid), spec.pooling)
@@ -102,6 +107,25 @@ def identity_mixing(n_maps):
     return np.eye(n_maps)[:, :, None, None]
 
 
+# BatchNorm2d's default: the variance's floor.
+NORM_EPS = 1e-5
+
+
+def norm_keys(i):
+    """The ``state_dict`` names of layer ``i``'s batch normalisation (present only with ``batch_norm``)."""
+    return {name: f"layers.{i}.norm.{name}"
+            for name in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")}
+
+
+def identity_norm(i, n_maps):
+    """Layer ``i``'s batch normalisation state that, in evaluation mode, leaves every map as it is: zero mean,
+    unit variance, and a scale of sqrt(1 + eps) undoing the eps."""
+    keys = norm_keys(i)
+    return {keys["weight"]: np.full(n_maps, np.sqrt(1 + NORM_EPS)), keys["bias"]: np.zeros(n_maps),
+            keys["running_mean"]: np.zeros(n_maps), keys["running_var"]: np.ones(n_maps),
+            keys["num_batches_tracked"]: np.zeros(())}
+
+
 def head_keys(i):
     """The ``state_dict`` names of the weight and bias of the head's affine layer ``i``: ``ConvNetwork.head[i]``."""
     return f"head.{i}.weight", f"head.{i}.bias"
@@ -114,7 +138,7 @@ STANDARDISATION = ("mean", "scale")
 class ConvNetwork(nn.Module):
     """Layers, the emitted (grid-averaged) features, a frozen standardisation and the head.
 
-    ``layers``: ``(kernels, spec)`` per layer; ``output``/``output_grid`` as in
+    ``layers``: ``(kernel shape, spec, mixing shape or None, normalised maps or None)`` per layer; ``output``/``output_grid`` as in
     :class:`~skconvfeat.FixedConvNet`; ``mean``/``scale`` standardise the
     features (frozen buffers); ``head_sizes`` the widths of the affine layers
     of the head, ReLU between them.
@@ -123,7 +147,7 @@ class ConvNetwork(nn.Module):
     def __init__(self, layers, output, output_grid, n_features, head_sizes):
         super().__init__()
         self.layers = nn.ModuleList(
-            ConvLayer(torch.zeros(k), spec, None if m is None else torch.zeros(m)) for k, spec, m in layers
+            ConvLayer(torch.zeros(k), spec, None if m is None else torch.zeros(m), n) for k, spec, m, n in layers
         )
         self.output, self.output_grid = output, output_grid
         mean, scale = STANDARDISATION
@@ -171,14 +195,20 @@ class HeadOnly(nn.Module):
 
 
 def build_network(layer_specs, output, output_grid, state, head_sizes, dtype, device):
-    """A :class:`ConvNetwork` holding the NumPy ``state`` (names as its ``state_dict``)."""
-    kernel_shapes = [state[kernel_key(i)].shape for i in range(len(layer_specs))]
-    mixing_shapes = [state[mixing_key(i)].shape if mixing_key(i) in state else None for i in range(len(layer_specs))]
+    """A :class:`ConvNetwork` holding the NumPy ``state`` (names as its ``state_dict``), in evaluation mode
+    (a training step switches it to training mode)."""
+    layers = range(len(layer_specs))
+    kernel_shapes = [state[kernel_key(i)].shape for i in layers]
+    mixing_shapes = [state[mixing_key(i)].shape if mixing_key(i) in state else None for i in layers]
+    norm_maps = [state[norm_keys(i)["weight"]].shape[0] if norm_keys(i)["weight"] in state else None for i in layers]
     net = ConvNetwork(
-        list(zip(kernel_shapes, layer_specs, mixing_shapes)), output, output_grid, state["mean"].shape[0], head_sizes
+        list(zip(kernel_shapes, layer_specs, mixing_shapes, norm_maps)), output, output_grid, state["mean"].shape[0],
+        head_sizes,
     )
-    net.load_state_dict({k: torch.as_tensor(np.asarray(v)) for k, v in state.items()})
-    return net.to(device=device, dtype=dtype)
+    # In ``dtype`` before loading: loading first would round the float64 state (frozen kernels, the
+    # standardisation) through the constructor's float32 even where the network runs in float64.
+    net.to(device=device, dtype=dtype).load_state_dict({k: torch.as_tensor(np.asarray(v)) for k, v in state.items()})
+    return net.eval()
 
 
 def numpy_state(net):

@@ -238,11 +238,13 @@ class Session:
         for layer in net.layers:
             layer.kernels.requires_grad_(train == "all")
         trainable = [(n, p) for n, p in net.named_parameters() if p.requires_grad]
-        # L2 on kernels and weight matrices only, as LogisticRegression leaves the intercept free.
+        # L2 on kernels, mixings and weight matrices only, as LogisticRegression leaves the intercept free
+        # (and as CNN recipes leave the normalisation's scale and shift free).
+        decayed = [not n.endswith("bias") and ".norm." not in n for n, _ in trainable]
         self.optimizer = torch.optim.Adam(
             [
-                {"params": [p for n, p in trainable if not n.endswith("bias")], "weight_decay": weight_decay},
-                {"params": [p for n, p in trainable if n.endswith("bias")], "weight_decay": 0.0},
+                {"params": [p for (_, p), d in zip(trainable, decayed) if d], "weight_decay": weight_decay},
+                {"params": [p for (_, p), d in zip(trainable, decayed) if not d], "weight_decay": 0.0},
             ],
             lr=learning_rate,
         )
