@@ -223,6 +223,8 @@ def test_curves_command_refuses_bad_options_before_any_work(capsys):
     assert "--seeds: expected a positive integer or a comma-separated list, got '0'" in capsys.readouterr().err
     assert main(["curves", "--dataset", "mnist", "--train-sizes", "100", "--min-improvement", "-1"]) == 2
     assert "--min-improvement: expected a number of accuracy points from 0 to 50, got '-1'" in capsys.readouterr().err
+    assert main(["curves", "--dataset", "mnist", "--train-sizes", "100", "--batch-norm"]) == 2
+    assert "--batch-norm: normalises the mixing arms; add --mixing" in capsys.readouterr().err
     assert main(["curves", "--dataset", "mnist", "--train-sizes", "100", "--budget-steps", "0"]) == 2
     assert "--budget-steps: expected a positive integer" in capsys.readouterr().err
 
@@ -315,6 +317,28 @@ def test_mixing_arms_train_and_get_their_own_verdict(digits):
     [verdict] = [v for v in results["verdicts"] if v["claim"] == "mixing"]
     assert verdict["text"].startswith("Depth 1, the question of the wiring: with a learned 1x1 mixing after each "
                                       "layer, frozen gabor spatial kernels are ")
+
+
+def test_normalised_mixing_arms_are_compared_with_a_learned_network_normalised_the_same_way(digits):
+    pytest.importorskip("torch")
+    from skconvfeat.study._curve_report import curve_document
+    from skconvfeat.study._document import to_text
+
+    X, y = digits
+    plan = plan_curves([150], n_train=1500, depths=(1,), banks=("gabor",), seeds=1, mixing=True, batch_norm=True)
+    assert [(arm.name, arm.batch_norm) for arm in plan.arms if arm.kind in ("learned", "mixing")] == [
+        ("learned-d1", False), ("learned-bn-d1", True), ("mixing-gabor-bn-d1", True)]
+    plan.arms = [arm for arm in plan.arms if arm.kind in ("raw", "learned", "mixing")]
+    results = run_curves(X[:1500], y[:1500], X[1500:], y[1500:], plan, TINY)
+    [comparison] = [c for c in results["comparisons"] if c["role"] == "mixing"]
+    assert (comparison["arm"], comparison["reference"]) == ("mixing-gabor-bn-d1", "learned-bn-d1")
+    [verdict] = [v for v in results["verdicts"] if v["claim"] == "mixing"]
+    assert verdict["text"].startswith("Depth 1, the question of the wiring: with a learned 1x1 mixing and a batch "
+                                      "normalisation after each layer, frozen gabor spatial kernels are ")
+    assert "learned kernels with the same normalisation" in verdict["text"]
+    assert "Learned (random init, BN), 1 layer" in to_text(curve_document(results, "t"))
+    with pytest.raises(ValueError, match="'batch_norm' parameter of curve_arms normalises the mixing arms"):
+        plan_curves([150], n_train=1500, batch_norm=True)
 
 
 def test_a_replaced_refit_is_named_in_the_report(digits, tmp_path, monkeypatch):

@@ -463,6 +463,9 @@ def build_curves_parser():
     parser.add_argument("--preset", help="also the wide data-derived preset NAME with its ridge head")
     parser.add_argument("--mixing", action="store_true",
                         help="also each bank's kernels frozen with a learned 1x1 mixing after each layer")
+    parser.add_argument("--batch-norm", action="store_true",
+                        help="with --mixing: a batch normalisation after each layer's mixing (conv, 1x1, BN, "
+                             "nonlinearity), compared with a learned network given the same normalisation")
     parser.add_argument("--augment", choices=sorted(AUGMENTATIONS), default="none",
                         help="also the frozen and the learned network trained on augmented batches: shifts of up "
                              "to an eighth of the image, and mirror images with crops+flips (for mirror-symmetric "
@@ -500,6 +503,8 @@ def _curves_main(argv):
         _check_extras(args)
         sizes = ["all" if part == "all" else int(part) for part in _split(args.train_sizes)]
         depths = _parse_layers(args.layers)
+        if args.batch_norm and not args.mixing:
+            raise UsageError("argument --batch-norm: normalises the mixing arms; add --mixing")
         if args.seeds is not None and len(args.seeds) not in (1, len(sizes)):
             raise UsageError(f"argument --seeds: expected one count or one per --train-sizes entry ({len(sizes)}), "
                              f"got {len(args.seeds)}")
@@ -517,7 +522,7 @@ def _curves_main(argv):
         test = load_dataset(args.dataset, data_home=args.data_home, subset="test")
         seeds = None if args.seeds is None else args.seeds[0] if len(args.seeds) == 1 else args.seeds
         plan = plan_curves(sizes, len(train.target), depths, tuple(_split(args.banks)), args.preset, seeds,
-                           mixing=args.mixing, augment=args.augment, head=args.head)
+                           mixing=args.mixing, augment=args.augment, head=args.head, batch_norm=args.batch_norm)
     except (OSError, ValueError, pickle.UnpicklingError) as exc:
         print(f"skconvfeat curves: error: {exc}", file=sys.stderr)
         return 1

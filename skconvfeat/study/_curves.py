@@ -221,6 +221,8 @@ class CurveArm:
     augment: str = "none"
     #: The network's head, one of ``HEADS`` (networks only; the fixed arms' head is logistic regression).
     head: str = "linear"
+    #: A batch normalisation after each layer (LearnedConvClassifier's ``batch_norm``; trained networks only).
+    batch_norm: bool = False
 
     @property
     def variant(self):
@@ -229,7 +231,7 @@ class CurveArm:
 
 
 def curve_arms(depths, banks=("random", "gabor", "kmeans"), preset=None, mixing=False, augment="none",
-               head="linear"):
+               head="linear", batch_norm=False):
     """The arms of a learning curve, at every depth of ``depths``.
 
     Per depth: each fixed bank with the logistic head, the same network with random kernels frozen
@@ -241,7 +243,12 @@ def curve_arms(depths, banks=("random", "gabor", "kmeans"), preset=None, mixing=
     augmentation, so these two are the pair that compares kernels under the same augmentation.
     With ``head="mlp"``, per depth the frozen and the learned network once more with an MLP head (not
     augmented): the pair that compares kernels under the same non-linear head.
+    With ``batch_norm`` (and ``mixing``), the mixing arms have a batch normalisation after each layer's mixing,
+    as the cited mixing networks, and are compared with the learned network given the same normalisation, an
+    arm of its own.
     """
+    if batch_norm and not mixing:
+        raise ValueError("The 'batch_norm' parameter of curve_arms normalises the mixing arms: it needs mixing=True.")
     if augment not in AUGMENTATIONS:
         raise ValueError(f"The 'augment' parameter of curve_arms must be one of {sorted(AUGMENTATIONS)}. "
                          f"Got {augment!r} instead.")
@@ -255,8 +262,13 @@ def curve_arms(depths, banks=("random", "gabor", "kmeans"), preset=None, mixing=
         arms.append(CurveArm(f"frozen-d{depth}", f"Random, frozen (Adam head){suffix}", "frozen", depth))
         arms.append(CurveArm(f"learned-d{depth}", f"Learned (random init){suffix}", "learned", depth))
         if mixing:
-            arms += [CurveArm(f"mixing-{bank}-d{depth}", f"{bank.capitalize()}, frozen + learned mixing{suffix}",
-                              "mixing", depth, bank) for bank in banks if _plain_convolution(bank)]
+            bn, bn_label = ("-bn", " + BN") if batch_norm else ("", "")
+            if batch_norm:
+                arms.append(CurveArm(f"learned-bn-d{depth}", f"Learned (random init, BN){suffix}", "learned", depth,
+                                     batch_norm=True))
+            arms += [CurveArm(f"mixing-{bank}{bn}-d{depth}", f"{bank.capitalize()}, frozen + learned mixing{bn_label}"
+                              f"{suffix}", "mixing", depth, bank, batch_norm=batch_norm)
+                     for bank in banks if _plain_convolution(bank)]
         if augment != "none":
             arms += _network_pair(depth, suffix, augment.replace("+", "-"), f"Adam head, {augment}", augment,
                                   augment=augment)
@@ -495,7 +507,8 @@ def _network(arm, seed, device, protocol):
 
     return LearnedConvClassifier(_description(arm, seed), head=arm.head, hidden_units=MLP_HIDDEN_UNITS,
                                  train=_NETWORK_TRAIN[arm.kind],
-                                 augment=AUGMENTATIONS[arm.augment], weight_decay=protocol.weight_decay,
+                                 augment=AUGMENTATIONS[arm.augment], batch_norm=arm.batch_norm,
+                                 weight_decay=protocol.weight_decay,
                                  random_state=seed, device=device)
 
 
@@ -585,7 +598,7 @@ class CurvePlan:
 
 
 def plan_curves(sizes, n_train, depths=(1, 2), banks=("random", "gabor", "kmeans"), preset=None, seeds=None,
-                mixing=False, augment="none", head="linear"):
+                mixing=False, augment="none", head="linear", batch_norm=False):
     """The arms, and the seeds at each size (``seeds_for_size`` unless ``seeds`` caps them).
 
     ``seeds`` is one cap for every size, or one cap per entry of ``sizes`` (so the largest sizes can
@@ -603,7 +616,7 @@ def plan_curves(sizes, n_train, depths=(1, 2), banks=("random", "gabor", "kmeans
                          f"Got {list(banks)!r} instead.")
     caps = {n_train if s == "all" else int(s): cap for s, cap in caps.items()}
     counts = {s: seeds_for_size(s) if caps[s] is None else min(caps[s], seeds_for_size(s)) for s in sizes}
-    return CurvePlan(curve_arms(depths, banks, preset, mixing, augment, head), sizes,
+    return CurvePlan(curve_arms(depths, banks, preset, mixing, augment, head, batch_norm), sizes,
                      {s: list(range(counts[s])) for s in sizes})
 
 
@@ -703,7 +716,7 @@ def summarise_arms(arms, sizes, records):
     """Per arm (a ``CurveArm``) and size: accuracy with its interval, settings, convergence, fit time."""
     by_arm = _records_by_arm(records)
     return {arm.name: {"label": arm.label, "kind": arm.kind, "depth": arm.depth, "augment": arm.augment,
-                       "head": arm.head,
+                       "head": arm.head, "batch_norm": arm.batch_norm,
                        "sizes": {s: _arm_size_summary(by_arm[arm.name][s]) for s in sizes
                                  if s in by_arm.get(arm.name, {})}} for arm in arms}
 
@@ -722,7 +735,8 @@ def summarise_curves(plan, records, protocol, margin, wall):
             pairs = [(best, learned, "b"), (f"fixed-random-d{depth}", "raw", "a-raw"),
                      (f"fixed-random-d{depth}", learned, "a-learned"), (f"frozen-d{depth}", learned, "kernels")]
             pairs += [(arm.name, learned, "preset") for arm in plan.arms if arm.kind == "preset"]
-            pairs += [(arm.name, learned, "mixing") for arm in plan.arms if arm.kind == "mixing" and arm.depth == depth]
+            pairs += [(arm.name, f"learned-bn-d{depth}" if arm.batch_norm else learned, "mixing")
+                      for arm in plan.arms if arm.kind == "mixing" and arm.depth == depth]
             pairs += _variant_pairs(plan, summary, depth, size)
             for a, b, role in pairs:
                 if a in summary and b in summary and size in summary[a]["sizes"] and size in summary[b]["sizes"]:
@@ -871,9 +885,13 @@ def _mixing_verdicts(summary, comparisons, depth, margin):
             if c["role"] == "mixing" and c["arm"] == name:
                 by.setdefault("not judged" if not c["judged"] else c["outcome"], []).append(c["size"])
         bank = name.split("-")[1]
+        # Records written before batch_norm existed have no such key: no normalisation.
+        how, reference = (("a learned 1x1 mixing and a batch normalisation", "learned kernels with the same "
+                           "normalisation") if summary[name].get("batch_norm") else ("a learned 1x1 mixing",
+                                                                                      "learned kernels"))
         verdicts.append({
             "claim": "mixing", "depth": depth, "arm": name,
-            "text": (f"Depth {depth}, the question of the wiring: with a learned 1x1 mixing after each layer, frozen "
-                     f"{bank} spatial kernels are {outcomes_text(by, 'learned kernels', margin)}."),
+            "text": (f"Depth {depth}, the question of the wiring: with {how} after each layer, frozen "
+                     f"{bank} spatial kernels are {outcomes_text(by, reference, margin)}."),
         })
     return verdicts
