@@ -207,6 +207,23 @@ def test_transfer_command_refuses_bad_options_before_any_work(capsys):
     assert main(["transfer", "--pair", "cifar10-to-mnist", "--sources", "0"]) == 2
 
 
+def test_transfer_command_hands_the_protocol_options_to_the_run(monkeypatch, capsys):
+    from skconvfeat.study import _transfer_curves
+    from skconvfeat.study._cli import main
+
+    seen = {}
+
+    def fake_run(name, data_home, cache_dir, **settings):
+        seen.update(settings)
+        raise OSError("stop here")
+
+    monkeypatch.setattr(_transfer_curves, "run_transfer_pair", fake_run)
+    assert main(["transfer", "--pair", "cifar10-to-mnist", "--min-improvement", "0.2", "--budget-steps", "6000"]) == 1
+    assert seen["protocol"] == CurveProtocol(min_improvement=0.002, min_budget_steps=6000)
+    assert main(["transfer", "--pair", "cifar10-to-mnist"]) == 1
+    assert seen["protocol"].digest() == CurveProtocol().digest()  # the defaults are the recorded runs' protocol
+
+
 def test_transfer_verdict_names_only_the_outcomes_that_occurred():
     from skconvfeat.study._transfer_curves import transfer_verdict
 

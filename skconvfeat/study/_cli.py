@@ -481,6 +481,12 @@ def build_curves_parser():
     parser.add_argument("--device", choices=DEVICES, default="cpu", help="where networks train")
     parser.add_argument("--margin", type=_margin, default=1.0, metavar="POINTS",
                         help="two arms within this many points count as equal (default: %(default)s)")
+    _add_protocol_options(parser)
+    return parser
+
+
+def _add_protocol_options(parser):
+    """The options that change CurveProtocol's network rules (``curves`` and ``transfer``)."""
     parser.add_argument("--min-improvement", type=_improvement, default=0.0, metavar="POINTS",
                         help="a network's validation accuracy must rise by more than this to count as improving, "
                              "for its patience and for the check it keeps (default: %(default)s, any rise)")
@@ -489,7 +495,12 @@ def build_curves_parser():
                              "whichever is more (default: %(default)s)")
     parser.add_argument("--budget-epochs", type=_positive_int, default=CurveProtocol.min_budget_epochs, metavar="N",
                         help="see --budget-steps (default: %(default)s)")
-    return parser
+
+
+def _protocol(args):
+    """The CurveProtocol of the parsed options (the default one when none was given)."""
+    return CurveProtocol(min_improvement=args.min_improvement / 100, min_budget_steps=args.budget_steps,
+                         min_budget_epochs=args.budget_epochs)
 
 
 def _curves_main(argv):
@@ -528,9 +539,7 @@ def _curves_main(argv):
         return 1
     progress = _plain_progress()
     try:
-        protocol = CurveProtocol(min_improvement=args.min_improvement / 100, min_budget_steps=args.budget_steps,
-                                 min_budget_epochs=args.budget_epochs)
-        results = run_curves(train.images, train.target, test.images, test.target, plan, protocol,
+        results = run_curves(train.images, train.target, test.images, test.target, plan, _protocol(args),
                              cache_dir=args.cache, device=args.device, margin=args.margin / 100, progress=progress)
         title = f"skconvfeat learning curves: {args.dataset}"
         print(to_text(curve_document(results, title)))
@@ -568,6 +577,7 @@ def build_transfer_parser():
     parser.add_argument("--device", choices=DEVICES, default="cpu", help="where networks train")
     parser.add_argument("--margin", type=_margin, default=1.0, metavar="POINTS",
                         help="two arms within this many points count as equal (default: %(default)s)")
+    _add_protocol_options(parser)
     return parser
 
 
@@ -591,7 +601,8 @@ def _transfer_main(argv):
         return 2
     try:
         results = run_transfer_pair(args.pair, args.data_home, args.cache, sizes=sizes, source_size=args.source_size,
-                                    n_sources=args.sources, max_seeds=args.seeds, device=args.device,
+                                    n_sources=args.sources, max_seeds=args.seeds, protocol=_protocol(args),
+                                    device=args.device,
                                     margin=args.margin / 100, progress=_plain_progress())
         title = f"skconvfeat transfer: {args.pair}"
         print(to_text(transfer_document(results, title)))
