@@ -152,6 +152,7 @@ def test_blas_limit_restored_when_calls_overlap_out_of_order(monkeypatch, semant
     # "real": threadpoolctl's own rules on this machine's BLAS (where a thread
     # that set no limit may not change it); "fake": a plain shared count.
     import skconvfeat._backend as backend
+    import skconvfeat._backend.cpu  # noqa: F401 - patched below; run alone, no earlier test has imported it
 
     if semantics == "fake":
         fake = _FakeBLAS(n_threads=2)

@@ -26,8 +26,10 @@ from skconvfeat import (
 
 # Labels are identical; scores and features are equal up to float32 rounding, not to the bit: a GEMM that runs
 # while another thread's transform holds BLAS at one thread may take a different OpenBLAS kernel (seen in CI,
-# 2 BLAS threads: 1e-6 relative on the decision function, from the second batch on). Fitted state is what
-# must not change, and the hash check below holds it to the bit.
+# 2 BLAS threads: 1e-6 relative on the decision function, from the second batch on). OpenBLAS's
+# openblas_set_num_threads_local is no way out in its pthreads builds (NumPy's and SciPy's wheels): set from
+# one thread it changed the count another thread saw and ran with (tried 2026-12-06, OpenBLAS 0.3.30/0.3.31).
+# Fitted state is what must not change, and the hash check below holds it to the bit.
 FLOAT32_ROUNDING = 1e-5
 
 
