@@ -100,7 +100,9 @@ def test_identity_normalisation_is_the_identity_in_evaluation_mode(depth, digits
     plain = _network.build_network(specs, "last", None, state, [10], torch.float64, "cpu")
     for i, layer in enumerate(plain.layers):
         state[_network.mixing_key(i)] = _network.identity_mixing(layer.kernels.shape[0])
-        state.update(_network.identity_norm(i, layer.kernels.shape[0]))
+        n_maps = layer.kernels.shape[0]
+        rng = np.random.default_rng(i)  # any statistics: the scale and shift undo them
+        state.update(_network.identity_norm(i, rng.normal(size=n_maps), rng.uniform(0.5, 50, size=n_maps)))
     normalised = _network.build_network(specs, "last", None, state, [10], torch.float64, "cpu")
     assert all(layer.norm is not None and not layer.norm.training for layer in normalised.layers)
     images = _network.to_tensor(np.random.default_rng(0).random((7, 8, 8, 1)), "cpu", torch.float64)
@@ -126,6 +128,21 @@ def test_batch_norm_trains_with_the_mixing_and_predicts_with_its_running_statist
                                rtol=1e-12, atol=1e-15)
     np.testing.assert_array_equal(model.predict_proba(X[:20]), together)
     assert model.n_trainable_params_ == _fit(2, "mixing", digits).n_trainable_params_ + 2 * (16 + 8)
+
+
+def test_batch_norm_starts_as_the_fixed_network_in_training_mode_too(digits):
+    """The normalisations start at the statistics of the maps entering them: after an epoch at a negligible
+    rate (running statistics updated from training-mode batches, weights unchanged) the model predicts as
+    the one without them. Started at zero mean and unit variance they divided MNIST-scale maps by tens."""
+    X, y = digits
+    common = dict(train="mixing", learning_rate=1e-12, max_epochs=1, early_stopping=False, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        plain = LearnedConvClassifier(_description(2), **common).fit(X * 16, y)  # pixels up to 256, as MNIST's
+        normed = LearnedConvClassifier(_description(2), batch_norm=True, **common).fit(X * 16, y)
+    assert normed._state[_network.norm_keys(0)["running_var"]].max() > 100  # maps of that scale
+    np.testing.assert_allclose(normed.decision_function(X[:50] * 16), plain.decision_function(X[:50] * 16),
+                               rtol=0.05, atol=0.05)
 
 
 def test_batch_norm_network_matches_a_numpy_reference(digits):

@@ -50,6 +50,9 @@ _TORCH_MISSING = "LearnedConvClassifier needs PyTorch: pip install 'skconvfeat[t
 # (3,000 MNIST-sized images, one thread), predict took 0.30 s with 64 MiB chunks (407
 # images), 0.10 s with 16 MiB and 0.05 s with 8 or 4 MiB; 2-layer, 1.4 s and 1.0 s.
 _PREDICT_CHUNK_BYTES = 8 << 20
+# Training images whose maps set the starting statistics of batch_norm's normalisations: enough for a
+# mean and variance per map to a percent or so, bounded so the set-up stays a fraction of an epoch.
+_NORM_STATISTICS_IMAGES = 2048
 # The keys an ``augment`` dict may set.
 _AUGMENT_KEYS = ("crop_padding", "horizontal_flip")
 # What training may change (the ``train`` parameter): everything, the head only, or the head and a
@@ -122,10 +125,12 @@ class LearnedConvClassifier(ClassifierMixin, BaseEstimator):
         A batch normalisation after each layer's convolution (after its
         mixing with ``train="mixing"``), before the nonlinearity, trained with
         the kernels or the mixing: the normalisation of the cited mixing
-        networks (conv, 1x1, BN, ReLU). It starts as the identity in
-        evaluation mode (zero mean, unit variance); training normalises each
-        batch by its own statistics. Not with ``train="head"``, where nothing
-        before the head trains.
+        networks (conv, 1x1, BN, ReLU). It starts as the identity: its running
+        statistics are those of the maps entering it on (up to 2,048 of) the
+        training images, and its scale and shift undo them, so the untrained
+        network is the fixed one; training normalises each batch by its own
+        statistics. Not with ``train="head"``, where nothing before the head
+        trains.
 
     max_epochs : int, default=30
         Most passes over the training set in one ``fit``.
@@ -647,10 +652,13 @@ class LearnedConvClassifier(ClassifierMixin, BaseEstimator):
                           for i, layer in enumerate(layers)})
         if self.batch_norm:
             for i, layer in enumerate(layers):
-                state.update(_network.identity_norm(i, _conv_maps(layer.layer_)))
+                n_maps = _conv_maps(layer.layer_)
+                state.update(_network.identity_norm(i, np.zeros(n_maps), np.ones(n_maps)))
         state.update(zip(_network.STANDARDISATION, (mean, scale)))
         state.update(_init_head(rng, self._head_sizes(), self.n_features_out_, _network.head_keys))
         self._state = state
+        if self.batch_norm:
+            self._state.update(self._identity_norms(_network, X))
         self.n_trainable_params_ = int(sum(
             value.size for key, value in state.items()
             if key.startswith("head.") or (self.train_ == "all" and key.endswith(".kernels"))
@@ -659,6 +667,30 @@ class LearnedConvClassifier(ClassifierMixin, BaseEstimator):
         self._rng = np.random.default_rng(rng.randint(np.iinfo(np.int32).max))
         self.history_, self.n_iter_, self.best_epoch_, self.converged_ = [], 0, None, False
         return features
+
+    def _identity_norms(self, _network, X):
+        """The normalisations' state that leaves the network as the fixed one, from the statistics of the maps
+        entering them on (up to ``_NORM_STATISTICS_IMAGES`` of) the training images ``X``.
+
+        Started at zero mean and unit variance instead, a normalisation in training mode would divide maps
+        of raw-pixel scale (standard deviations of tens on MNIST) down to one, and the head would see
+        features far smaller than the frozen standardisation was computed for: it barely trained.
+        """
+        _, _training = _import_torch()
+        import torch
+
+        images = self._fit_images(X)[:_NORM_STATISTICS_IMAGES]
+        device = _training.torch_device(self.device, fitting=True)
+        net = self._network(torch.float32, device)
+        chunk = self._chunk_size()
+        batches = (_network.to_tensor(images[s : s + chunk], device, torch.float32)
+                   for s in range(0, images.shape[0], chunk))
+        with _training.torch_threads(device, self._macs(min(chunk, images.shape[0]))):
+            stats = _network.norm_input_statistics(net, batches)
+        state = {}
+        for i, (mean, var) in enumerate(stats):
+            state.update(_network.identity_norm(i, mean, var))
+        return state
 
     def _head_sizes(self):
         n_classes = len(self.classes_)

@@ -21,9 +21,9 @@ class ConvLayer(nn.Module):
     1x1 convolution recombines the M maps before the nonlinearity: learned
     linear combinations of the spatial kernels (Gavrikov & Keuper 2023). With
     ``norm_maps`` (M), a batch normalisation of the M maps follows (conv, 1x1,
-    BN, nonlinearity: their blocks' order); without it, identity mixing is
-    exactly the fixed layer (the features are standardised before the head
-    anyway), and with it, in evaluation mode at ``identity_norm``'s values.
+    BN, nonlinearity: their blocks' order). Identity mixing is exactly the
+    fixed layer (the features are standardised before the head anyway), and
+    so is the normalisation at ``identity_norm``'s values, in evaluation mode.
     """
 
     def __init__(self, kernels, spec, mixing=None, norm_maps=None):
@@ -117,13 +117,42 @@ def norm_keys(i):
             for name in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")}
 
 
-def identity_norm(i, n_maps):
-    """Layer ``i``'s batch normalisation state that, in evaluation mode, leaves every map as it is: zero mean,
-    unit variance, and a scale of sqrt(1 + eps) undoing the eps."""
-    keys = norm_keys(i)
-    return {keys["weight"]: np.full(n_maps, np.sqrt(1 + NORM_EPS)), keys["bias"]: np.zeros(n_maps),
-            keys["running_mean"]: np.zeros(n_maps), keys["running_var"]: np.ones(n_maps),
-            keys["num_batches_tracked"]: np.zeros(())}
+def identity_norm(i, mean, var):
+    """Layer ``i``'s batch normalisation state that leaves its maps as they are, given their per-map ``mean``
+    and ``var``: the running statistics are theirs and the scale and shift undo them, so evaluation mode is
+    the identity exactly, and training mode, normalising each batch by its own statistics, nearly (the
+    network starts where the fixed one is, at the scale its frozen standardisation was computed for)."""
+    keys, mean, var = norm_keys(i), np.asarray(mean, dtype=np.float64), np.asarray(var, dtype=np.float64)
+    return {keys["weight"]: np.sqrt(var + NORM_EPS), keys["bias"]: mean.copy(), keys["running_mean"]: mean.copy(),
+            keys["running_var"]: var.copy(), keys["num_batches_tracked"]: np.zeros(())}
+
+
+def norm_input_statistics(net, batches):
+    """Per layer with a normalisation, the mean and variance per map of what enters it, over ``batches``
+    (image tensors ``(B, C, H, W)``), accumulated in float64: ``[(mean, var), ...]``."""
+    norms = [layer.norm for layer in net.layers]
+    sums = [None] * len(norms)
+
+    def hook(i):
+        def record(_, inputs, __):
+            maps = inputs[0].detach().double()
+            total = (maps.sum(dim=(0, 2, 3)), (maps * maps).sum(dim=(0, 2, 3)), maps.numel() // maps.shape[1])
+            sums[i] = total if sums[i] is None else tuple(a + b for a, b in zip(sums[i], total))
+        return record
+
+    handles = [norm.register_forward_hook(hook(i)) for i, norm in enumerate(norms)]
+    try:
+        with torch.no_grad():
+            for x in batches:
+                net.features(x, standardise=False)
+    finally:
+        for handle in handles:
+            handle.remove()
+    stats = []
+    for total, squares, count in sums:
+        mean = (total / count).cpu().numpy()
+        stats.append((mean, np.maximum((squares / count).cpu().numpy() - mean * mean, 0.0)))
+    return stats
 
 
 def head_keys(i):
