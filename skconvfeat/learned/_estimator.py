@@ -650,15 +650,16 @@ class LearnedConvClassifier(ClassifierMixin, BaseEstimator):
         if self.train_ == "mixing":
             state.update({_network.mixing_key(i): _network.identity_mixing(_conv_maps(layer.layer_))
                           for i, layer in enumerate(layers)})
-        if self.batch_norm:
-            for i, layer in enumerate(layers):
-                n_maps = _conv_maps(layer.layer_)
-                state.update(_network.identity_norm(i, np.zeros(n_maps), np.ones(n_maps)))
         state.update(zip(_network.STANDARDISATION, (mean, scale)))
         state.update(_init_head(rng, self._head_sizes(), self.n_features_out_, _network.head_keys))
         self._state = state
         if self.batch_norm:
-            self._state.update(self._identity_norms(_network, X))
+            # Unit statistics first, only so that the network (with its normalisations) can be built to measure
+            # the real ones.
+            for i, layer in enumerate(layers):
+                n_maps = _conv_maps(layer.layer_)
+                state.update(_network.identity_norm(i, np.zeros(n_maps), np.ones(n_maps)))
+            state.update(self._identity_norms(_network, X))
         self.n_trainable_params_ = int(sum(
             value.size for key, value in state.items()
             if key.startswith("head.") or (self.train_ == "all" and key.endswith(".kernels"))

@@ -167,7 +167,8 @@ STANDARDISATION = ("mean", "scale")
 class ConvNetwork(nn.Module):
     """Layers, the emitted (grid-averaged) features, a frozen standardisation and the head.
 
-    ``layers``: ``(kernel shape, spec, mixing shape or None, normalised maps or None)`` per layer; ``output``/``output_grid`` as in
+    ``layers``: ``(kernel shape, spec, mixing shape or None, normalised maps or
+    None)`` per layer; ``output``/``output_grid`` as in
     :class:`~skconvfeat.FixedConvNet`; ``mean``/``scale`` standardise the
     features (frozen buffers); ``head_sizes`` the widths of the affine layers
     of the head, ReLU between them.

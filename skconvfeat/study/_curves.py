@@ -12,8 +12,9 @@ class-balanced subsets of the training images and chosen on data held out *from 
   it -- for a network, for the number of optimiser steps the folds chose.
 * **Convergence.** A network trains with a constant learning rate and is scored on the held-out
   images every ``check_steps`` optimiser steps; it stops after ``patience`` checks without a score
-  better than its best by more than ``min_improvement`` and keeps that best check. Its budget follows the data size (``budget_steps``): a network that
-  reaches it still improving is *not converged*, and a comparison resting on it is judged only when
+  better than its best by more than ``min_improvement`` and keeps that best check. Its budget
+  follows the data size (``budget_steps``): a network that reaches it still improving is *not
+  converged*, and a comparison resting on it is judged only when
   that network is already significantly ahead (``is_judged``: more training keeps its best check).
 * **Test.** Each final model scores the official test images once; the number of test evaluations
   is counted in the results.
