@@ -98,3 +98,14 @@ def test_transformer_parameters_give_finite_features_or_a_named_error(data, scal
     assert features.shape == (5, conv.n_features_out_) and conv.n_features_out_ >= 1
     assert np.isfinite(features).all()
     assert math.prod(images.shape[1:]) == conv.n_features_in_
+
+
+def test_a_patch_variance_and_eps_norm_that_round_to_zero_give_the_named_error():
+    """A case the fuzz test above found in CI: images of 1e-30 and eps_norm=7.8e-202 both round to 0 in float32,
+    so a patch's normalisation divides by zero. The compiled passes raised a bare ZeroDivisionError; like
+    NumPy's they now give inf, which the layer's finiteness check names."""
+    images = np.random.default_rng(0).uniform(0, 1e-30, size=(5, 9, 9, 2))
+    conv = FixedConvTransformer("kmeans", bank_params={"n_filters": 4}, kernel_size=5, pool_grid=1,
+                                eps_norm=7.8e-202, random_state=0)
+    with pytest.raises(ValueError, match="infinite or NaN features from finite X"):
+        conv.fit(images).transform(images)

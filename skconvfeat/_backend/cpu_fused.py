@@ -45,6 +45,10 @@ def _code(nonlinearity):
 # differs from a sequential sum by float rounding only. No "nnan"/"ninf":
 # non-finite values must propagate as in NumPy, not be assumed away.
 _FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+# How every pass is compiled. error_model="numpy": a division by zero gives inf or NaN, as NumPy's passes do,
+# for the layer's finiteness check to name; numba's default raised a bare ZeroDivisionError (a patch whose
+# variance and eps_norm both round to 0 in float32).
+_JIT = dict(nogil=True, cache=True, fastmath=_FASTMATH, error_model="numpy")
 
 
 def patch_rows(x, folded, rows):
@@ -62,7 +66,7 @@ def patch_rows(x, folded, rows):
     _patch_rows(flat, kh, kw * channels, channels, folded.patch_norm, one, eps, inverse_dim, rows)
 
 
-@numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)
+@numba.njit(**_JIT)
 def _patch_rows(flat, kh, row_length, channels, patch_norm, one, eps, inverse_dim, rows):  # pragma: no cover - compiled
     n_images, height, flat_width = flat.shape
     map_h, map_w = height - kh + 1, (flat_width - row_length) // channels + 1
@@ -112,7 +116,7 @@ def encode_pool_tiles(rows, matrix, tile, members, acc, spec):
     _encode_pool_tiles(rows, matrix, tile, buffer, members, code, n_filters, alpha, inverse_k, use_max, acc)
 
 
-@numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)
+@numba.njit(**_JIT)
 def _encode_pool_tiles(rows, matrix, tile, buffer, members, code, n_filters, alpha, inverse_k, use_max, acc):  # pragma: no cover
     for p0 in range(0, rows.shape[0], tile):
         p1 = min(p0 + tile, rows.shape[0])
@@ -121,7 +125,7 @@ def _encode_pool_tiles(rows, matrix, tile, buffer, members, code, n_filters, alp
         _encode_pool(g, members[p0:p1], code, n_filters, alpha, inverse_k, use_max, acc)
 
 
-@numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)
+@numba.njit(**_JIT)
 def _encode_pool(g, members, code, n_filters, alpha, inverse_k, use_max, acc):  # pragma: no cover - compiled
     """Encode each row of ``g`` and pool it into its ``acc`` rows: see :func:`encode_pool_tiles`.
 
@@ -168,7 +172,7 @@ def _encode_pool(g, members, code, n_filters, alpha, inverse_k, use_max, acc):  
                     out[k] += encoded[k]
 
 
-@numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)
+@numba.njit(**_JIT)
 def _triangle_avg_pool(g, members, n_filters, inverse_k, acc):  # pragma: no cover - compiled
     """The triangle with average pooling, software-pipelined: one loop takes row p's square roots and pools row p-1.
 
@@ -196,7 +200,7 @@ def _triangle_avg_pool(g, members, n_filters, inverse_k, acc):  # pragma: no cov
     _triangle_pool(dist[(g.shape[0] - 1) % 2], mean, members[g.shape[0] - 1], acc)
 
 
-@numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)
+@numba.njit(**_JIT)
 def _triangle_pool(dist, mean, regions, acc):  # pragma: no cover - compiled
     """Add the triangle encoding ``max(mean - dist, 0)`` of one position to its ``regions`` of ``acc`` (-1 padded)."""
     zero = mean - mean
@@ -208,7 +212,7 @@ def _triangle_pool(dist, mean, regions, acc):  # pragma: no cover - compiled
             out[k] += max(mean - dist[k], zero)
 
 
-@numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)
+@numba.njit(**_JIT)
 def _squared_norm(row, start):  # pragma: no cover - compiled
     """``|row[start:]|^2`` (indexing rather than a slice: numba vectorises this loop, not one over a slice)."""
     total = row.dtype.type(0)
@@ -217,7 +221,7 @@ def _squared_norm(row, start):  # pragma: no cover - compiled
     return total
 
 
-@numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)
+@numba.njit(**_JIT)
 def _distances(row, n_filters, inverse_k, dist):  # pragma: no cover - compiled
     """Distances to the centroids of a triangle row ``[d.d - 2 d.z | z]`` into ``dist``; returns their mean."""
     z_norm, total = _squared_norm(row, n_filters), inverse_k - inverse_k
@@ -228,7 +232,7 @@ def _distances(row, n_filters, inverse_k, dist):  # pragma: no cover - compiled
     return total * inverse_k
 
 
-@numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)
+@numba.njit(**_JIT)
 def _encode_row(row, code, zero, shift, mean, encoded):  # pragma: no cover - compiled
     """The encoding of one row of responses (distances for the triangle) into ``encoded``."""
     n_filters = encoded.shape[0] // (2 if code == 2 else 1)
