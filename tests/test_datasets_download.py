@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import skconvfeat.datasets as ds
+from skconvfeat.datasets import _download as download_module
 from skconvfeat.datasets import _fetchers
 from skconvfeat.datasets._download import RemoteFile, fetch_file
 from skconvfeat.datasets._errors import ChecksumMismatchError, DownloadError
@@ -335,3 +336,29 @@ def test_malformed_content_length_is_a_download_error(length, raw_server, tmp_pa
         fetch(raw_server, tmp_path / "cache")
     assert raw_server.connections == 1  # not retried: the server would say it again
     assert not (tmp_path / "cache").exists()
+
+
+def test_folder_removed_between_attempts_is_made_again(server, tmp_path, monkeypatch):
+    # Two processes download into one new folder; the one that fails removes the
+    # (empty) folder while the other waits to retry: the retry must not die on it.
+    folder = tmp_path / "home" / "cifar10"
+    server.plan["/files/data.bin"] = [("truncated", BODY), ("ok", BODY)]
+    real_sleep = time.sleep
+
+    def other_process_cleans_up(seconds):
+        folder.rmdir()
+        real_sleep(seconds)
+
+    monkeypatch.setattr(download_module.time, "sleep", other_process_cleans_up)
+    path = fetch(server, folder)
+    assert path.read_bytes() == BODY and list(folder.iterdir()) == [path]
+
+
+def test_unwritable_folder_is_a_download_error(server, tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(download_module.tempfile, "mkstemp", refuse)
+    with pytest.raises(DownloadError, match="Cannot write the download of data.bin into .*writable data_home"):
+        fetch(server, tmp_path / "home")
+    assert not (tmp_path / "home").exists()  # the folder made for it is gone again

@@ -205,7 +205,14 @@ def _current_umask():
 def _download_verified(url, path, remote, timeout, clock):
     """Download ``url`` to ``path`` via a temporary file; never leave a partial file."""
     prefix, suffix = _partial_name_parts(path)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=suffix)
+    try:
+        # Again at each attempt: a concurrent download of the same new folder that
+        # failed may have removed it (empty) between two of ours.
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=suffix)
+    except OSError as exc:
+        raise DownloadError(f"Cannot write the download of {remote.filename} into "
+                            f"{path.parent}: {exc.strerror or exc}; pass a writable data_home.") from exc
     try:
         # mkstemp makes the file 0o600; a cached dataset should be as readable
         # as any other file the user creates.
