@@ -325,20 +325,25 @@ def check_cast(images, dtype, norm_kernel_hw=None):
         )
 
 
-def check_finite(features, xp, params):
+def check_finite(features, xp, params, eps_norm=None):
     """Refuse to return infinite or NaN features (one pass over the pooled output, not the maps).
 
     Finite input can still overflow inside the layer: responses summed over a
     patch, or squared (``nonlinearity="square"``), beyond the dtype's range.
+    Or divide by zero: a patch normalisation (``eps_norm``: its epsilon, None
+    without one) whose epsilon and a flat patch's variance both round to 0.
     """
     # min and max propagate NaN and show infinities, without a mask as large as the output.
     if bool(xp.isfinite(xp.min(features))) and bool(xp.isfinite(xp.max(features))):
         return features
-    raise ValueError(
-        f"FixedConvTransformer computed infinite or NaN features from finite X: the responses "
-        f"overflowed dtype={params['dtype']!r} (X holds values too large for bank={params['bank']!r} "
-        f"with nonlinearity={params['nonlinearity']!r}). Rescale X or use dtype='float64'."
-    )
+    if eps_norm is not None and np.asarray(eps_norm, dtype=params["dtype"]) == 0:
+        cause = (f"eps_norm={eps_norm:.3g} rounds to 0 in dtype={params['dtype']!r}, so a patch of equal "
+                 "pixels divides by zero). Use a larger eps_norm or dtype='float64'.")
+    else:
+        cause = (f"the responses overflowed dtype={params['dtype']!r}: X holds values too large for "
+                 f"bank={params['bank']!r} with nonlinearity={params['nonlinearity']!r}). Rescale X or use "
+                 "dtype='float64'.")
+    raise ValueError(f"FixedConvTransformer computed infinite or NaN features from finite X ({cause}")
 
 
 def _check_memory(layer, dtype):

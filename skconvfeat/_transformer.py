@@ -429,7 +429,7 @@ def _run(transformer, images):
     check_cast(images, params["dtype"], layer.kernel_hw if norm else None)
     device = _device.transform_device(params["device"], images, type(transformer).__name__)
     features = _backend.run(layer, images, device=device, dtype=params["dtype"], batch_size=params["batch_size"])
-    return check_finite(features, _device.namespace(device), params)
+    return check_finite(features, _device.namespace(device), params, layer.preprocessing.eps_norm if norm else None)
 
 
 def _lazy_transform(transformer, X):

@@ -107,5 +107,6 @@ def test_a_patch_variance_and_eps_norm_that_round_to_zero_give_the_named_error()
     images = np.random.default_rng(0).uniform(0, 1e-30, size=(5, 9, 9, 2))
     conv = FixedConvTransformer("kmeans", bank_params={"n_filters": 4}, kernel_size=5, pool_grid=1,
                                 eps_norm=7.8e-202, random_state=0)
-    with pytest.raises(ValueError, match="infinite or NaN features from finite X"):
+    with pytest.raises(ValueError, match=r"infinite or NaN features from finite X \(eps_norm=7.8e-202 rounds to 0 "
+                       r"in dtype='float32'.*Use a larger eps_norm"):
         conv.fit(images).transform(images)
