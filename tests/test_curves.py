@@ -328,7 +328,7 @@ def test_normalised_mixing_arms_are_compared_with_a_learned_network_normalised_t
     plan = plan_curves([150], n_train=1500, depths=(1,), banks=("gabor",), seeds=1, mixing=True, batch_norm=True)
     assert [(arm.name, arm.batch_norm) for arm in plan.arms if arm.kind in ("learned", "mixing")] == [
         ("learned-d1", False), ("learned-bn-d1", True), ("mixing-gabor-bn-d1", True)]
-    plan.arms = [arm for arm in plan.arms if arm.kind in ("raw", "learned", "mixing")]
+    plan.arms = [arm for arm in plan.arms if arm.kind in ("raw", "fixed", "learned", "mixing")]
     results = run_curves(X[:1500], y[:1500], X[1500:], y[1500:], plan, TINY)
     [comparison] = [c for c in results["comparisons"] if c["role"] == "mixing"]
     assert (comparison["arm"], comparison["reference"]) == ("mixing-gabor-bn-d1", "learned-bn-d1")
@@ -337,6 +337,13 @@ def test_normalised_mixing_arms_are_compared_with_a_learned_network_normalised_t
                                       "normalisation after each layer, frozen gabor spatial kernels are ")
     assert "learned kernels with the same normalisation" in verdict["text"]
     assert "Learned (random init, BN), 1 layer" in to_text(curve_document(results, "t"))
+    # Claim (b) is asked again against the normalised learned network, the stronger baseline.
+    roles = {c["role"]: (c["arm"], c["reference"]) for c in results["comparisons"]}
+    assert roles["b-bn"][1] == "learned-bn-d1" and roles["b"][1] == "learned-d1"
+    [verdict] = [v for v in results["verdicts"] if v["claim"] == "bn"]
+    assert verdict["text"].startswith("Depth 1, against the learned network given a batch normalisation after each "
+                                      "layer (the fixed and frozen arms have none): frozen random kernels are ")
+    assert "; the best fixed arm (chosen on validation, the frozen network among them) is " in verdict["text"]
     with pytest.raises(ValueError, match="'batch_norm' parameter of curve_arms normalises the mixing arms"):
         plan_curves([150], n_train=1500, batch_norm=True)
 

@@ -227,8 +227,10 @@ class CurveArm:
 
     @property
     def variant(self):
-        """How this network differs from the plain pair it is compared like ("augmented", "mlp"), or None."""
-        return "augmented" if self.augment != "none" else "mlp" if self.head != "linear" else None
+        """How this network differs from the plain pair it is compared like ("augmented", "mlp", "bn"), or None."""
+        if self.augment != "none":
+            return "augmented"
+        return "mlp" if self.head != "linear" else "bn" if self.batch_norm else None
 
 
 def curve_arms(depths, banks=("random", "gabor", "kmeans"), preset=None, mixing=False, augment="none",
@@ -766,13 +768,16 @@ def summarise_curves(plan, records, protocol, margin, wall):
 
 
 def _variant_pairs(plan, summary, depth, size):
-    """Per network variant (augmented batches, or the MLP head): frozen against learned kernels, both of the
-    variant ("kernels-augmented", "kernels-mlp"), and the best fixed arm chosen on validation, the variant's
-    frozen network among the candidates, against them ("b-augmented", "b-mlp")."""
+    """Per network variant (augmented batches, the MLP head, or batch normalisation): frozen against learned
+    kernels, both of the variant ("kernels-augmented", "kernels-mlp"), and the best fixed arm chosen on
+    validation, the variant's frozen network among the candidates, against them ("b-augmented", "b-mlp").
+    The normalised learned network has no frozen twin (a normalisation after frozen kernels and before a linear
+    head is no network of the fixed kind): the plain frozen network stands in ("kernels-bn", "b-bn"), so
+    claim (b) is also asked against the stronger learned baseline."""
     pairs = []
     for learned in (a for a in plan.arms if a.kind == "learned" and a.depth == depth and a.variant):
-        frozen = next(a.name for a in plan.arms if a.kind == "frozen" and a.depth == depth
-                      and (a.augment, a.head) == (learned.augment, learned.head))
+        frozen = next((a.name for a in plan.arms if a.kind == "frozen" and a.depth == depth
+                       and (a.augment, a.head) == (learned.augment, learned.head)), None)
         pairs += [(frozen, learned.name, f"kernels-{learned.variant}"),
                   (best_fixed_on_validation(summary, depth, size, frozen), learned.name, f"b-{learned.variant}")]
     return pairs
@@ -852,8 +857,8 @@ def curve_verdicts(summary, comparisons, sizes, depths, margin):
 
 
 def _variant_verdicts(summary, by, depth, margin):
-    """Claims (a) and (b) once more per network variant: both networks on augmented batches, or both with
-    the MLP head."""
+    """Claims (a) and (b) once more per network variant: both networks on augmented batches, both with the
+    MLP head, or against the learned network with batch normalisation."""
     verdicts = []
     if "kernels-augmented" in by or "b-augmented" in by:
         augment = next(arm["augment"] for arm in summary.values()
@@ -865,6 +870,10 @@ def _variant_verdicts(summary, by, depth, margin):
         verdicts.append(_variant_verdict(
             by, depth, margin, "mlp", f"both networks with an MLP head (one hidden layer of {MLP_HIDDEN_UNITS} ReLU units)",
             "learned kernels with the same MLP head", "the frozen network with the MLP head"))
+    if "kernels-bn" in by or "b-bn" in by:
+        verdicts.append(_variant_verdict(
+            by, depth, margin, "bn", "against the learned network given a batch normalisation after each layer "
+            "(the fixed and frozen arms have none)", "normalised learned kernels", "the frozen network"))
     return verdicts
 
 
