@@ -319,6 +319,24 @@ def test_mixing_arms_train_and_get_their_own_verdict(digits):
                                       "layer, frozen gabor spatial kernels are ")
 
 
+def test_mixing_can_be_given_to_some_banks_only():
+    # The fixed arms of every bank (the best fixed arm is chosen among them), the costly mixing arms for one.
+    from skconvfeat.study._cli import _mixing, build_curves_parser
+
+    banks = ("random", "gabor", "kmeans")
+    plan = plan_curves([150], n_train=1500, depths=(1,), banks=banks, seeds=1, mixing=("random",))
+    assert [arm.name for arm in plan.arms if arm.kind == "mixing"] == ["mixing-random-d1"]
+    assert {f"fixed-{bank}-d1" for bank in banks} <= {arm.name for arm in plan.arms}
+    with pytest.raises(ValueError, match=r"'mixing' parameter of curve_arms names \['kmeans'\], whose layer is not a "
+                                         "plain convolution"):
+        plan_curves([150], n_train=1500, banks=banks, mixing=("kmeans",))
+    parse = build_curves_parser().parse_args
+    base = ["--dataset", "mnist", "--train-sizes", "100"]
+    assert [_mixing(parse(base + extra).mixing) for extra in ([], ["--mixing"], ["--mixing", "random,gabor"])] == [
+        False, True, ("random", "gabor")]
+    assert parse(base + ["--mixing", "--batch-norm"]).batch_norm  # a bare --mixing before another option
+
+
 def test_normalised_mixing_arms_are_compared_with_a_learned_network_normalised_the_same_way(digits):
     pytest.importorskip("torch")
     from skconvfeat.study._curve_report import curve_document

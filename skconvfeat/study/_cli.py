@@ -461,8 +461,9 @@ def build_curves_parser():
     parser.add_argument("--layers", default="1,2", metavar="DEPTHS", help="network depths (default: %(default)s)")
     parser.add_argument("--banks", default="random,gabor,kmeans", help="fixed banks (default: %(default)s)")
     parser.add_argument("--preset", help="also the wide data-derived preset NAME with its ridge head")
-    parser.add_argument("--mixing", action="store_true",
-                        help="also each bank's kernels frozen with a learned 1x1 mixing after each layer")
+    parser.add_argument("--mixing", nargs="?", const="all", metavar="BANKS",
+                        help="also each bank's kernels frozen with a learned 1x1 mixing after each layer; "
+                             "BANKS (comma-separated) gives the mixing arms to these banks only")
     parser.add_argument("--batch-norm", action="store_true",
                         help="with --mixing: a batch normalisation after each layer's mixing (conv, 1x1, BN, "
                              "nonlinearity), compared with a learned network given the same normalisation")
@@ -503,6 +504,11 @@ def _protocol(args):
                          min_budget_epochs=args.budget_epochs)
 
 
+def _mixing(option):
+    """``--mixing``'s value for plan_curves: absent False, bare True (every bank that can mix), else its banks."""
+    return False if option is None else True if option == "all" else tuple(_split(option))
+
+
 def _curves_main(argv):
     """``skconvfeat curves``: 0 done; 1 the data or the run failed; 2 a bad option; 130 interrupted."""
     from ._curve_report import CURVE_FILES, curve_document, write_curves
@@ -533,7 +539,8 @@ def _curves_main(argv):
         test = load_dataset(args.dataset, data_home=args.data_home, subset="test")
         seeds = None if args.seeds is None else args.seeds[0] if len(args.seeds) == 1 else args.seeds
         plan = plan_curves(sizes, len(train.target), depths, tuple(_split(args.banks)), args.preset, seeds,
-                           mixing=args.mixing, augment=args.augment, head=args.head, batch_norm=args.batch_norm)
+                           mixing=_mixing(args.mixing), augment=args.augment, head=args.head,
+                           batch_norm=args.batch_norm)
     except (OSError, ValueError, pickle.UnpicklingError) as exc:
         print(f"skconvfeat curves: error: {exc}", file=sys.stderr)
         return 1

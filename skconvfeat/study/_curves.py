@@ -240,7 +240,8 @@ def curve_arms(depths, banks=("random", "gabor", "kmeans"), preset=None, mixing=
     Per depth: each fixed bank with the logistic head, the same network with random kernels frozen
     (Adam head) and trained (the learned arm); raw pixels once; the wide ``preset`` once if given.
     With ``mixing``, per depth and bank that a torch network can start from (plain convolutions: not
-    the whitened k-means layer), the bank's kernels frozen with a learned 1x1 mixing after each layer.
+    the whitened k-means layer), the bank's kernels frozen with a learned 1x1 mixing after each layer;
+    ``mixing`` a sequence of banks instead of True: only those banks get the mixing arms.
     With ``augment`` (a key of ``AUGMENTATIONS`` other than "none"), per depth the frozen and the learned
     network once more, both trained on augmented batches: the logistic heads of the fixed arms see no
     augmentation, so these two are the pair that compares kernels under the same augmentation.
@@ -257,6 +258,7 @@ def curve_arms(depths, banks=("random", "gabor", "kmeans"), preset=None, mixing=
                          f"Got {augment!r} instead.")
     if head not in HEADS:
         raise ValueError(f"The 'head' parameter of curve_arms must be one of {list(HEADS)}. Got {head!r} instead.")
+    mixing_banks = _mixing_banks(mixing, banks)
     arms = [CurveArm("raw", "Raw pixels (no conv)", "raw", 0, "identity")]
     for depth in depths:
         suffix = f", {depth} layer{'s' if depth > 1 else ''}"
@@ -264,14 +266,14 @@ def curve_arms(depths, banks=("random", "gabor", "kmeans"), preset=None, mixing=
                  for bank in banks]
         arms.append(CurveArm(f"frozen-d{depth}", f"Random, frozen (Adam head){suffix}", "frozen", depth))
         arms.append(CurveArm(f"learned-d{depth}", f"Learned (random init){suffix}", "learned", depth))
-        if mixing:
+        if mixing_banks:
             bn, bn_label = ("-bn", " + BN") if batch_norm else ("", "")
             if batch_norm:
                 arms.append(CurveArm(f"learned-bn-d{depth}", f"Learned (random init, BN){suffix}", "learned", depth,
                                      batch_norm=True))
             arms += [CurveArm(f"mixing-{bank}{bn}-d{depth}", f"{bank.capitalize()}, frozen + learned mixing{bn_label}"
                               f"{suffix}", "mixing", depth, bank, batch_norm=batch_norm)
-                     for bank in banks if _plain_convolution(bank)]
+                     for bank in mixing_banks]
         if augment != "none":
             arms += _network_pair(depth, suffix, augment.replace("+", "-"), f"Adam head, {augment}", augment,
                                   augment=augment)
@@ -290,6 +292,19 @@ def _network_pair(depth, suffix, tag, frozen_how, learned_how, **variant):
     return [CurveArm(f"frozen-{tag}-d{depth}", f"Random, frozen ({frozen_how}){suffix}", "frozen", depth, **variant),
             CurveArm(f"learned-{tag}-d{depth}", f"Learned (random init, {learned_how}){suffix}", "learned", depth,
                      **variant)]
+
+
+def _mixing_banks(mixing, banks):
+    """The banks whose frozen kernels get a learned mixing: with True every plain convolution of ``banks``, else
+    the banks ``mixing`` names (none when it is False or empty)."""
+    if mixing is True:
+        return [bank for bank in banks if _plain_convolution(bank)]
+    refused = [bank for bank in mixing or () if not _plain_convolution(bank)]
+    if refused:
+        raise ValueError(f"The 'mixing' parameter of curve_arms names {refused}, whose layer is not a plain "
+                         "convolution a network can train (it whitens its patches); choose among banks like "
+                         "'random' and 'gabor'.")
+    return list(mixing or ())
 
 
 def _plain_convolution(bank):
