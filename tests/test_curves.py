@@ -330,6 +330,9 @@ def test_mixing_can_be_given_to_some_banks_only():
     with pytest.raises(ValueError, match=r"'mixing' parameter of curve_arms names \['kmeans'\], whose layer is not a "
                                          "plain convolution"):
         plan_curves([150], n_train=1500, banks=banks, mixing=("kmeans",))
+    with pytest.raises(ValueError, match=r"'mixing' parameter of curve_arms must name banks among the fixed banks "
+                                         r"\['random', 'gabor', 'kmeans'\]. Got \['gabr'\] instead"):
+        plan_curves([150], n_train=1500, banks=banks, mixing=("gabr",))
     parse = build_curves_parser().parse_args
     base = ["--dataset", "mnist", "--train-sizes", "100"]
     assert [_mixing(parse(base + extra).mixing) for extra in ([], ["--mixing"], ["--mixing", "random,gabor"])] == [
