@@ -299,16 +299,17 @@ def _mixing_banks(mixing, banks):
     the banks ``mixing`` names (none when it is False or empty)."""
     if mixing is True:
         return [bank for bank in banks if _plain_convolution(bank)]
-    unknown = [bank for bank in mixing or () if bank not in banks]
+    named = list(mixing or ())
+    unknown = [bank for bank in named if bank not in banks]
     if unknown:
         raise ValueError(f"The 'mixing' parameter of curve_arms must name banks among the fixed banks "
                          f"{list(banks)}. Got {unknown!r} instead.")
-    refused = [bank for bank in mixing or () if not _plain_convolution(bank)]
+    refused = [bank for bank in named if not _plain_convolution(bank)]
     if refused:
         raise ValueError(f"The 'mixing' parameter of curve_arms names {refused}, whose layer is not a plain "
                          "convolution a network can train (it whitens its patches); choose among banks like "
                          "'random' and 'gabor'.")
-    return list(mixing or ())
+    return named
 
 
 def _plain_convolution(bank):
