@@ -125,3 +125,14 @@ def _nearest_marks(z, kernels, n):
     marks = np.zeros(len(kernels))
     marks[np.argsort(distances)[:n]] = 1.0
     return marks
+
+
+def reference_shift(image, down, right):
+    """``image`` (h, w[, c]) moved ``down`` and ``right`` pixels, pixel by pixel: each output pixel reads the
+    input pixel it came from, clamped to the border (the edge repeated into the gap)."""
+    h, w = image.shape[:2]
+    out = np.empty_like(image)
+    for i in range(h):
+        for j in range(w):
+            out[i, j] = image[min(max(i - down, 0), h - 1), min(max(j - right, 0), w - 1)]
+    return out

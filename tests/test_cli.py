@@ -268,12 +268,22 @@ def test_preset_command_overrides_transformer_parameters(tmp_path, capsys):
     assert results["n_features"] == 2 * 200 * 4  # two sides of 200 kernels on a 2x2 grid
 
 
+def test_preset_command_adds_moved_copies_with_shift(tmp_path, capsys):
+    """`--shift PIXELS`: four moved copies of each training image, the augmentation chosen for MNIST (issue 25)."""
+    pytest.importorskip("PIL")
+    root = _image_folder(tmp_path / "images", ["train", "test"])
+    assert main(["preset", "coates-digits", "--dataset", str(root), "--validate", "6", "--alphas", "0.01",
+                 "--shift", "1"]) == 0
+    assert "18 training images x 5 copies" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("argv, message", [
     (["preset", "coates-digits", "--dataset", "digits"], "digits has no test split"),
     (["preset", "coates-digit", "--dataset", "mnist"], "invalid choice: 'coates-digit'"),
     (["preset", "coates-digits", "--dataset", "mnist", "--alphas", "0,1"], "expected comma-separated positive"),
     (["preset", "coates-digits", "--dataset", "mnist", "--set", "nonlinarity=relu"], "expected KEY=VALUE with KEY one"),
     (["preset", "coates-digits", "--dataset", "mnist", "--set", "alpha"], "expected KEY=VALUE"),
+    (["preset", "coates-digits", "--dataset", "mnist", "--shift", "-1"], "expected a non-negative integer"),
 ])
 def test_preset_command_refuses_bad_options(argv, message, capsys):
     assert main(argv) == 2

@@ -6,6 +6,7 @@ from sklearn.datasets import load_digits
 
 from skconvfeat import GramRidgeClassifier, make_preset
 from skconvfeat.study import run_preset
+from reference import reference_shift
 
 
 @pytest.fixture(scope="module")
@@ -39,10 +40,35 @@ def test_penalty_is_chosen_on_a_tenth_of_the_training_rows_and_mirrors_double_th
     assert results["test_accuracy"] > 0.8  # mirrored digits are other symbols: flips are for natural images
 
 
+def test_shifted_copies_are_the_images_moved_one_pixel_each_way(digits):
+    X, y = digits
+    train, test = np.arange(300), np.arange(1500, 1797)
+    results = run_preset("coates-digits", X[train], y[train], X[test], y[test], alphas=[0.01], shift=1, chunk=128,
+                         random_state=3, n_patches=5_000)
+    assert results["shift"] == 1 and results["n_views"] == 5 and results["n_train"] == 300
+    # The same model on the images and their four moved copies, built pixel by pixel.
+    order = np.random.RandomState(3).permutation(len(train))
+    images, labels = X[train][order], y[train][order]
+    moved = [np.array([reference_shift(image, *move) for image in images])
+             for move in ((1, 0), (-1, 0), (0, 1), (0, -1))]
+    transformer = make_preset("coates-digits", random_state=3, n_patches=5_000).fit(images)
+    head = GramRidgeClassifier(alphas=[0.01], standardize=True).fit(
+        transformer.transform(np.concatenate([images, *moved])), np.tile(labels, 5))
+    expected = np.mean(head.predict(transformer.transform(X[test])) == y[test])
+    assert results["test_accuracy"] == pytest.approx(expected) and results["test_accuracy"] > 0.9
+
+
+def test_a_shift_as_large_as_the_image_is_refused(digits):
+    X, y = digits
+    with pytest.raises(ValueError, match="shift=8 must be smaller than the images' height and width, 8 x 8"):
+        run_preset("coates-digits", X[:50], y[:50], X[50:60], y[50:60], shift=8, n_patches=5_000)
+
+
 @pytest.mark.parametrize("params, message", [
     (dict(preset="coates-digit"), "The 'preset' parameter of run_preset must be a str among"),
     (dict(chunk=0), "The 'chunk' parameter of run_preset must be an int in the range \\[1, inf\\)"),
     (dict(flip="yes"), "The 'flip' parameter of run_preset must be an instance of 'bool'"),
+    (dict(shift=-1), "The 'shift' parameter of run_preset must be an int in the range \\[0, inf\\)"),
 ])
 def test_bad_arguments_are_refused_naming_the_parameter(params, message, digits):
     from sklearn.utils._param_validation import InvalidParameterError

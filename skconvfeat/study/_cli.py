@@ -75,6 +75,7 @@ def _number(cast, accept, expected):
 
 
 _positive_int = _number(int, lambda value: value >= 1, "a positive integer")
+_non_negative_int = _number(int, lambda value: value >= 0, "a non-negative integer")
 _seed_caps = _number(lambda text: [int(part) for part in _split(text)],
                      lambda counts: bool(counts) and min(counts) >= 1, "a positive integer or a comma-separated list")
 _n_jobs = _number(int, lambda value: value != 0, "a worker count (-1 for all cores)")
@@ -666,6 +667,9 @@ def build_preset_parser():
                         help="a skconvfeat.datasets name with a test split, or the PATH of a train/test image folder")
     parser.add_argument("--data-home", metavar="DIR", help="where the dataset's files are")
     parser.add_argument("--flip", action="store_true", help="add every training image's left-right mirror")
+    parser.add_argument("--shift", type=_non_negative_int, default=0, metavar="PIXELS",
+                        help="add four copies of every training image moved PIXELS up, down, left and right "
+                             "(default: 0, none)")
     parser.add_argument("--alphas", type=_alphas, default=list(PRESET_ALPHAS), metavar="A,B,...",
                         help="candidate ridge penalties (default: %(default)s)")
     parser.add_argument("--train-size", type=_positive_int, metavar="N",
@@ -706,8 +710,8 @@ def _preset_main(argv):
         X, y, X_test, y_test = training_and_evaluation(X, y, X_test, y_test, train_size=args.train_size,
                                                        validate=args.validate, seed=args.seed)
         say = (lambda text: None) if args.json else (lambda text: print(f"skconvfeat: {text}", flush=True))
-        results = run_preset(args.name, X, y, X_test, y_test, flip=args.flip, alphas=args.alphas, chunk=args.chunk,
-                             random_state=args.seed, progress=say, **dict(args.overrides))
+        results = run_preset(args.name, X, y, X_test, y_test, flip=args.flip, shift=args.shift, alphas=args.alphas,
+                             chunk=args.chunk, random_state=args.seed, progress=say, **dict(args.overrides))
     except (OSError, ValueError, pickle.UnpicklingError) as exc:
         print(f"skconvfeat preset: error: {exc}", file=sys.stderr)
         return 1
@@ -719,7 +723,8 @@ def _preset_main(argv):
         print(json.dumps(results, indent=2))
         return 0
     scores = ", ".join(f"{a:g}: {s:.4f}" for a, s in zip(results["alphas"], results["validation_scores"]))
-    print(f"{args.name} on {args.dataset}: {results['n_train']:,} training images{' and their mirrors' * args.flip}, "
+    copies = f" x {results['n_views']} copies" if results["n_views"] > 1 else ""
+    print(f"{args.name} on {args.dataset}: {results['n_train']:,} training images{copies}, "
           f"{results['n_features']:,} features; held-out accuracy per penalty {{{scores}}}, chosen {results['alpha']:g}; "
           f"{results['evaluated_on']} ({results['n_test']:,} images, scored once): "
           f"{100 * results['test_accuracy']:.2f}%; {fmt.duration(sum(results['seconds'].values()))} in all, "

@@ -7,7 +7,8 @@ as a function of the installed package (``skconvfeat preset``) rather than a scr
 features of ``chunk`` images at a time, so the feature matrix is never held whole: memory is the
 head's ``8 * n_features**2``-byte Gram matrix plus one chunk. The penalty is chosen on a random
 tenth of the training images, never on the test set; with ``flip`` every training image's mirror
-is added, the held-out images' mirrors only after the penalty is chosen.
+is added, with ``shift`` its copies moved by that many pixels up, down, left and right; the held-out
+images' copies only after the penalty is chosen.
 """
 
 import resource
@@ -38,16 +39,35 @@ def training_and_evaluation(X, y, X_test, y_test, *, train_size=None, validate=N
     return X[order[:train_size]], y[order[:train_size]], X_test, y_test
 
 
-def _features(transformer, images, flip=False):
-    """Features of ``images`` (mirrored left-right when ``flip``; width is axis 2 of (n, h, w[, c]))."""
-    return transformer.transform(images[:, :, ::-1] if flip else images)
+def _views(flip, shift):
+    """The training copies of each image, as ``(mirrored, (down, right))``; the image itself first."""
+    moves = [(0, 0)] + ([(shift, 0), (-shift, 0), (0, shift), (0, -shift)] if shift else [])
+    return [(mirrored, move) for mirrored in ((False, True) if flip else (False,)) for move in moves]
 
 
-def _stream(head, transformer, images, y, chunk, flips, classes):
+def _view(images, mirrored=False, move=(0, 0)):
+    """``images`` (n, h, w[, c]) mirrored left-right, then moved ``move = (down, right)`` pixels, the edge
+    rows and columns repeated into the space left behind (background, on digits: a zero fill)."""
+    if mirrored:
+        images = images[:, :, ::-1]
+    down, right = move
+    if not (down or right):
+        return images
+    h, w = images.shape[1:3]
+    pad = [(0, 0), (max(down, 0), max(-down, 0)), (max(right, 0), max(-right, 0))] + [(0, 0)] * (images.ndim - 3)
+    top, left = max(-down, 0), max(-right, 0)
+    return np.pad(images, pad, mode="edge")[:, top : top + h, left : left + w]
+
+
+def _features(transformer, images, view=(False, (0, 0))):
+    return transformer.transform(_view(images, *view))
+
+
+def _stream(head, transformer, images, y, chunk, views, classes):
     for start in range(0, len(images), chunk):
         rows = slice(start, start + chunk)
-        for flip in flips:
-            head.partial_fit(_features(transformer, images[rows], flip), y[rows], classes=classes)
+        for view in views:
+            head.partial_fit(_features(transformer, images[rows], view), y[rows], classes=classes)
 
 
 def _peak_memory_gib():
@@ -62,6 +82,7 @@ def _peak_memory_gib():
         "X_test": ["array-like"],
         "y_test": ["array-like"],
         "flip": ["boolean"],
+        "shift": [Interval(Integral, 0, None, closed="left")],
         "alphas": ["array-like"],
         "chunk": [Interval(Integral, 1, None, closed="left")],
         "random_state": [Interval(Integral, 0, None, closed="left")],
@@ -69,7 +90,7 @@ def _peak_memory_gib():
     },
     prefer_skip_nested_validation=True,
 )
-def run_preset(preset, X, y, X_test, y_test, *, flip=False, alphas=PRESET_ALPHAS, chunk=2000, random_state=0,
+def run_preset(preset, X, y, X_test, y_test, *, flip=False, shift=0, alphas=PRESET_ALPHAS, chunk=2000, random_state=0,
                progress=None, **preset_params):
     """Fit ``make_preset(preset)`` and a streamed ridge head on ``(X, y)``; score ``(X_test, y_test)`` once.
 
@@ -84,6 +105,10 @@ def run_preset(preset, X, y, X_test, y_test, *, flip=False, alphas=PRESET_ALPHAS
         training set while settings are being chosen).
     flip : bool, default=False
         Add every training image's left-right mirror (Thiry et al.'s augmentation).
+    shift : int, default=0
+        Add four copies of every training image (and mirror) moved this many pixels up, down, left and
+        right (0: none), the edge repeated into the gap: small translations, the augmentation that suits
+        digits, whose mirrors are other symbols.
     alphas : sequence of float, default=PRESET_ALPHAS
         Ridge penalties, one chosen on a random tenth of ``X`` (several), or the one used (one).
     chunk : int, default=2000
@@ -98,11 +123,15 @@ def run_preset(preset, X, y, X_test, y_test, *, flip=False, alphas=PRESET_ALPHAS
     Returns
     -------
     results : dict
-        ``preset``, ``preset_params``, ``n_train``, ``n_test``, ``n_features``, ``flip``, ``alphas``,
+        ``preset``, ``preset_params``, ``n_train``, ``n_test``, ``n_features``, ``flip``, ``shift``, ``n_views`` (copies of each
+        training image, itself included), ``alphas``,
         ``validation_scores`` (per alpha; empty with one alpha), ``alpha``, ``test_accuracy``,
         ``test_evaluations`` (1), ``seconds`` (per stage) and ``peak_memory_gib``.
     """
     say = progress or (lambda text: None)
+    if shift and shift >= min(np.shape(X)[1:3]):
+        raise ValueError(f"shift={shift} must be smaller than the images' height and width, "
+                         f"{np.shape(X)[1]} x {np.shape(X)[2]}")
     start, seconds = time.perf_counter(), {}
 
     def stage(name, text):
@@ -115,9 +144,9 @@ def run_preset(preset, X, y, X_test, y_test, *, flip=False, alphas=PRESET_ALPHAS
     stage("transformer_fit", f"transformer fitted: {transformer.n_features_out_:,} features")
     head = GramRidgeClassifier(alphas=list(alphas), standardize=True)
     n_held = int(len(X) * HELD_OUT) if len(alphas) > 1 else 0
-    flips, classes = ((False, True) if flip else (False,)), np.unique(y)
-    _stream(head, transformer, X[n_held:], y[n_held:], chunk, flips, classes)
-    stage("training_rows", f"training rows added: {len(X) - n_held:,} images x {len(flips)}")
+    views, classes = _views(flip, shift), np.unique(y)
+    _stream(head, transformer, X[n_held:], y[n_held:], chunk, views, classes)
+    stage("training_rows", f"training rows added: {len(X) - n_held:,} images x {len(views)}")
     scores = []
     if n_held:
         held = _features(transformer, X[:n_held])
@@ -125,8 +154,7 @@ def run_preset(preset, X, y, X_test, y_test, *, flip=False, alphas=PRESET_ALPHAS
         scores = [float(s) for s in head.validation_scores_]
         head.partial_fit(held, y[:n_held])
         del held
-        if flip:
-            _stream(head, transformer, X[:n_held], y[:n_held], chunk, (True,), classes)
+        _stream(head, transformer, X[:n_held], y[:n_held], chunk, views[1:], classes)
         stage("penalty", f"penalty chosen on {n_held:,} held-out training images: alpha {head.alpha_:g}")
     head.coef_  # solve now, so that the refit's time is its own
     stage("refit", "refitted on every training row")
@@ -134,6 +162,6 @@ def run_preset(preset, X, y, X_test, y_test, *, flip=False, alphas=PRESET_ALPHAS
                   for i in range(0, len(X_test), chunk))
     stage("test", "test set scored once")
     return {"preset": preset, "preset_params": preset_params, "n_train": int(len(X)), "n_test": int(len(X_test)),
-            "n_features": int(transformer.n_features_out_), "flip": bool(flip), "alphas": [float(a) for a in alphas],
+            "n_features": int(transformer.n_features_out_), "flip": bool(flip), "shift": int(shift), "n_views": len(views), "alphas": [float(a) for a in alphas],
             "validation_scores": scores, "alpha": float(head.alpha_), "test_accuracy": correct / len(X_test),
             "test_evaluations": 1, "seconds": seconds, "peak_memory_gib": _peak_memory_gib()}
