@@ -1,5 +1,7 @@
 """Presets build valid, clonable transformers that fit and transform images of their datasets' shapes."""
 
+import copy
+
 import numpy as np
 import pytest
 from sklearn.base import clone
@@ -12,6 +14,7 @@ SHAPES = {
     "coates-cifar10-1600": ((32, 32, 3), 255),
     "nearest-cifar10": ((32, 32, 3), 255),
     "coates-mnist": ((28, 28), 255),
+    "coates-mnist-grid4": ((28, 28), 255),
     "coates-digits": ((8, 8), 16),
 }
 
@@ -43,9 +46,10 @@ def test_preset_fits_and_transforms_its_images(name):
 
 
 def test_overrides_win_and_leave_the_preset_untouched():
-    before = {name: dict(params) for name, params in PRESETS.items()}
+    before = copy.deepcopy(PRESETS)
     conv = make_preset("coates-cifar10", pool_grid=2, eps_zca=0.1)
     assert (conv.pool_grid, conv.eps_zca, conv.bank) == (2, 0.1, "kmeans")
+    make_preset("coates-mnist").bank_params["n_filters"] = 5  # edited in place by a user
     assert PRESETS == before
 
 
