@@ -111,7 +111,8 @@ def test_sixteen_threads_get_what_one_thread_gets_and_change_nothing(name, digit
     assert joblib.hash(estimator) == fitted, f"{name}: using the fitted estimator changed its state"
 
 
-@pytest.mark.parametrize("name", ["pipeline+logistic", "pipeline+GramRidgeClassifier", "FixedConvNet", "LearnedConvClassifier"])
+@pytest.mark.parametrize("name", ["pipeline+logistic", "pipeline+GramRidgeClassifier", "FixedConvNet",
+                                  "LearnedConvClassifier"])
 def test_with_blas_at_one_thread_sixteen_threads_get_one_threads_outputs_to_the_bit(name, digits):
     """The rounding allowed above comes from BLAS's thread count alone: hold it at one and outputs are exact."""
     X, y = digits

@@ -90,8 +90,8 @@ def _peak_memory_gib():
     },
     prefer_skip_nested_validation=True,
 )
-def run_preset(preset, X, y, X_test, y_test, *, flip=False, shift=0, alphas=PRESET_ALPHAS, chunk=2000, random_state=0,
-               progress=None, **preset_params):
+def run_preset(preset, X, y, X_test, y_test, *, flip=False, shift=0, alphas=PRESET_ALPHAS, chunk=2000,
+               random_state=0, progress=None, **preset_params):
     """Fit ``make_preset(preset)`` and a streamed ridge head on ``(X, y)``; score ``(X_test, y_test)`` once.
 
     Parameters
@@ -123,10 +123,9 @@ def run_preset(preset, X, y, X_test, y_test, *, flip=False, shift=0, alphas=PRES
     Returns
     -------
     results : dict
-        ``preset``, ``preset_params``, ``n_train``, ``n_test``, ``n_features``, ``flip``, ``shift``, ``n_views`` (copies of each
-        training image, itself included), ``alphas``,
-        ``validation_scores`` (per alpha; empty with one alpha), ``alpha``, ``test_accuracy``,
-        ``test_evaluations`` (1), ``seconds`` (per stage) and ``peak_memory_gib``.
+        ``preset``, ``preset_params``, ``n_train``, ``n_test``, ``n_features``, ``flip``, ``shift``,
+        ``n_views`` (copies of each training image, itself included), ``alphas``, ``validation_scores``
+        (per alpha; empty with one alpha), ``alpha``, ``test_accuracy``, ``test_evaluations`` (1), ``seconds`` (per stage) and ``peak_memory_gib``.
     """
     say = progress or (lambda text: None)
     if shift and shift >= min(np.shape(X)[1:3]):
@@ -162,6 +161,7 @@ def run_preset(preset, X, y, X_test, y_test, *, flip=False, shift=0, alphas=PRES
                   for i in range(0, len(X_test), chunk))
     stage("test", "test set scored once")
     return {"preset": preset, "preset_params": preset_params, "n_train": int(len(X)), "n_test": int(len(X_test)),
-            "n_features": int(transformer.n_features_out_), "flip": bool(flip), "shift": int(shift), "n_views": len(views), "alphas": [float(a) for a in alphas],
+            "n_features": int(transformer.n_features_out_), "flip": bool(flip), "shift": int(shift),
+            "n_views": len(views), "alphas": [float(a) for a in alphas],
             "validation_scores": scores, "alpha": float(head.alpha_), "test_accuracy": correct / len(X_test),
             "test_evaluations": 1, "seconds": seconds, "peak_memory_gib": _peak_memory_gib()}
