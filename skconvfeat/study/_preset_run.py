@@ -125,7 +125,8 @@ def run_preset(preset, X, y, X_test, y_test, *, flip=False, shift=0, alphas=PRES
     results : dict
         ``preset``, ``preset_params``, ``n_train``, ``n_test``, ``n_features``, ``flip``, ``shift``,
         ``n_views`` (copies of each training image, itself included), ``alphas``, ``validation_scores``
-        (per alpha; empty with one alpha), ``alpha``, ``test_accuracy``, ``test_evaluations`` (1), ``seconds`` (per stage) and ``peak_memory_gib``.
+        (per alpha; empty with one alpha), ``alpha``, ``test_accuracy``, ``test_evaluations`` (1),
+        ``seconds`` (per stage) and ``peak_memory_gib``.
     """
     say = progress or (lambda text: None)
     if shift and shift >= min(np.shape(X)[1:3]):
