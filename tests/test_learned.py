@@ -404,6 +404,29 @@ def test_thread_rule_gives_mnist_sized_steps_more_threads_than_digits():
         torch.set_num_threads(before)
 
 
+def test_torch_threads_blocks_closing_out_of_order_restore_the_setting(monkeypatch):
+    """Blocks open in two threads at once share torch's one setting: the smallest open cap holds while
+    any is open, and the count from before comes back when both close, whatever the order (a
+    save-and-restore per block left the second block's cap behind and lifted the first's too early)."""
+    from skconvfeat.learned import _training
+
+    monkeypatch.setattr(_training, "cpu_threads", lambda: 8)  # the rule, not this machine's core count
+    cpu, before = torch.device("cpu"), torch.get_num_threads()
+    torch.set_num_threads(4)
+    try:
+        wide, narrow = _training.torch_threads(cpu, 3 * 5e6), _training.torch_threads(cpu, 1e6)
+        wide.__enter__()
+        assert torch.get_num_threads() == 3
+        narrow.__enter__()
+        assert torch.get_num_threads() == 1
+        wide.__exit__(None, None, None)
+        assert torch.get_num_threads() == 1  # the narrow block is still open
+        narrow.__exit__(None, None, None)
+        assert torch.get_num_threads() == 4
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_torch_threads_restored(digits_split):
     X_train, _, y_train, _ = digits_split
     before = torch.get_num_threads()

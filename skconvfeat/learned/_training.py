@@ -9,6 +9,7 @@ estimator strings epochs together, so ``partial_fit`` is exactly one epoch.
 
 import contextlib
 import math
+import threading
 import time
 import warnings
 
@@ -196,27 +197,60 @@ def torch_device(requested, fitting, owner="LearnedConvClassifier"):
     return torch.device("cpu")
 
 
+class _ThreadCaps:
+    """The caps of the :func:`torch_threads` blocks open now, in any thread of the process.
+
+    torch's thread count is one setting for the whole process, so blocks open in several threads at
+    once (joblib's threading backend, a web server's workers) share it: while any is open it is the
+    smallest open cap, and when the last one closes it is what it was before the first one opened.
+    A save-and-restore per block would leave a middle block's cap behind when blocks close out of order.
+    """
+
+    def __init__(self):
+        self._lock, self._caps, self._before = threading.Lock(), [], None
+
+    def open(self, wanted):
+        with self._lock:
+            if not self._caps:
+                self._before = torch.get_num_threads()
+            cap = max(1, min(self._before, wanted))
+            self._caps.append(cap)
+            self._apply(min(self._caps))
+        return cap
+
+    def close(self, cap):
+        with self._lock:
+            self._caps.remove(cap)
+            self._apply(min(self._caps) if self._caps else self._before)
+
+    @staticmethod
+    def _apply(n):
+        if torch.get_num_threads() != n:
+            torch.set_num_threads(n)
+
+
+_THREAD_CAPS = _ThreadCaps()
+
+
 @contextlib.contextmanager
 def torch_threads(device, macs):
-    """Within the block, cap torch's CPU threads; the previous setting is restored on exit.
+    """Within the block, cap torch's CPU threads; the setting before is back when the last block closes.
 
     The cap is the BLAS limit in force (so threadpoolctl and joblib worker
     limits hold, as for FixedConvTransformer) and one thread per
     ``_MACS_PER_THREAD`` multiply-adds of the largest call: on small images
     (digits: ~1e6 per 128-image step) OpenMP synchronisation costs more than
-    it saves, and on a busy machine it made a step 5-10x slower.
+    it saves, and on a busy machine it made a step 5-10x slower. Blocks open
+    in several threads at once share the smallest cap (:class:`_ThreadCaps`).
     """
-    before = torch.get_num_threads()
-    wanted = before
-    if device.type == "cpu":
-        wanted = max(1, min(before, cpu_threads(), int(macs // _MACS_PER_THREAD)))
-    if wanted != before:
-        torch.set_num_threads(wanted)
+    if device.type != "cpu":
+        yield
+        return
+    cap = _THREAD_CAPS.open(min(cpu_threads(), int(macs // _MACS_PER_THREAD)))
     try:
         yield
     finally:
-        if wanted != before:
-            torch.set_num_threads(before)
+        _THREAD_CAPS.close(cap)
 
 
 class Session:
