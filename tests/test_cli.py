@@ -1,6 +1,7 @@
 """The command line, run in-process through main(argv) (plus one real subprocess)."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -248,7 +249,10 @@ def test_preset_command_scores_held_out_images_and_chooses_the_penalty_on_traini
     root = _image_folder(tmp_path / "images", ["train", "test"])
     assert main(["preset", "coates-digits", "--dataset", str(root), "--validate", "6", "--alphas", "0.01,1",
                  "--json"]) == 0
-    results = json.loads(capsys.readouterr().out)
+    out, err = capsys.readouterr()
+    results = json.loads(out)  # stdout holds the results alone; the stages, timed, go to stderr
+    assert re.search(r"skconvfeat: \[\d+s\] transformer fitted: 3,200 features", err)
+    assert "penalty chosen on 1 held-out training images" in err and "test set scored once" in err
     assert results["evaluated_on"] == "held-out training images" and results["n_test"] == 6
     assert results["n_train"] == 18 and results["test_evaluations"] == 1
     assert len(results["validation_scores"]) == 2 and results["alpha"] in (0.01, 1.0)

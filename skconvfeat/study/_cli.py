@@ -29,6 +29,7 @@ import json
 import pickle
 import re
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -688,6 +689,17 @@ def build_preset_parser():
     return parser
 
 
+def _stage_printer():
+    """A ``progress(text)`` callable printing each finished stage on stderr with the time since the start: a
+    full-set run takes from minutes to hours, and stdout stays for the results (``--json`` included)."""
+    start = time.perf_counter()
+
+    def say(text):
+        print(f"skconvfeat: [{fmt.duration(time.perf_counter() - start)}] {text}", file=sys.stderr, flush=True)
+
+    return say
+
+
 def _preset_main(argv):
     """``skconvfeat preset``: 0 done; 1 the data could not be loaded or used; 2 a bad option; 130 interrupted."""
     from ._preset_run import run_preset, training_and_evaluation
@@ -709,9 +721,9 @@ def _preset_main(argv):
             raise ValueError(f"{args.dataset} has no test split: the preset command scores one")
         X, y, X_test, y_test = training_and_evaluation(X, y, X_test, y_test, train_size=args.train_size,
                                                        validate=args.validate, seed=args.seed)
-        say = (lambda text: None) if args.json else (lambda text: print(f"skconvfeat: {text}", flush=True))
         results = run_preset(args.name, X, y, X_test, y_test, flip=args.flip, shift=args.shift, alphas=args.alphas,
-                             chunk=args.chunk, random_state=args.seed, progress=say, **dict(args.overrides))
+                             chunk=args.chunk, random_state=args.seed, progress=_stage_printer(),
+                             **dict(args.overrides))
     except (OSError, ValueError, pickle.UnpicklingError) as exc:
         print(f"skconvfeat preset: error: {exc}", file=sys.stderr)
         return 1
