@@ -12,8 +12,10 @@ sums, fed by ``partial_fit``, stream features that never fit in memory at once.
 import contextlib
 import math
 import numbers
+import os
 import threading
 import warnings
+import zipfile
 
 import numpy as np
 import scipy.linalg.lapack
@@ -113,6 +115,8 @@ class GramRidgeClassifier(LinearClassifierMixin, BaseEstimator):
     intercept_ : ndarray of shape (1,) or (n_classes,)
     classes_ : ndarray of shape (n_classes,)
     n_features_in_ : int
+    n_samples_seen_ : int
+        Rows added by :meth:`partial_fit` so far (not kept by :meth:`fit`).
 
     Examples
     --------
@@ -158,6 +162,13 @@ class GramRidgeClassifier(LinearClassifierMixin, BaseEstimator):
     # more than a chunk's update at 28,800 features, so it runs once when the model is next used.
     coef_ = property(_solved_on_use(0))
     intercept_ = property(_solved_on_use(1))
+
+    @property
+    def n_samples_seen_(self):
+        """Rows added by :meth:`partial_fit` (and :meth:`load_stream`) so far, whatever their weights."""
+        if not hasattr(self, "_sums"):
+            raise AttributeError("GramRidgeClassifier has no n_samples_seen_ before partial_fit (fit keeps no sums).")
+        return self._sums.rows
 
     def __sklearn_is_fitted__(self):
         return hasattr(self, "classes_")
@@ -260,6 +271,66 @@ class GramRidgeClassifier(LinearClassifierMixin, BaseEstimator):
                              "this model was fitted by fit, which chose alpha_ already.")
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], y_numeric=False, reset=False)
         self._select(_check_alphas(self.alphas), X, self._targets(y), self._weights(y, sample_weight, self.classes_, "select_alpha"))
+        self._published = None
+        return self
+
+    def save_stream(self, path):
+        """Write the sums of the rows added by :meth:`partial_fit` so far to ``path``, to go on elsewhere.
+
+        A stream of features that takes hours can then be interrupted and continued in another process
+        with :meth:`load_stream`. The file is NumPy's ``.npz`` without pickled objects (about
+        ``8 * n_features**2`` bytes, uncompressed); it is written beside ``path`` and renamed onto it, so
+        an interruption leaves either the previous file or the new one, never half of one.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file to write (by convention ending in ``.npz``).
+
+        Returns
+        -------
+        self : GramRidgeClassifier
+        """
+        if not hasattr(self, "_sums") or self._sums.shift is None:
+            raise ValueError("GramRidgeClassifier.save_stream saves the rows added by partial_fit; none were added "
+                             "(a model fitted by fit keeps no sums).")
+        arrays = {**self._sums.to_arrays(), "classes": self.classes_, "n_features_in": self.n_features_in_}
+        partial = f"{os.fspath(path)}.partial"
+        try:
+            with open(partial, "wb") as file:
+                np.savez(file, **arrays)
+            os.replace(partial, path)
+        finally:
+            if os.path.exists(partial):
+                os.remove(partial)
+        return self
+
+    def load_stream(self, path):
+        """Go on with the stream that :meth:`save_stream` wrote to ``path``: this model's sums become the file's.
+
+        The file is checked before use (array names, shapes, types, finite values) and read without
+        pickle, so a damaged or foreign file is refused with a ValueError rather than fitted. The
+        penalty is not in the file: :meth:`select_alpha` (or a single ``alphas``) chooses it as usual.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            A file written by :meth:`save_stream`.
+
+        Returns
+        -------
+        self : GramRidgeClassifier
+        """
+        self._validate_params()
+        try:
+            with np.load(path, allow_pickle=False) as stored:
+                arrays = {name: stored[name] for name in stored.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # cut short, or not a zip at all
+            raise ValueError(f"{os.fspath(path)} is not a GramRidgeClassifier stream file: {exc}") from exc
+        classes, n_features = _check_stream_arrays(arrays, path)
+        self._start(classes, n_features, _check_alphas(self.alphas))
+        self.n_features_in_ = n_features
+        self._sums.load_arrays(arrays)
         self._published = None
         return self
 
@@ -370,7 +441,8 @@ class _GramSums:
     def __init__(self, n_features, n_targets):
         self.shift = None
         self.dtype = None
-        self.n = 0
+        self.n = 0  # the rows' total weight
+        self.rows = 0
         self.sum_x = np.zeros(n_features)
         self.sum_y = np.zeros(n_targets)
         self.xtx = np.zeros((n_features, n_features))
@@ -384,11 +456,27 @@ class _GramSums:
     def __setstate__(self, state):
         self.__dict__.update(state, lock=threading.RLock())
 
+    def to_arrays(self):
+        """The sums as named arrays (the lower triangle of ``xtx`` is scratch, but saved as it lies)."""
+        with self.lock:
+            return {"shift": self.shift, "dtype": np.array(np.dtype(self.dtype).name), "n": np.array(float(self.n)),
+                    "rows": np.array(self.rows, dtype=np.int64), "sum_x": self.sum_x, "sum_y": self.sum_y,
+                    "xtx": self.xtx, "diagonal": self.diagonal, "xty": self.xty}
+
+    def load_arrays(self, arrays):
+        """Take the sums of :meth:`to_arrays` (checked by ``_check_stream_arrays``)."""
+        with self.lock:
+            self.shift, self.dtype, self.n = arrays["shift"], np.dtype(str(arrays["dtype"])), float(arrays["n"])
+            self.rows = int(arrays["rows"])
+            for name in ("sum_x", "sum_y", "xtx", "diagonal", "xty"):
+                setattr(self, name, np.ascontiguousarray(arrays[name], dtype=np.float64))
+
     def add(self, X, Y, weights=None):
         with self.lock:
             if self.shift is None:
                 self.shift, self.dtype = X.mean(axis=0, dtype=np.float64), X.dtype
             Xs = X - self.shift.astype(X.dtype)
+            self.rows += len(X)
             if weights is None:
                 self.n += len(X)
                 self.sum_x += Xs.sum(axis=0, dtype=np.float64)
@@ -509,6 +597,39 @@ def _accuracy(solution, X, Y, weights, batch_size):
     else:
         correct = scores.argmax(axis=1) == Y.argmax(axis=1)
     return float(np.average(correct, weights=weights))
+
+
+_STREAM_ARRAYS = ("shift", "dtype", "n", "rows", "sum_x", "sum_y", "xtx", "diagonal", "xty", "classes", "n_features_in")
+
+
+def _check_stream_arrays(arrays, path):
+    """``(classes, n_features)`` of a stream file's arrays, after checking that they fit together."""
+
+    def refuse(reason):
+        raise ValueError(f"{os.fspath(path)} is not a GramRidgeClassifier stream file: {reason}.")
+
+    missing = [name for name in _STREAM_ARRAYS if name not in arrays]
+    if missing:
+        refuse(f"it lacks the arrays {missing}")
+    classes, n_features = arrays["classes"], arrays["n_features_in"]
+    if classes.ndim != 1 or len(np.unique(classes)) != len(classes) or len(classes) < 2:
+        refuse(f"'classes' must be at least 2 distinct labels, got {classes!r}")
+    if n_features.shape != () or n_features.dtype.kind not in "iu" or not n_features > 0:
+        refuse(f"'n_features_in' must be a positive integer, got {n_features!r}")
+    p, t = int(n_features), 1 if len(classes) == 2 else len(classes)
+    shapes = {"shift": (p,), "n": (), "sum_x": (p,), "sum_y": (t,), "xtx": (p, p), "diagonal": (p,), "xty": (p, t)}
+    for name, shape in shapes.items():
+        value = arrays[name]
+        if value.shape != shape or value.dtype.kind != "f" or not np.all(np.isfinite(value)):
+            refuse(f"'{name}' must be finite floats of shape {shape}, got {value.dtype} of shape {value.shape}")
+    if not arrays["n"] > 0:
+        refuse(f"'n' (the rows' total weight) must be positive, got {float(arrays['n'])}")
+    rows = arrays["rows"]
+    if rows.shape != () or rows.dtype.kind not in "iu" or not rows > 0:
+        refuse(f"'rows' must be a positive integer, got {rows!r}")
+    if arrays["dtype"].shape != () or str(arrays["dtype"]) not in ("float32", "float64"):
+        refuse(f"'dtype' must be float32 or float64, got {arrays['dtype']!r}")
+    return classes, p
 
 
 def _check_sample_weight(sample_weight, n_samples, method):

@@ -281,6 +281,34 @@ def test_preset_command_adds_moved_copies_with_shift(tmp_path, capsys):
     assert "18 training images x 5 copies" in capsys.readouterr().out
 
 
+def test_preset_command_interrupted_goes_on_from_its_checkpoint(tmp_path, capsys, monkeypatch):
+    """`--checkpoint DIR`: Ctrl-C after a save exits 130 and keeps the sums; the same command goes on from them."""
+    pytest.importorskip("PIL")
+    root = _image_folder(tmp_path / "images", ["train", "test"])
+    argv = ["preset", "coates-digits", "--dataset", str(root), "--validate", "6", "--alphas", "0.01,1", "--chunk", "4",
+            "--checkpoint", str(tmp_path / "ck"), "--checkpoint-every", "0", "--json"]
+    printer = _cli._stage_printer
+
+    def interrupting_printer():
+        say = printer()
+
+        def progress(text):
+            say(text)
+            if "checkpoint: 8 of 17" in text:
+                raise KeyboardInterrupt
+
+        return progress
+
+    monkeypatch.setattr(_cli, "_stage_printer", interrupting_printer)
+    assert main(argv) == 130
+    assert "skconvfeat preset: interrupted" in capsys.readouterr().err
+    monkeypatch.undo()
+    assert main(argv) == 0
+    out, err = capsys.readouterr()
+    assert "checkpoint: 8 of 17 training images read from" in err
+    assert json.loads(out)["resumed_images"] == 8 and not (tmp_path / "ck").exists()
+
+
 @pytest.mark.parametrize("argv, message", [
     (["preset", "coates-digits", "--dataset", "digits"], "digits has no test split"),
     (["preset", "coates-digit", "--dataset", "mnist"], "invalid choice: 'coates-digit'"),
@@ -288,6 +316,8 @@ def test_preset_command_adds_moved_copies_with_shift(tmp_path, capsys):
     (["preset", "coates-digits", "--dataset", "mnist", "--set", "nonlinarity=relu"], "expected KEY=VALUE with KEY one"),
     (["preset", "coates-digits", "--dataset", "mnist", "--set", "alpha"], "expected KEY=VALUE"),
     (["preset", "coates-digits", "--dataset", "mnist", "--shift", "-1"], "expected a non-negative integer"),
+    (["preset", "coates-digits", "--dataset", "mnist", "--checkpoint-every", "soon"],
+     "expected a non-negative integer"),
 ])
 def test_preset_command_refuses_bad_options(argv, message, capsys):
     assert main(argv) == 2

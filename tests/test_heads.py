@@ -12,6 +12,7 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.class_weight import compute_sample_weight
+from numpy.testing import assert_array_equal
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skconvfeat import GramRidgeClassifier
@@ -393,3 +394,90 @@ def test_small_cholesky_keeps_the_blas_threads(monkeypatch):
 
     before = [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
     assert _threads_at_each_cholesky(monkeypatch, n_features=30, threshold=30) == [before] * 3
+
+
+# -- save_stream / load_stream: a stream interrupted in one process, continued in another --------------
+
+
+@pytest.mark.parametrize("labels", ["ints", "strings", "binary"])
+def test_a_saved_stream_goes_on_to_the_model_of_one_uninterrupted_stream(tmp_path, labels):
+    X, y = _data(2 if labels == "binary" else 4, n_samples=400)
+    y = np.array(["cat", "dog", "eel", "fox"])[y] if labels == "strings" else y
+    weights = np.random.RandomState(0).uniform(0.5, 2, len(X))
+    whole = GramRidgeClassifier(alphas=(1e-3, 1e-1), standardize=True)
+    whole.partial_fit(X[:150], y[:150], classes=np.unique(y), sample_weight=weights[:150])
+    whole.save_stream(tmp_path / "head.npz")
+    resumed = GramRidgeClassifier(alphas=(1e-3, 1e-1), standardize=True).load_stream(tmp_path / "head.npz")
+    assert resumed.n_samples_seen_ == 150 and resumed.n_features_in_ == 20
+    for model in (whole, resumed):
+        model.partial_fit(X[150:300], y[150:300], sample_weight=weights[150:300])
+        model.select_alpha(X[300:350], y[300:350])
+        model.partial_fit(X[300:350], y[300:350], sample_weight=weights[300:350])
+    assert_array_equal(resumed.classes_, whole.classes_)
+    assert resumed.alpha_ == whole.alpha_ and resumed.n_samples_seen_ == 350
+    assert_array_equal(resumed.coef_, whole.coef_)  # the same sums, so the same solve, to the bit
+    assert_array_equal(resumed.intercept_, whole.intercept_)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["head.npz"]  # nothing half-written beside it
+
+
+def test_an_interrupted_save_keeps_the_previous_file(tmp_path, monkeypatch):
+    X, y = _data()
+    model = GramRidgeClassifier(alphas=[0.1]).partial_fit(X[:100], y[:100], classes=range(4))
+    model.save_stream(tmp_path / "head.npz")
+    model.partial_fit(X[100:200], y[100:200])
+
+    def interrupted(file, **arrays):
+        file.write(b"PK\x03\x04 half a zip")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "savez", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        model.save_stream(tmp_path / "head.npz")
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["head.npz"]
+    assert GramRidgeClassifier(alphas=[0.1]).load_stream(tmp_path / "head.npz").n_samples_seen_ == 100
+
+
+def _stream_file(tmp_path, **changes):
+    """A valid stream file, with some arrays replaced (None: removed)."""
+    X, y = _data()
+    GramRidgeClassifier().partial_fit(X, y, classes=range(4)).save_stream(tmp_path / "good.npz")
+    with np.load(tmp_path / "good.npz") as stored:
+        arrays = {name: stored[name] for name in stored.files}
+    for name, value in changes.items():
+        if value is None:
+            del arrays[name]
+        else:
+            arrays[name] = value
+    np.savez(tmp_path / "bad.npz", **arrays)
+    return tmp_path / "bad.npz"
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(xtx=None), "it lacks the arrays \\['xtx'\\]"),
+    (dict(xtx=np.zeros((20, 19))), "'xtx' must be finite floats of shape \\(20, 20\\)"),
+    (dict(sum_x=np.full(20, np.nan)), "'sum_x' must be finite floats"),
+    (dict(xty=np.zeros((20, 3))), "'xty' must be finite floats of shape \\(20, 4\\)"),
+    (dict(classes=np.array([1, 1, 2, 3])), "'classes' must be at least 2 distinct labels"),
+    (dict(n=np.array(-1.0)), "'n' \\(the rows' total weight\\) must be positive"),
+    (dict(rows=np.array(2.5)), "'rows' must be a positive integer"),
+    (dict(dtype=np.array("int8")), "'dtype' must be float32 or float64"),
+    (dict(classes=np.array([{"a": 1}, 2], dtype=object)), "Object arrays cannot be loaded"),
+])
+def test_a_damaged_or_foreign_stream_file_is_refused(tmp_path, changes, message):
+    with pytest.raises(ValueError, match="bad.npz is not a GramRidgeClassifier stream file: " + message):
+        GramRidgeClassifier().load_stream(_stream_file(tmp_path, **changes))
+
+
+def test_a_cut_short_stream_file_is_refused(tmp_path):
+    good = _stream_file(tmp_path)
+    (tmp_path / "cut.npz").write_bytes(good.read_bytes()[:5000])
+    with pytest.raises(ValueError, match="cut.npz is not a GramRidgeClassifier stream file"):
+        GramRidgeClassifier().load_stream(tmp_path / "cut.npz")
+
+
+def test_save_stream_needs_streamed_rows(tmp_path):
+    X, y = _data()
+    with pytest.raises(ValueError, match="none were added"):
+        GramRidgeClassifier(random_state=0).fit(X, y).save_stream(tmp_path / "head.npz")
+    assert not any(tmp_path.iterdir())

@@ -78,3 +78,84 @@ def test_bad_arguments_are_refused_naming_the_parameter(params, message, digits)
     preset = args.pop("preset")
     with pytest.raises(InvalidParameterError, match=message):
         run_preset(preset, X[:50], y[:50], X[50:60], y[50:60], **args)
+
+
+# -- checkpoint: an interrupted run goes on from its saved sums -------------------------------------------
+
+CHECKPOINTED = dict(alphas=[1e-3, 1e-2], chunk=100, random_state=0, n_patches=5_000, shift=1)
+
+
+def _interrupted(digits, directory, after_saves=2, **changes):
+    """run_preset stopped (as by Ctrl-C) right after its ``after_saves``-th checkpoint save."""
+    X, y = digits
+    saves = []
+
+    def progress(text):
+        if text.startswith("checkpoint:") and "saved" in text:
+            saves.append(text)
+            if len(saves) == after_saves:
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_preset("coates-digits", X[:600], y[:600], X[1500:], y[1500:], progress=progress, checkpoint=directory,
+                   checkpoint_every=0, **{**CHECKPOINTED, **changes})
+    return saves
+
+
+def test_an_interrupted_run_goes_on_from_its_checkpoint_to_the_same_result(digits, tmp_path):
+    X, y = digits
+    whole = run_preset("coates-digits", X[:600], y[:600], X[1500:], y[1500:], **CHECKPOINTED)
+    saves = _interrupted(digits, tmp_path / "ck")
+    assert saves[-1].startswith("checkpoint: 200 of 540 training images saved")
+    assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["head.npz", "probe.npy", "run.json"]
+    said = []
+    again = run_preset("coates-digits", X[:600], y[:600], X[1500:], y[1500:], progress=said.append,
+                       checkpoint=tmp_path / "ck", **CHECKPOINTED)
+    assert "checkpoint: 200 of 540 training images read from" in said[1] and again["resumed_images"] == 200
+    assert again["validation_scores"] == whole["validation_scores"] and again["alpha"] == whole["alpha"]
+    assert again["test_accuracy"] == whole["test_accuracy"] and whole["resumed_images"] == 0
+    assert not (tmp_path / "ck").exists()  # a finished run leaves nothing behind
+
+
+@pytest.mark.parametrize("changes, differ", [
+    (dict(shift=0), "\\['shift'\\]"), (dict(chunk=50), "\\['chunk'\\]"), (dict(flip=True), "\\['flip'\\]"),
+    (dict(n_patches=4_000), "\\['preset_params'\\]"),
+])
+def test_a_checkpoint_of_another_run_is_refused(digits, tmp_path, changes, differ):
+    X, y = digits
+    _interrupted(digits, tmp_path / "ck")
+    with pytest.raises(ValueError, match=f"was saved by another run \\(it differs in {differ}\\)"):
+        run_preset("coates-digits", X[:600], y[:600], X[1500:], y[1500:], checkpoint=tmp_path / "ck",
+                   **{**CHECKPOINTED, **changes})
+    other_labels = y[:600].copy()
+    other_labels[0] = (other_labels[0] + 1) % 10
+    with pytest.raises(ValueError, match="differs in \\['images'\\]"):
+        run_preset("coates-digits", X[:600], other_labels, X[1500:], y[1500:], checkpoint=tmp_path / "ck",
+                   **CHECKPOINTED)
+
+
+def test_a_checkpoint_whose_features_differ_or_that_is_damaged_is_refused(digits, tmp_path):
+    X, y = digits
+    _interrupted(digits, tmp_path / "ck")
+    probe = np.load(tmp_path / "ck" / "probe.npy")
+    np.save(tmp_path / "ck" / "probe.npy", probe * 1.01)  # as if k-means had found other centroids
+    run = dict(checkpoint=tmp_path / "ck", **CHECKPOINTED)
+    with pytest.raises(ValueError, match="computes different ones"):
+        run_preset("coates-digits", X[:600], y[:600], X[1500:], y[1500:], **run)
+    np.save(tmp_path / "ck" / "probe.npy", probe)
+    (tmp_path / "ck" / "head.npz").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="head.npz is not a GramRidgeClassifier stream file"):
+        run_preset("coates-digits", X[:600], y[:600], X[1500:], y[1500:], **run)
+    (tmp_path / "ck" / "run.json").write_text("[1, 2")
+    with pytest.raises(ValueError, match="cannot be read"):
+        run_preset("coates-digits", X[:600], y[:600], X[1500:], y[1500:], **run)
+    (tmp_path / "ck" / "run.json").unlink()
+    _interrupted(digits, tmp_path / "ck2")
+    odd = np.random.RandomState(0).rand(7, probe.shape[1])
+    GramRidgeClassifier().partial_fit(odd, np.arange(7), classes=range(10)).save_stream(tmp_path / "ck2" / "head.npz")
+    with pytest.raises(ValueError, match="holds 7 rows, which is no whole number of 100-image chunks of 5 copies"):
+        run_preset("coates-digits", X[:600], y[:600], X[1500:], y[1500:], checkpoint=tmp_path / "ck2", **CHECKPOINTED)
+    # Sums without the run.json that names their run are never resumed: a fresh run starts over them.
+    assert (tmp_path / "ck" / "head.npz").exists() and not (tmp_path / "ck" / "run.json").exists()
+    fresh = run_preset("coates-digits", X[:600], y[:600], X[1500:], y[1500:], checkpoint=tmp_path / "ck", **CHECKPOINTED)
+    assert fresh["resumed_images"] == 0 and not (tmp_path / "ck").exists()

@@ -8,12 +8,17 @@ features of ``chunk`` images at a time, so the feature matrix is never held whol
 head's ``8 * n_features**2``-byte Gram matrix plus one chunk. The penalty is chosen on a random
 tenth of the training images, never on the test set; with ``flip`` every training image's mirror
 is added, with ``shift`` its copies moved by that many pixels up, down, left and right; the held-out
-images' copies only after the penalty is chosen.
+images' copies only after the penalty is chosen. With ``checkpoint`` the head's sums are saved as the
+training rows stream in, and the same call started again goes on from them.
 """
 
+import contextlib
+import hashlib
+import json
+import os
 import resource
 import time
-from numbers import Integral
+from numbers import Integral, Real
 
 import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions, validate_params
@@ -63,11 +68,112 @@ def _features(transformer, images, view=(False, (0, 0))):
     return transformer.transform(_view(images, *view))
 
 
-def _stream(head, transformer, images, y, chunk, views, classes):
-    for start in range(0, len(images), chunk):
-        rows = slice(start, start + chunk)
+def _stream(head, transformer, images, y, chunk, views, classes, start=0, after_chunk=None):
+    """Add the features of ``images[start:]`` and their ``views`` to ``head``, ``chunk`` images at a time."""
+    for first in range(start, len(images), chunk):
+        rows = slice(first, first + chunk)
         for view in views:
             head.partial_fit(_features(transformer, images[rows], view), y[rows], classes=classes)
+        if after_chunk is not None:
+            after_chunk(min(first + chunk, len(images)))
+
+
+class _Checkpoint:
+    """A directory that keeps an interrupted run's ridge sums, so that the same run goes on from them.
+
+    ``run.json`` names the run (preset, settings, a digest of the images and labels) and ``probe.npy``
+    holds the features of a few images: a run that differs in either, or whose refitted transformer
+    computes other features (k-means may round differently on another machine), is refused rather than
+    mixed with sums it did not make. ``head.npz`` (:meth:`GramRidgeClassifier.save_stream`) is rewritten,
+    by rename, at most every ``every`` seconds while the training rows stream in; the images done are its
+    rows divided by the copies of each image. A finished run deletes the directory's files.
+    """
+
+    _FILES = ("run.json", "probe.npy", "head.npz")
+    PROBE_IMAGES = 4
+
+    def __init__(self, directory, run, every):
+        self.directory, self.run, self.every = os.fspath(directory), run, every
+        self._last = time.perf_counter()
+
+    def _path(self, name):
+        return os.path.join(self.directory, name)
+
+    def resume(self, head, probe, n_views, total, chunk):
+        """Images of the training stream already in the saved sums (loaded into ``head``); 0 for a new run."""
+        os.makedirs(self.directory, exist_ok=True)
+        if not os.path.exists(self._path("run.json")):
+            with contextlib.suppress(FileNotFoundError):  # sums of no known run: never to be resumed
+                os.remove(self._path("head.npz"))
+            _write_atomically(self._path("probe.npy"), lambda file: np.save(file, probe))
+            _write_atomically(self._path("run.json"), lambda file: file.write(json.dumps(self.run).encode()))
+            return 0
+        self._check_same_run(probe)
+        if not os.path.exists(self._path("head.npz")):
+            return 0
+        head.load_stream(self._path("head.npz"))
+        done, leftover = divmod(head.n_samples_seen_, n_views)
+        if leftover or done > total or (done % chunk and done != total):
+            raise ValueError(f"The checkpoint {self.directory} holds {head.n_samples_seen_:,} rows, which is no whole "
+                             f"number of {chunk}-image chunks of {n_views} copies; delete it to start afresh.")
+        return done
+
+    def _check_same_run(self, probe):
+        try:
+            with open(self._path("run.json"), "rb") as file:
+                saved = json.loads(file.read().decode())
+            saved_probe = np.load(self._path("probe.npy"), allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"The checkpoint {self.directory} cannot be read ({exc}); delete it to start "
+                             "afresh.") from exc
+        if not isinstance(saved, dict):
+            raise ValueError(f"The checkpoint {self.directory} cannot be read (run.json holds no run); delete it.")
+        differ = sorted(key for key in set(saved) | set(self.run) if saved.get(key) != self.run.get(key))
+        if differ:
+            raise ValueError(f"The checkpoint {self.directory} was saved by another run (it differs in {differ}); "
+                             "delete it, or give this run another checkpoint directory.")
+        if saved_probe.shape != probe.shape or not np.allclose(saved_probe, probe, rtol=1e-4, atol=1e-6):
+            raise ValueError(f"The checkpoint {self.directory} was saved with other features: this machine's "
+                             "transformer, fitted with the same settings, computes different ones. Delete it "
+                             "to start afresh.")
+
+    def save(self, head, force=False):
+        """Save ``head``'s sums if ``every`` seconds have passed since the last save (always with ``force``)."""
+        if force or time.perf_counter() - self._last >= self.every:
+            head.save_stream(self._path("head.npz"))
+            self._last = time.perf_counter()
+            return True
+        return False
+
+    def remove(self):
+        for name in self._FILES:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(self._path(name))
+        with contextlib.suppress(OSError):  # not empty: the user keeps other files there
+            os.rmdir(self.directory)
+
+
+def _write_atomically(path, write):
+    partial = f"{path}.partial"
+    try:
+        with open(partial, "wb") as file:
+            write(file)
+        os.replace(partial, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(partial)
+
+
+def _run_identity(preset, preset_params, X, y, flip, shift, chunk, random_state):
+    """What makes two runs' sums the same: settings and a digest of the images and labels, as JSON values."""
+    digest = hashlib.sha256()
+    for array in (X, y):
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(memoryview(array).cast("B"))
+    return {"format": 1, "preset": preset, "preset_params": json.loads(json.dumps(preset_params, default=repr)),
+            "flip": bool(flip), "shift": int(shift), "chunk": int(chunk), "random_state": int(random_state),
+            "images": digest.hexdigest()}
 
 
 def _peak_memory_gib():
@@ -87,11 +193,13 @@ def _peak_memory_gib():
         "chunk": [Interval(Integral, 1, None, closed="left")],
         "random_state": [Interval(Integral, 0, None, closed="left")],
         "progress": [callable, None],
+        "checkpoint": [str, os.PathLike, None],
+        "checkpoint_every": [Interval(Real, 0, None, closed="left")],
     },
     prefer_skip_nested_validation=True,
 )
 def run_preset(preset, X, y, X_test, y_test, *, flip=False, shift=0, alphas=PRESET_ALPHAS, chunk=2000,
-               random_state=0, progress=None, **preset_params):
+               random_state=0, progress=None, checkpoint=None, checkpoint_every=600.0, **preset_params):
     """Fit ``make_preset(preset)`` and a streamed ridge head on ``(X, y)``; score ``(X_test, y_test)`` once.
 
     Parameters
@@ -116,7 +224,15 @@ def run_preset(preset, X, y, X_test, y_test, *, flip=False, shift=0, alphas=PRES
     random_state : int, default=0
         Seed of the preset's patches and of the held-out tenth.
     progress : callable, default=None
-        Called as ``progress(stage_text)`` after each stage.
+        Called as ``progress(stage_text)`` after each stage and each checkpoint saved.
+    checkpoint : str or path-like, default=None
+        A directory in which to keep the ridge head's sums while the training rows stream in (the
+        longest stage: hours for the largest runs), so that the same call, started again after an
+        interruption, goes on from the last save. Each save is ``8 * n_features**2`` bytes (6.6 GB at
+        28,800 features), written beside the previous one and renamed onto it. A run with other
+        settings or images is refused; a finished run deletes the files.
+    checkpoint_every : float, default=600.0
+        Seconds between saves (0: after every chunk); the end of the training rows is always saved.
     **preset_params
         Parameters overriding the preset's.
 
@@ -126,7 +242,8 @@ def run_preset(preset, X, y, X_test, y_test, *, flip=False, shift=0, alphas=PRES
         ``preset``, ``preset_params``, ``n_train``, ``n_test``, ``n_features``, ``flip``, ``shift``,
         ``n_views`` (copies of each training image, itself included), ``alphas``, ``validation_scores``
         (per alpha; empty with one alpha), ``alpha``, ``test_accuracy``, ``test_evaluations`` (1),
-        ``seconds`` (per stage) and ``peak_memory_gib``.
+        ``seconds`` (per stage), ``peak_memory_gib`` and ``resumed_images`` (training images whose rows came
+        from the checkpoint; 0 without one).
     """
     say = progress or (lambda text: None)
     if shift and shift >= min(np.shape(X)[1:3]):
@@ -145,8 +262,21 @@ def run_preset(preset, X, y, X_test, y_test, *, flip=False, shift=0, alphas=PRES
     head = GramRidgeClassifier(alphas=list(alphas), standardize=True)
     n_held = int(len(X) * HELD_OUT) if len(alphas) > 1 else 0
     views, classes = _views(flip, shift), np.unique(y)
-    _stream(head, transformer, X[n_held:], y[n_held:], chunk, views, classes)
-    stage("training_rows", f"training rows added: {len(X) - n_held:,} images x {len(views)}")
+    n_stream, done, after_chunk = len(X) - n_held, 0, None
+    if checkpoint is not None:
+        saver = _Checkpoint(checkpoint, _run_identity(preset, preset_params, X, y, flip, shift, chunk, random_state),
+                            checkpoint_every)
+        probe = transformer.transform(X[: _Checkpoint.PROBE_IMAGES])
+        done = saver.resume(head, probe, len(views), n_stream, chunk)
+        if done:
+            say(f"checkpoint: {done:,} of {n_stream:,} training images read from {checkpoint}")
+
+        def after_chunk(images_done):
+            if saver.save(head, force=images_done == n_stream):
+                say(f"checkpoint: {images_done:,} of {n_stream:,} training images saved to {checkpoint}")
+
+    _stream(head, transformer, X[n_held:], y[n_held:], chunk, views, classes, start=done, after_chunk=after_chunk)
+    stage("training_rows", f"training rows added: {n_stream:,} images x {len(views)}")
     scores = []
     if n_held:
         held = _features(transformer, X[:n_held])
@@ -161,8 +291,10 @@ def run_preset(preset, X, y, X_test, y_test, *, flip=False, shift=0, alphas=PRES
     correct = sum(int(np.sum(head.predict(_features(transformer, X_test[i : i + chunk])) == y_test[i : i + chunk]))
                   for i in range(0, len(X_test), chunk))
     stage("test", "test set scored once")
+    if checkpoint is not None:
+        saver.remove()
     return {"preset": preset, "preset_params": preset_params, "n_train": int(len(X)), "n_test": int(len(X_test)),
             "n_features": int(transformer.n_features_out_), "flip": bool(flip), "shift": int(shift),
             "n_views": len(views), "alphas": [float(a) for a in alphas],
             "validation_scores": scores, "alpha": float(head.alpha_), "test_accuracy": correct / len(X_test),
-            "test_evaluations": 1, "seconds": seconds, "peak_memory_gib": _peak_memory_gib()}
+            "test_evaluations": 1, "seconds": seconds, "peak_memory_gib": _peak_memory_gib(), "resumed_images": done}
