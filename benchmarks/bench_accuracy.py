@@ -37,7 +37,7 @@ from skconvfeat.datasets import fetch_mnist, load_image_folder
 
 # dataset: the presets made for it, the first one the default, the others its variants (more filters,
 # Thiry et al.'s nearest encoding), so that every preset is scored on the same split as the scattering.
-OURS = {"digits": ["coates-digits"], "mnist": ["coates-mnist"],
+OURS = {"digits": ["coates-digits"], "mnist": ["coates-mnist", "coates-mnist-grid4"],
         "cifar10": ["coates-cifar10", "coates-cifar10-1600", "nearest-cifar10"]}
 TRAIN_SIZE = {"mnist": 20_000, "cifar10": 10_000}
 SCATTERING_J = 2
