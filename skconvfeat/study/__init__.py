@@ -14,7 +14,7 @@ training images with equal budgets, networks trained to a validation plateau), `
 its command line, and :func:`write_curves` its report; :func:`run_transfer_pair` is claim (c) across
 datasets under the same protocol (``skconvfeat transfer``), its report written by :func:`write_curves` too.
 :func:`run_preset` fits a wide data-derived preset and its streamed ridge head on a whole training set
-(``skconvfeat preset``), the recipe behind the README's preset numbers.
+(``skconvfeat preset``), the recipe behind the README's preset numbers, resumable from a checkpoint.
 Importing :mod:`skconvfeat` does not import this package.
 """
 
