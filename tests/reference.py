@@ -4,6 +4,8 @@ Written independently of skconvfeat._layer (loops and scipy.signal.correlate2d),
 so agreement is evidence that the vectorised layer computes the documented function.
 """
 
+import math
+
 import numpy as np
 from scipy.signal import correlate2d
 
@@ -135,4 +137,25 @@ def reference_shift(image, down, right):
     for i in range(h):
         for j in range(w):
             out[i, j] = image[min(max(i - down, 0), h - 1), min(max(j - right, 0), w - 1)]
+    return out
+
+
+def reference_rotate(image, degrees):
+    """``image`` (h, w[, c]) turned ``degrees`` anticlockwise (as displayed, row 0 on top) about its centre,
+    pixel by pixel: each output pixel reads the point it came from by bilinear interpolation between its four
+    neighbours, the coordinates clamped to the border (the edge repeated)."""
+    h, w = image.shape[:2]
+    ci, cj = (h - 1) / 2, (w - 1) / 2
+    cos, sin = math.cos(math.radians(degrees)), math.sin(math.radians(degrees))
+    out = np.empty(image.shape, dtype=np.float64)
+    for i in range(h):
+        for j in range(w):
+            x, y = j - cj, ci - i  # x to the right, y up
+            # Undo the turn: the source of (x, y) is (x, y) turned by -degrees.
+            sx, sy = x * cos + y * sin, -x * sin + y * cos
+            si, sj = min(max(ci - sy, 0.0), h - 1.0), min(max(sx + cj, 0.0), w - 1.0)
+            i0, j0 = min(int(math.floor(si)), h - 2), min(int(math.floor(sj)), w - 2)
+            fi, fj = si - i0, sj - j0
+            out[i, j] = ((1 - fi) * (1 - fj) * image[i0, j0] + (1 - fi) * fj * image[i0, j0 + 1]
+                         + fi * (1 - fj) * image[i0 + 1, j0] + fi * fj * image[i0 + 1, j0 + 1])
     return out

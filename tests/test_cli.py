@@ -281,6 +281,16 @@ def test_preset_command_adds_moved_copies_with_shift(tmp_path, capsys):
     assert "18 training images x 5 copies" in capsys.readouterr().out
 
 
+def test_preset_command_adds_turned_copies_with_rotate(tmp_path, capsys):
+    """`--rotate DEGREES`: two copies of each training image turned each way, for handwriting's slant (issue 25)."""
+    pytest.importorskip("PIL")
+    root = _image_folder(tmp_path / "images", ["train", "test"])
+    assert main(["preset", "coates-digits", "--dataset", str(root), "--validate", "6", "--alphas", "0.01",
+                 "--rotate", "10", "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert results["rotate"] == 10.0 and results["n_views"] == 3
+
+
 def test_preset_command_interrupted_goes_on_from_its_checkpoint(tmp_path, capsys, monkeypatch):
     """`--checkpoint DIR`: Ctrl-C after a save exits 130 and keeps the sums; the same command goes on from them."""
     pytest.importorskip("PIL")
@@ -316,6 +326,7 @@ def test_preset_command_interrupted_goes_on_from_its_checkpoint(tmp_path, capsys
     (["preset", "coates-digits", "--dataset", "mnist", "--set", "nonlinarity=relu"], "expected KEY=VALUE with KEY one"),
     (["preset", "coates-digits", "--dataset", "mnist", "--set", "alpha"], "expected KEY=VALUE"),
     (["preset", "coates-digits", "--dataset", "mnist", "--shift", "-1"], "expected a non-negative integer"),
+    (["preset", "coates-digits", "--dataset", "mnist", "--rotate", "50"], "expected a number of degrees from 0 to 45"),
     (["preset", "coates-digits", "--dataset", "mnist", "--checkpoint-every", "soon"],
      "expected a non-negative integer"),
 ])

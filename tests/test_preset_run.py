@@ -6,7 +6,7 @@ from sklearn.datasets import load_digits
 
 from skconvfeat import GramRidgeClassifier, make_preset
 from skconvfeat.study import run_preset
-from reference import reference_shift
+from reference import reference_rotate, reference_shift
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +58,25 @@ def test_shifted_copies_are_the_images_moved_one_pixel_each_way(digits):
     assert results["test_accuracy"] == pytest.approx(expected) and results["test_accuracy"] > 0.9
 
 
+def test_turned_copies_are_the_images_rotated_each_way_beside_the_moved_ones(digits):
+    X, y = digits
+    train, test = np.arange(300), np.arange(1500, 1797)
+    results = run_preset("coates-digits", X[train], y[train], X[test], y[test], alphas=[0.01], shift=1, rotate=12.5,
+                         chunk=128, random_state=3, n_patches=5_000)
+    assert results["rotate"] == 12.5 and results["n_views"] == 7
+    # The same model on the images, their four moved copies and two turned ones, built pixel by pixel.
+    order = np.random.RandomState(3).permutation(len(train))
+    images, labels = X[train][order], y[train][order]
+    copies = [np.array([reference_shift(image, *move) for image in images])
+              for move in ((1, 0), (-1, 0), (0, 1), (0, -1))]
+    copies += [np.array([reference_rotate(image, degrees) for image in images]) for degrees in (12.5, -12.5)]
+    transformer = make_preset("coates-digits", random_state=3, n_patches=5_000).fit(images)
+    head = GramRidgeClassifier(alphas=[0.01], standardize=True).fit(
+        transformer.transform(np.concatenate([images, *copies])), np.tile(labels, 7))
+    expected = np.mean(head.predict(transformer.transform(X[test])) == y[test])
+    assert results["test_accuracy"] == pytest.approx(expected) and results["test_accuracy"] > 0.9
+
+
 def test_a_shift_as_large_as_the_image_is_refused(digits):
     X, y = digits
     with pytest.raises(ValueError, match="shift=8 must be smaller than the images' height and width, 8 x 8"):
@@ -69,6 +88,7 @@ def test_a_shift_as_large_as_the_image_is_refused(digits):
     (dict(chunk=0), "The 'chunk' parameter of run_preset must be an int in the range \\[1, inf\\)"),
     (dict(flip="yes"), "The 'flip' parameter of run_preset must be an instance of 'bool'"),
     (dict(shift=-1), "The 'shift' parameter of run_preset must be an int in the range \\[0, inf\\)"),
+    (dict(rotate=60), "The 'rotate' parameter of run_preset must be a float in the range \\[0.0, 45.0\\]. Got 60"),
 ])
 def test_bad_arguments_are_refused_naming_the_parameter(params, message, digits):
     from sklearn.utils._param_validation import InvalidParameterError
@@ -119,7 +139,7 @@ def test_an_interrupted_run_goes_on_from_its_checkpoint_to_the_same_result(digit
 
 @pytest.mark.parametrize("changes, differ", [
     (dict(shift=0), "\\['shift'\\]"), (dict(chunk=50), "\\['chunk'\\]"), (dict(flip=True), "\\['flip'\\]"),
-    (dict(n_patches=4_000), "\\['preset_params'\\]"),
+    (dict(n_patches=4_000), "\\['preset_params'\\]"), (dict(rotate=5.0), "\\['rotate'\\]"),
 ])
 def test_a_checkpoint_of_another_run_is_refused(digits, tmp_path, changes, differ):
     X, y = digits

@@ -102,7 +102,7 @@ def _write_atomically(path, write):
             os.remove(partial)
 
 
-def run_identity(preset, preset_params, X, y, flip, shift, chunk, random_state):
+def run_identity(preset, preset_params, X, y, flip, shift, rotate, chunk, random_state):
     """What makes two runs' sums the same: settings and a digest of the images and labels, as JSON values."""
     digest = hashlib.sha256()
     for array in (X, y):
@@ -110,5 +110,5 @@ def run_identity(preset, preset_params, X, y, flip, shift, chunk, random_state):
         digest.update(f"{array.dtype.str}{array.shape}".encode())
         digest.update(memoryview(array).cast("B"))
     return {"format": 1, "preset": preset, "preset_params": json.loads(json.dumps(preset_params, default=repr)),
-            "flip": bool(flip), "shift": int(shift), "chunk": int(chunk), "random_state": int(random_state),
+            "flip": bool(flip), "shift": int(shift), "rotate": float(rotate), "chunk": int(chunk), "random_state": int(random_state),
             "images": digest.hexdigest()}

@@ -82,6 +82,7 @@ _seed_caps = _number(lambda text: [int(part) for part in _split(text)],
 _n_jobs = _number(int, lambda value: value != 0, "a worker count (-1 for all cores)")
 _margin = _number(float, lambda value: 0 < value < 50, "a number of accuracy points between 0 and 50")
 _improvement = _number(float, lambda value: 0 <= value < 50, "a number of accuracy points from 0 to 50")
+_rotation = _number(float, lambda value: 0 <= value <= 45, "a number of degrees from 0 to 45")
 
 
 def build_parser():
@@ -671,6 +672,9 @@ def build_preset_parser():
     parser.add_argument("--shift", type=_non_negative_int, default=0, metavar="PIXELS",
                         help="add four copies of every training image moved PIXELS up, down, left and right "
                              "(default: 0, none)")
+    parser.add_argument("--rotate", type=_rotation, default=0.0, metavar="DEGREES",
+                        help="add two copies of every training image turned DEGREES (0-45) each way "
+                             "(default: 0, none)")
     parser.add_argument("--alphas", type=_alphas, default=list(PRESET_ALPHAS), metavar="A,B,...",
                         help="candidate ridge penalties (default: %(default)s)")
     parser.add_argument("--train-size", type=_positive_int, metavar="N",
@@ -727,7 +731,8 @@ def _preset_main(argv):
             raise ValueError(f"{args.dataset} has no test split: the preset command scores one")
         X, y, X_test, y_test = training_and_evaluation(X, y, X_test, y_test, train_size=args.train_size,
                                                        validate=args.validate, seed=args.seed)
-        results = run_preset(args.name, X, y, X_test, y_test, flip=args.flip, shift=args.shift, alphas=args.alphas,
+        results = run_preset(args.name, X, y, X_test, y_test, flip=args.flip, shift=args.shift, rotate=args.rotate,
+                             alphas=args.alphas,
                              chunk=args.chunk, random_state=args.seed, progress=_stage_printer(),
                              checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every,
                              **dict(args.overrides))
