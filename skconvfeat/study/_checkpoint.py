@@ -110,5 +110,5 @@ def run_identity(preset, preset_params, X, y, flip, shift, rotate, chunk, random
         digest.update(f"{array.dtype.str}{array.shape}".encode())
         digest.update(memoryview(array).cast("B"))
     return {"format": 1, "preset": preset, "preset_params": json.loads(json.dumps(preset_params, default=repr)),
-            "flip": bool(flip), "shift": int(shift), "rotate": float(rotate), "chunk": int(chunk), "random_state": int(random_state),
-            "images": digest.hexdigest()}
+            "flip": bool(flip), "shift": int(shift), "rotate": float(rotate), "chunk": int(chunk),
+            "random_state": int(random_state), "images": digest.hexdigest()}

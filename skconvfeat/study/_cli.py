@@ -731,10 +731,10 @@ def _preset_main(argv):
             raise ValueError(f"{args.dataset} has no test split: the preset command scores one")
         X, y, X_test, y_test = training_and_evaluation(X, y, X_test, y_test, train_size=args.train_size,
                                                        validate=args.validate, seed=args.seed)
-        results = run_preset(args.name, X, y, X_test, y_test, flip=args.flip, shift=args.shift, rotate=args.rotate,
-                             alphas=args.alphas,
-                             chunk=args.chunk, random_state=args.seed, progress=_stage_printer(),
-                             checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every,
+        results = run_preset(args.name, X, y, X_test, y_test, flip=args.flip, shift=args.shift,
+                             rotate=args.rotate, alphas=args.alphas, chunk=args.chunk, random_state=args.seed,
+                             progress=_stage_printer(), checkpoint=args.checkpoint,
+                             checkpoint_every=args.checkpoint_every,
                              **dict(args.overrides))
     except (OSError, ValueError, pickle.UnpicklingError) as exc:
         print(f"skconvfeat preset: error: {exc}", file=sys.stderr)

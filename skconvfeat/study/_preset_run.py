@@ -9,8 +9,8 @@ head's ``8 * n_features**2``-byte Gram matrix plus one chunk. The penalty is cho
 tenth of the training images, never on the test set; with ``flip`` every training image's mirror
 is added, with ``shift`` its copies moved by that many pixels up, down, left and right, with ``rotate``
 its copies turned by that many degrees each way; the held-out images' copies only after the penalty is
-chosen. With ``checkpoint`` the head's sums are saved as the
-training rows stream in, and the same call started again goes on from them.
+chosen. With ``checkpoint`` the head's sums are saved as the training rows stream in, and the same call
+started again goes on from them.
 """
 
 import os
@@ -49,11 +49,12 @@ def _views(flip, shift, rotate=0.0):
 
     Moves and turns are separate copies (not combined), so each adds rows linearly: 1 + 4 + 2 per mirror.
     """
-    moves = [((0, 0), 0.0)] + ([((shift, 0), 0.0), ((-shift, 0), 0.0), ((0, shift), 0.0), ((0, -shift), 0.0)]
-                              if shift else [])
-    turns = [((0, 0), float(rotate)), ((0, 0), -float(rotate))] if rotate else []
-    return [(mirrored, move, degrees) for mirrored in ((False, True) if flip else (False,))
-            for move, degrees in moves + turns]
+    copies = [((0, 0), 0.0)]
+    if shift:
+        copies += [(move, 0.0) for move in ((shift, 0), (-shift, 0), (0, shift), (0, -shift))]
+    if rotate:
+        copies += [((0, 0), degrees) for degrees in (float(rotate), -float(rotate))]
+    return [(mirrored, move, degrees) for mirrored in ((False, True) if flip else (False,)) for move, degrees in copies]
 
 
 def _view(images, mirrored=False, move=(0, 0), degrees=0.0):
@@ -157,8 +158,8 @@ def run_preset(preset, X, y, X_test, y_test, *, flip=False, shift=0, rotate=0.0,
     Returns
     -------
     results : dict
-        ``preset``, ``preset_params``, ``n_train``, ``n_test``, ``n_features``, ``flip``, ``shift``, ``rotate``,
-        ``n_views`` (copies of each training image, itself included), ``alphas``, ``validation_scores``
+        ``preset``, ``preset_params``, ``n_train``, ``n_test``, ``n_features``, ``flip``, ``shift``,
+        ``rotate``, ``n_views`` (copies of each training image, itself included), ``alphas``, ``validation_scores``
         (per alpha; empty with one alpha), ``alpha``, ``test_accuracy``, ``test_evaluations`` (1),
         ``seconds`` (per stage), ``peak_memory_gib`` and ``resumed_images`` (training images whose rows came
         from the checkpoint; 0 without one).
@@ -182,8 +183,8 @@ def run_preset(preset, X, y, X_test, y_test, *, flip=False, shift=0, rotate=0.0,
     views, classes = _views(flip, shift, rotate), np.unique(y)
     n_stream, done, after_chunk = len(X) - n_held, 0, None
     if checkpoint is not None:
-        saver = Checkpoint(checkpoint, run_identity(preset, preset_params, X, y, flip, shift, rotate, chunk, random_state),
-                            checkpoint_every)
+        identity = run_identity(preset, preset_params, X, y, flip, shift, rotate, chunk, random_state)
+        saver = Checkpoint(checkpoint, identity, checkpoint_every)
         probe = transformer.transform(X[: Checkpoint.PROBE_IMAGES])
         done = saver.resume(head, probe, len(views), n_stream, chunk)
         if done:
