@@ -261,10 +261,13 @@ def test_curve_report_from_results(digits, tmp_path):
     assert f"The 4 models took {duration(fits)} of fitting in all" in text
 
 
-def test_plan_takes_one_seed_cap_per_size():
-    # A short run drops seeds at its largest sizes first: 5, 3 and 1 seeds, capped by the default rule.
-    plan = plan_curves([100, 3000, "all"], n_train=20_000, depths=(1,), banks=("random",), seeds=[9, 2, 1])
-    assert plan.seeds == {100: list(range(5)), 3000: [0, 1], 20_000: [0]}
+def test_plan_takes_one_seed_count_per_size():
+    # A short run drops seeds at its largest sizes first; a count per size is taken as given, above the
+    # default rule too (5 at 100, 1 on the whole set), while one count for all sizes only caps it.
+    plan = plan_curves([100, 3000, "all"], n_train=20_000, depths=(1,), banks=("random",), seeds=[9, 2, 2])
+    assert plan.seeds == {100: list(range(9)), 3000: [0, 1], 20_000: [0, 1]}
+    plan = plan_curves([100, 3000, "all"], n_train=20_000, depths=(1,), banks=("random",), seeds=2)
+    assert plan.seeds == {100: [0, 1], 3000: [0, 1], 20_000: [0]}
     with pytest.raises(ValueError, match="one positive integer per training size"):
         plan_curves([100, 300], n_train=1000, seeds=[1])
     with pytest.raises(ValueError, match="one positive integer per training size"):

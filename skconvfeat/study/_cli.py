@@ -478,8 +478,8 @@ def build_curves_parser():
                         help="mlp: also the frozen and the learned network with an MLP head (one hidden layer of "
                              "100 ReLU units), not augmented (default: %(default)s)")
     parser.add_argument("--seeds", type=_seed_caps, metavar="N[,N...]",
-                        help="at most N seeds a size, or one N per --train-sizes entry "
-                             "(default: 5 below 1,000 images, 3 up to 10,000, then 1)")
+                        help="at most N seeds a size, or exactly N at each --train-sizes entry, one N each "
+                             "(more than the default too) (default: 5 below 1,000 images, 3 up to 10,000, then 1)")
     parser.add_argument("--cache", metavar="DIR", help="keep each finished model's record here and reuse it")
     parser.add_argument("--out", metavar="DIR", help="write the curves' report to DIR")
     parser.add_argument("--device", choices=DEVICES, default="cpu", help="where networks train")

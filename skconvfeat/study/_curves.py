@@ -622,10 +622,11 @@ class CurvePlan:
 
 def plan_curves(sizes, n_train, depths=(1, 2), banks=("random", "gabor", "kmeans"), preset=None, seeds=None,
                 mixing=False, augment="none", head="linear", batch_norm=False):
-    """The arms, and the seeds at each size (``seeds_for_size`` unless ``seeds`` caps them).
+    """The arms, and the seeds at each size (``seeds_for_size`` unless ``seeds`` says otherwise).
 
-    ``seeds`` is one cap for every size, or one cap per entry of ``sizes`` (so the largest sizes can
-    lose seeds before a size is dropped, as a short run must).
+    ``seeds`` is one cap for every size (at most that many, never more than the default), or one count
+    per entry of ``sizes``, taken as given: fewer than the default, so the largest sizes can lose seeds
+    before a size is dropped, as a short run must, or more, to repeat a size the default runs once.
     """
     caps = _seed_caps(sizes, seeds)
     sizes = sorted({n_train if s == "all" else int(s) for s in sizes})
@@ -638,7 +639,9 @@ def plan_curves(sizes, n_train, depths=(1, 2), banks=("random", "gabor", "kmeans
         raise ValueError(f"The 'banks' parameter of plan_curves must name registered banks {sorted(list_banks())}. "
                          f"Got {list(banks)!r} instead.")
     caps = {n_train if s == "all" else int(s): cap for s, cap in caps.items()}
-    counts = {s: seeds_for_size(s) if caps[s] is None else min(caps[s], seeds_for_size(s)) for s in sizes}
+    per_size = isinstance(seeds, (list, tuple))
+    counts = {s: seeds_for_size(s) if caps[s] is None else caps[s] if per_size else min(caps[s], seeds_for_size(s))
+              for s in sizes}
     return CurvePlan(curve_arms(depths, banks, preset, mixing, augment, head, batch_norm), sizes,
                      {s: list(range(counts[s])) for s in sizes})
 
