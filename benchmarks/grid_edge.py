@@ -24,6 +24,7 @@ import numpy as np
 
 from skconvfeat.datasets import load_dataset
 from skconvfeat.study._curves import CurveProtocol, balanced_subset, curve_arms, fit_arm
+from skconvfeat.study._environment import environment
 
 # The study's 4 values and three more a decade and a half each way: wide enough that a choice at its new end
 # would itself be a finding.
@@ -61,6 +62,7 @@ def main(argv=None):
     study = [WIDE_C.index(c) for c in STUDY_C]
     arms = [arm for arm in curve_arms((1, 2)) if arm.kind in ("raw", "fixed")]
     print(f"# {args.dataset}, seed {args.seed}, C grid {WIDE_C}; held-out accuracy, best of the study's 4 / of all")
+    print(f"# {environment()}")
     print("| arm | images | recorded | best of 4 (C) | best of 10 (C) | gain, points |")
     print("|---|---|---|---|---|---|")
     gains = []

@@ -174,6 +174,31 @@ def test_run_curves_resumes_from_its_records(digits, tmp_path, monkeypatch):
     assert not list(tmp_path.rglob(".tmp-*"))
 
 
+def test_records_and_report_name_the_environment_each_model_came_from(digits, tmp_path):
+    import sklearn
+
+    from skconvfeat.study._curve_report import curve_document
+    from skconvfeat.study._document import to_text
+
+    X, y = digits
+    plan = plan_curves([100], n_train=1500, depths=(1,), banks=("random",), seeds=1)
+    plan.arms = [arm for arm in plan.arms if arm.kind in ("raw", "fixed")]
+    run_curves(X[:1500], y[:1500], X[1500:], y[1500:], plan, TINY, cache_dir=tmp_path)
+    record = json.loads((tmp_path / "raw" / "n100-s0.json").read_text())
+    assert record["environment"]["scikit-learn"] == sklearn.__version__
+    assert record["environment"]["numpy"] == np.__version__ and record["environment"]["cpu"]
+    # A record cached before environments were kept, and one from another machine, are counted apart.
+    older = tmp_path / "fixed-random-d1" / "n100-s0.json"
+    older.write_text(json.dumps({k: v for k, v in json.loads(older.read_text()).items() if k != "environment"}))
+    results = run_curves(X[:1500], y[:1500], X[1500:], y[1500:], plan, TINY, cache_dir=tmp_path)
+    assert [e["models"] for e in results["environments"]] == [1, 1]
+    assert results["environments"][0]["environment"] == record["environment"]
+    assert results["environments"][1]["environment"] is None
+    text = to_text(curve_document(results, "t"))
+    assert f"scikit-learn {sklearn.__version__}" in text and "(1 model)" in text
+    assert "not recorded for 1 model (cached before environments were recorded)" in text
+
+
 def test_run_curves_end_to_end_verdicts(digits):
     pytest.importorskip("torch")
     X, y = digits

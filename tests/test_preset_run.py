@@ -135,6 +135,7 @@ def test_an_interrupted_run_goes_on_from_its_checkpoint_to_the_same_result(digit
     assert again["validation_scores"] == whole["validation_scores"] and again["alpha"] == whole["alpha"]
     assert again["test_accuracy"] == whole["test_accuracy"] and whole["resumed_images"] == 0
     assert not (tmp_path / "ck").exists()  # a finished run leaves nothing behind
+    assert whole["environment"]["numpy"] == np.__version__ and whole["environment"]["blas"]
 
 
 @pytest.mark.parametrize("changes, differ", [

@@ -12,6 +12,7 @@ import numpy as np
 from . import _format as fmt
 from ._curves import CURVE_KINDS
 from ._document import Document, Section, Table
+from ._environment import environment_text
 from ._report import new_figure
 
 __all__ = ["CURVE_FILES", "curve_document", "figure_cost", "figure_curves", "transfer_document", "write_curves"]
@@ -206,7 +207,8 @@ def _cost_sentence(results):
     """What the curves cost: every model's fit (models reused from a cache included), and this run."""
     fits = sum(entry["fit_wall"] * entry["seeds"] for arm in results["arms"].values() for entry in arm["sizes"].values())
     return (f"The {results['test_evaluations']} models took {fmt.duration(fits)} of fitting in all (wall clock, "
-            f"models reused from the cache included); this run took {fmt.duration(results['wall_seconds'])}.")
+            f"models reused from the cache included); this run took {fmt.duration(results['wall_seconds'])}. "
+            + environment_text(results.get("environments", ()))).rstrip()
 
 
 def _panels(arms):

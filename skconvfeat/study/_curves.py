@@ -48,6 +48,7 @@ from .._heads import GramRidgeClassifier
 from .._presets import PRESETS, make_preset
 from .._fitted import resolved_preprocessing
 from ._design import DEPTHS, description
+from ._environment import environment, environment_counts
 from ._stats import accuracy_interval, holm, paired_holdout_test, wilson_interval
 
 __all__ = ["CurveProtocol", "CURVE_KINDS", "balanced_subset", "curve_arms", "run_curves", "seeds_for_size"]
@@ -563,7 +564,8 @@ def run_one(arm, images, target, test_images, test_target, size, seed, protocol,
     record.update(fit_wall=time.perf_counter() - wall, fit_cpu=time.process_time() - cpu)
     correct = predict(test_images) == test_target
     return {**record, "arm": arm.name, "size": int(size), "seed": int(seed), "test_accuracy": float(correct.mean()),
-            "test_correct": _pack(correct), "n_test": int(correct.size), "protocol": protocol.digest()}
+            "test_correct": _pack(correct), "n_test": int(correct.size), "protocol": protocol.digest(),
+            "environment": environment()}
 
 
 # -- the resumable store of finished records --------------------------------------------------
@@ -786,7 +788,7 @@ def summarise_curves(plan, records, protocol, margin, wall):
                                                     "n_candidates": protocol.n_candidates},
             "sizes": plan.sizes, "seeds": {str(s): len(v) for s, v in plan.seeds.items()},
             "arms": summary, "comparisons": comparisons, "margin": margin,
-            "test_evaluations": len(records), "wall_seconds": wall,
+            "test_evaluations": len(records), "wall_seconds": wall, "environments": environment_counts(records),
             "verdicts": curve_verdicts(summary, comparisons, plan.sizes, depths, margin)}
 
 

@@ -25,6 +25,7 @@ from sklearn.utils._param_validation import Interval, StrOptions, validate_param
 from .._heads import GramRidgeClassifier
 from .._presets import PRESETS, make_preset
 from ._checkpoint import Checkpoint, run_identity
+from ._environment import environment
 
 __all__ = ["PRESET_ALPHAS", "run_preset", "training_and_evaluation"]
 
@@ -161,8 +162,8 @@ def run_preset(preset, X, y, X_test, y_test, *, flip=False, shift=0, rotate=0.0,
         ``preset``, ``preset_params``, ``n_train``, ``n_test``, ``n_features``, ``flip``, ``shift``,
         ``rotate``, ``n_views`` (copies of each training image, itself included), ``alphas``, ``validation_scores``
         (per alpha; empty with one alpha), ``alpha``, ``test_accuracy``, ``test_evaluations`` (1),
-        ``seconds`` (per stage), ``peak_memory_gib`` and ``resumed_images`` (training images whose rows came
-        from the checkpoint; 0 without one).
+        ``seconds`` (per stage), ``peak_memory_gib``, ``resumed_images`` (training images whose rows came
+        from the checkpoint; 0 without one) and ``environment`` (package versions, BLAS and CPU).
     """
     say = progress or (lambda text: None)
     if shift and shift >= min(np.shape(X)[1:3]):
@@ -216,4 +217,5 @@ def run_preset(preset, X, y, X_test, y_test, *, flip=False, shift=0, rotate=0.0,
             "n_features": int(transformer.n_features_out_), "flip": bool(flip), "shift": int(shift),
             "rotate": float(rotate), "n_views": len(views), "alphas": [float(a) for a in alphas],
             "validation_scores": scores, "alpha": float(head.alpha_), "test_accuracy": correct / len(X_test),
-            "test_evaluations": 1, "seconds": seconds, "peak_memory_gib": _peak_memory_gib(), "resumed_images": done}
+            "test_evaluations": 1, "seconds": seconds, "peak_memory_gib": _peak_memory_gib(), "resumed_images": done,
+            "environment": environment()}

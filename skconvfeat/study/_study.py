@@ -20,7 +20,6 @@ experiment (:mod:`._transfer`) runs on its own; given its results,
 ``docs/results-schema.md`` (and, on request, the ``extras`` arrays).
 """
 
-import platform
 import time
 from numbers import Integral
 
@@ -28,6 +27,7 @@ import numpy as np
 from sklearn.utils._param_validation import validate_params
 
 from ._design import DEEP_BANKS, learned_arm_names, learned_training, load_learner, make_arms, suffix
+from ._environment import environment
 from ._evaluate import Evaluation, evaluate, n_features, run_parallel
 from ._extras import extras as figure_arrays
 from ._settings import StudySettings
@@ -189,27 +189,11 @@ def run_study(images, target, settings=None, *, test_images=None, test_target=No
     results["baseline"] = baseline(results, reference)
     results["verdicts"] = verdicts(results, evaluation, transfer, settings.alpha, settings.transfer_small_sizes)
     results["elapsed_s"] = time.perf_counter() - started
-    results["versions"] = _versions()
+    results["versions"] = environment()
     if not return_extras:
         return results
     reference_arm = next(a for a in arm_results if a["name"] == reference)
     return results, figure_arrays(arms, first, best, reference_arm, images, target, splits[0][1])
-
-
-def _versions():
-    import sklearn
-
-    from .. import __version__
-
-    versions = {"skconvfeat": __version__, "scikit-learn": sklearn.__version__, "numpy": np.__version__,
-                "python": platform.python_version()}
-    try:
-        import torch
-
-        versions["torch"] = torch.__version__
-    except ImportError:
-        pass
-    return versions
 
 
 def _skipped(settings, unavailable):

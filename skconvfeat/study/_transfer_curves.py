@@ -58,6 +58,7 @@ from ._curves import (
     write_atomic,
     write_record,
 )
+from ._environment import environment_counts
 from ._stats import holm, paired_holdout_test, sign_flip_test
 
 __all__ = ["TRANSFER_PAIRS", "TransferData", "prepare_pair", "run_transfer", "run_transfer_pair"]
@@ -457,4 +458,4 @@ def summarise_transfer(records, sizes, seeds, sources, protocol, margin, wall, p
             "sizes": sizes, "seeds": {str(s): len(v) for s, v in seeds.items()}, "depth": DEPTH,
             "sources": sources, "arms": arms, "comparisons": comparisons, "margin": margin,
             "times": transfer_times(arms, sizes, sources), "test_evaluations": len(records),
-            "wall_seconds": wall, "verdict": transfer_verdict(comparisons, sources, margin)}
+            "wall_seconds": wall, "environments": environment_counts(records), "verdict": transfer_verdict(comparisons, sources, margin)}
