@@ -1,12 +1,17 @@
 """Does the curves' 4-value grid of the logistic C cost the fixed arms accuracy? Held-out images only.
 
-    python benchmarks/grid_edge.py --dataset mnist --data-home ../shared/data --sizes 1000,3000,10000
+    python benchmarks/grid_edge.py --dataset mnist --data-home ../shared/data --sizes 1000,3000,10000 \
+        --cache docs/studies/mnist-curves-records
+    python benchmarks/grid_edge.py --pair cifar10-to-mnist --data-home ../shared/data --sizes 1000,3000,10000 \
+        --cache docs/studies/transfer-cifar10-to-mnist-records
 
 The curve protocol (``CurveProtocol``) gives every arm 4 candidate settings; for the logistic head that
 is C in {0.01, 0.1, 1, 10}, and the recorded curves often chose an end of it. This script refits the
 fixed arms (and raw pixels) of the recorded curves -- same subsets, same splits, same seed -- with the
 grid widened by one decade and a half each way, C in {3e-4, 1e-3, 3e-3, 0.01, 0.1, 1, 10, 30, 100, 300},
 and reports, per arm and size, the best held-out accuracy within the study's 4 values and within all 10.
+With ``--pair`` it does the same for a transfer pair's two logistic arms (the source's kernels frozen, read
+from the transfer run's cache, and random fixed kernels), where the study's choices sat at an end most often.
 The difference bounds what the fixed arms lost to the grid's ends (what the networks' learning-rate grid
 cost them is not measured here). The test set is never loaded, so this adds no test evaluation.
 
@@ -25,6 +30,7 @@ import numpy as np
 from skconvfeat.datasets import load_dataset
 from skconvfeat.study._curves import CurveProtocol, balanced_subset, curve_arms, fit_arm
 from skconvfeat.study._environment import environment
+from skconvfeat.study._transfer_curves import adapt_kernels, n_channels, prepare_pair, transfer_arms
 
 # The study's 4 values and three more a decade and a half each way: wide enough that a choice at its new end
 # would itself be a finding.
@@ -41,6 +47,30 @@ def _wide_protocol():
                    ridge_alphas=base.ridge_alphas + base.ridge_alphas[-1:] * pad).check()
 
 
+def _curve_task(args):
+    """``(images, target, arms_for(seed), record_folder)`` of a learning curve's fixed arms and raw pixels."""
+    train = load_dataset(args.dataset, data_home=args.data_home, subset="train")
+    arms = [arm for arm in curve_arms((1, 2)) if arm.kind in ("raw", "fixed")]
+    return train.images, train.target, lambda seed: arms, args.cache
+
+
+def _transfer_task(args):
+    """The same for a transfer pair's logistic arms; target seed i uses source network i mod n_sources, whose
+    kernels the transfer run cached (an .npz of arrays, read without pickle)."""
+    data = prepare_pair(args.pair, args.data_home)
+    sources = sorted(Path(args.cache, "sources").glob("seed*.npz"))
+    if not sources:
+        raise SystemExit(f"no source kernels in {args.cache}/sources: run the transfer command first")
+
+    def arms_for(seed):
+        with np.load(sources[seed % len(sources)], allow_pickle=False) as stored:
+            kernels = [stored[f"layer{i}"] for i in range(json.loads(str(stored["record"]))["n_layers"])]
+        kernels = adapt_kernels(kernels, n_channels(data.target_images))
+        return [arm for arm in transfer_arms(kernels) if arm.kind == "fixed"]
+
+    return data.target_images, data.target_target, arms_for, Path(args.cache, "targets")
+
+
 def _recorded(cache, arm, size, seed):
     path = Path(cache) / arm.name / f"n{size}-s{seed}.json" if cache else None
     if path is None or not path.is_file():
@@ -50,36 +80,38 @@ def _recorded(cache, arm, size, seed):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", required=True)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--dataset", help="a learning curve's dataset, e.g. mnist")
+    source.add_argument("--pair", help="a transfer pair, e.g. cifar10-to-mnist (needs --cache)")
     parser.add_argument("--data-home", required=True)
     parser.add_argument("--sizes", default="1000,3000,10000")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", default="0", help="comma-separated subset seeds, as the study's (default: 0)")
     parser.add_argument("--cache", help="the curves' record folder, to check the study's choice is reproduced")
     args = parser.parse_args(argv)
 
-    train = load_dataset(args.dataset, data_home=args.data_home, subset="train")
+    images, target, arms_for, records = (_transfer_task if args.pair else _curve_task)(args)
     protocol = _wide_protocol()
     study = [WIDE_C.index(c) for c in STUDY_C]
-    arms = [arm for arm in curve_arms((1, 2)) if arm.kind in ("raw", "fixed")]
-    print(f"# {args.dataset}, seed {args.seed}, C grid {WIDE_C}; held-out accuracy, best of the study's 4 / of all")
+    print(f"# {args.pair or args.dataset}, seeds {args.seeds}, C grid {WIDE_C}; held-out accuracy, best of the "
+          "study's 4 / of all")
     print(f"# {environment()}")
-    print("| arm | images | recorded | best of 4 (C) | best of 10 (C) | gain, points |")
-    print("|---|---|---|---|---|---|")
+    print("| arm | images | seed | recorded | best of 4 (C) | best of 10 (C) | gain, points |")
+    print("|---|---|---|---|---|---|---|")
     gains = []
-    for size in (int(s) for s in args.sizes.split(",")):
-        rows = balanced_subset(train.target, size, args.seed)
-        X, y = train.images[rows], train.target[rows]
-        for arm in arms:
+    for size, seed in ((int(n), int(s)) for n in args.sizes.split(",") for s in args.seeds.split(",")):
+        rows = balanced_subset(target, size, seed)
+        X, y = images[rows], target[rows]
+        for arm in arms_for(seed):
             start = time.perf_counter()
-            _, record = fit_arm(arm, X, y, protocol, args.seed)
+            _, record = fit_arm(arm, X, y, protocol, seed)
             scores = np.asarray(record["validation_scores"])
             in_study = max(study, key=lambda i: scores[i])
             best = int(np.argmax(scores))
             gain = 100 * (scores[best] - scores[in_study])
             gains.append(gain)
-            recorded = _recorded(args.cache, arm, size, args.seed)
+            recorded = _recorded(records, arm, size, seed)
             shown = "-" if recorded is None else f"{100 * recorded:.2f}%"
-            print(f"| {arm.label} | {size:,} | {shown} | {100 * scores[in_study]:.2f}% ({WIDE_C[in_study]:g}) | "
+            print(f"| {arm.label} | {size:,} | {seed} | {shown} | {100 * scores[in_study]:.2f}% ({WIDE_C[in_study]:g}) | "
                   f"{100 * scores[best]:.2f}% ({WIDE_C[best]:g}) | {gain:+.2f} | "
                   f"<!-- {time.perf_counter() - start:.0f} s -->", flush=True)
     print(f"# {sum(g > 0 for g in gains)} of {len(gains)} arm-sizes gain from the wider grid; "
