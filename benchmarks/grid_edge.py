@@ -38,13 +38,16 @@ WIDE_C = (3e-4, 1e-3, 3e-3, 0.01, 0.1, 1.0, 10.0, 30.0, 100.0, 300.0)
 STUDY_C = CurveProtocol().logistic_C
 
 
-def _wide_protocol():
-    """The study's protocol with the logistic grid widened (the other grids padded to the same length,
+def _wide_protocol(grid):
+    """The study's protocol with the logistic grid ``grid`` (the other grids cut or padded to its length,
     unused by the fixed arms, so the protocol's equal-budget check still holds)."""
     base = CurveProtocol()
-    pad = len(WIDE_C) - len(STUDY_C)
-    return replace(base, logistic_C=WIDE_C, learning_rates=base.learning_rates + base.learning_rates[-1:] * pad,
-                   ridge_alphas=base.ridge_alphas + base.ridge_alphas[-1:] * pad).check()
+
+    def fit(values):
+        return (tuple(values) + tuple(values[-1:]) * len(grid))[: len(grid)]
+
+    return replace(base, logistic_C=tuple(grid), learning_rates=fit(base.learning_rates),
+                   ridge_alphas=fit(base.ridge_alphas)).check()
 
 
 def _curve_task(args):
@@ -87,21 +90,29 @@ def main(argv=None):
     parser.add_argument("--sizes", default="1000,3000,10000")
     parser.add_argument("--seeds", default="0", help="comma-separated subset seeds, as the study's (default: 0)")
     parser.add_argument("--cache", help="the curves' record folder, to check the study's choice is reproduced")
+    parser.add_argument("--grid", default=",".join(f"{c:g}" for c in WIDE_C),
+                        help="C values to try; at least one of the study's (default: the wide grid)")
+    parser.add_argument("--arms", help="comma-separated arm names, e.g. fixed-kmeans-d2 (default: every logistic arm)")
     args = parser.parse_args(argv)
+    grid = tuple(sorted(float(c) for c in args.grid.split(",")))
+    study = [i for i, c in enumerate(grid) if c in STUDY_C]
+    if not study:
+        parser.error(f"--grid must hold at least one of the study's values {STUDY_C}")
+    wanted = None if args.arms is None else set(args.arms.split(","))
 
     images, target, arms_for, records = (_transfer_task if args.pair else _curve_task)(args)
-    protocol = _wide_protocol()
-    study = [WIDE_C.index(c) for c in STUDY_C]
-    print(f"# {args.pair or args.dataset}, seeds {args.seeds}, C grid {WIDE_C}; held-out accuracy, best of the "
-          "study's 4 / of all")
+    protocol = _wide_protocol(grid)
+    print(f"# {args.pair or args.dataset}, seeds {args.seeds}, C grid {grid}; held-out accuracy, best of the "
+          f"study's values in it {tuple(grid[i] for i in study)} / of all")
     print(f"# {environment()}")
-    print("| arm | images | seed | recorded | best of 4 (C) | best of 10 (C) | gain, points |")
+    print(f"| arm | images | seed | recorded | best of the study's {len(study)} (C) | best of {len(grid)} (C) | "
+          "gain, points |")
     print("|---|---|---|---|---|---|---|")
     gains = []
     for size, seed in ((int(n), int(s)) for n in args.sizes.split(",") for s in args.seeds.split(",")):
         rows = balanced_subset(target, size, seed)
         X, y = images[rows], target[rows]
-        for arm in arms_for(seed):
+        for arm in (a for a in arms_for(seed) if wanted is None or a.name in wanted):
             start = time.perf_counter()
             _, record = fit_arm(arm, X, y, protocol, seed)
             scores = np.asarray(record["validation_scores"])
@@ -111,8 +122,8 @@ def main(argv=None):
             gains.append(gain)
             recorded = _recorded(records, arm, size, seed)
             shown = "-" if recorded is None else f"{100 * recorded:.2f}%"
-            print(f"| {arm.label} | {size:,} | {seed} | {shown} | {100 * scores[in_study]:.2f}% ({WIDE_C[in_study]:g}) | "
-                  f"{100 * scores[best]:.2f}% ({WIDE_C[best]:g}) | {gain:+.2f} | "
+            print(f"| {arm.label} | {size:,} | {seed} | {shown} | {100 * scores[in_study]:.2f}% ({grid[in_study]:g}) | "
+                  f"{100 * scores[best]:.2f}% ({grid[best]:g}) | {gain:+.2f} | "
                   f"<!-- {time.perf_counter() - start:.0f} s -->", flush=True)
     print(f"# {sum(g > 0 for g in gains)} of {len(gains)} arm-sizes gain from the wider grid; "
           f"largest gain {max(gains):.2f} points, mean {np.mean(gains):.2f}")
