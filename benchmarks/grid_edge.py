@@ -15,8 +15,13 @@ from the transfer run's cache, and random fixed kernels), where the study's choi
 The difference bounds what the fixed arms lost to the grid's ends (what the networks' learning-rate grid
 cost them is not measured here). The test set is never loaded, so this adds no test evaluation.
 
-The first column checks the script against the study: the best of the 4 study values here must equal the
-validation accuracy in the curves' cached record (``--cache``), when one is there.
+``--grid`` tries other values (at least one of the study's, the comparison's baseline) and ``--arms`` picks
+arms: at the largest sizes, only the values beyond the end the study chose are worth their minutes.
+
+The "recorded" column checks the script against the study: the validation accuracy in the cached record
+(``--cache``). The best of the study's values here equals it when the record was computed in this
+environment; k-means kernels move with the floating-point environment (``skconvfeat/study/_environment.py``),
+so for them it may not.
 """
 
 import argparse
