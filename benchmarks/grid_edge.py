@@ -15,6 +15,9 @@ from the transfer run's cache, and random fixed kernels), where the study's choi
 The difference bounds what the fixed arms lost to the grid's ends (what the networks' learning-rate grid
 cost them is not measured here). The test set is never loaded, so this adds no test evaluation.
 
+``--count-edges FOLDER`` fits nothing: it counts, from a run's cached records, how often each kind of arm chose
+the lowest or the highest of its candidates (C, learning rate or ridge penalty), by size.
+
 ``--grid`` tries other values (at least one of the study's, the comparison's baseline) and ``--arms`` picks
 arms: at the largest sizes, only the values beyond the end the study chose are worth their minutes.
 
@@ -86,12 +89,50 @@ def _recorded(cache, arm, size, seed):
     return json.loads(path.read_text())["validation_accuracy"]
 
 
+# Size bands of the edge count: where cross-validation chooses, the plateau-rule sizes, and the full sets.
+BANDS = ((1000, "up to 1,000"), (10_000, "3,000-10,000"), (float("inf"), "full set"))
+
+
+def count_edges(folder):
+    """Print, per kind of arm and size band, how many records chose the first, an inner or the last candidate.
+
+    Plain arms only (the augmented, MLP-head, normalised and mixing variants are left out); a record that
+    is not a readable JSON object with its validation scores is skipped (records are untrusted input)."""
+    counts = {}
+    for path in sorted(Path(folder).glob("*/n*-s*.json")):
+        arm = path.parent.name
+        if any(tag in arm for tag in ("crops", "mlp", "bn", "mixing")):
+            continue
+        try:
+            record = json.loads(path.read_text())
+            scores = [float(v) for v in record["validation_scores"]]
+            size = int(record["size"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if len(scores) < 2:
+            continue
+        kind = arm.rsplit("-", 1)[0] if arm.startswith("fixed") else arm.split("-")[0]
+        depth = arm.rsplit("-", 1)[-1] if "-d" in arm else ""
+        kind = f"{kind.split('-')[0]} {depth}".strip()
+        band = next(label for limit, label in BANDS if size <= limit)
+        best = int(np.argmax(scores))
+        where = "first" if best == 0 else "last" if best == len(scores) - 1 else "inner"
+        entry = counts.setdefault((kind, band), {"first": 0, "inner": 0, "last": 0})
+        entry[where] += 1
+    order = [label for _, label in BANDS]
+    print("| arm kind | sizes | first candidate | inner | last candidate |")
+    print("|---|---|---|---|---|")
+    for (kind, band), entry in sorted(counts.items(), key=lambda item: (item[0][0], order.index(item[0][1]))):
+        print(f"| {kind} | {band} | {entry['first']} | {entry['inner']} | {entry['last']} |")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--count-edges", metavar="FOLDER", help="a run's record folder: count its grid-end choices")
     source.add_argument("--dataset", help="a learning curve's dataset, e.g. mnist")
     source.add_argument("--pair", help="a transfer pair, e.g. cifar10-to-mnist (needs --cache)")
-    parser.add_argument("--data-home", required=True)
+    parser.add_argument("--data-home")
     parser.add_argument("--sizes", default="1000,3000,10000")
     parser.add_argument("--seeds", default="0", help="comma-separated subset seeds, as the study's (default: 0)")
     parser.add_argument("--cache", help="the curves' record folder, to check the study's choice is reproduced")
@@ -99,6 +140,10 @@ def main(argv=None):
                         help="C values to try; at least one of the study's (default: the wide grid)")
     parser.add_argument("--arms", help="comma-separated arm names, e.g. fixed-kmeans-d2 (default: every logistic arm)")
     args = parser.parse_args(argv)
+    if args.count_edges:
+        return count_edges(args.count_edges)
+    if not args.data_home:
+        parser.error("--data-home is required to fit")
     grid = tuple(sorted(float(c) for c in args.grid.split(",")))
     study = [i for i, c in enumerate(grid) if c in STUDY_C]
     if not study:
