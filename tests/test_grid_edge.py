@@ -1,0 +1,53 @@
+"""benchmarks/grid_edge.py: the edge count read from records, and the wide grid's comparison on digits."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "grid_edge.py"
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("grid_edge", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _record(folder, arm, size, scores):
+    path = folder / arm / f"n{size}-s0.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"validation_scores": scores, "size": size}))
+
+
+def test_count_edges_sorts_each_choice_by_kind_and_size_and_skips_variants_and_damage(tmp_path, capsys):
+    _record(tmp_path, "fixed-random-d1", 100, [0.9, 0.8, 0.7, 0.6])       # first (the lowest C)
+    _record(tmp_path, "fixed-gabor-d1", 300, [0.7, 0.7, 0.7, 0.7])        # a tie counts as the first
+    _record(tmp_path, "learned-d2", 3000, [0.1, 0.9, 0.2, 0.3])           # inner
+    _record(tmp_path, "raw", 60000, [0.1, 0.2, 0.3, 0.4])                 # last
+    _record(tmp_path, "mixing-random-d1", 100, [0.9, 0.1, 0.1, 0.1])      # a variant: left out
+    (tmp_path / "learned-d2" / "n100-s0.json").write_text("{not json")    # damaged: skipped
+    _module().count_edges(tmp_path)
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "---" not in line]
+    assert rows[1:] == ["| fixed d1 | up to 1,000 | 2 | 0 | 0 |", "| learned d2 | 3,000-10,000 | 0 | 1 | 0 |",
+                        "| raw | full set | 0 | 0 | 1 |"]
+
+
+def test_the_study_values_inside_the_wide_grid_give_the_study_choice(capsys):
+    # On digits the wide grid's best of the study's values must be what the study's own protocol chooses.
+    from sklearn.datasets import load_digits
+
+    from skconvfeat.study._curves import CurveProtocol, curve_arms, fit_arm
+
+    module = _module()
+    digits = load_digits()
+    X, y = digits.images[:300], digits.target[:300]
+    arm = next(a for a in curve_arms((1,)) if a.name == "fixed-random-d1")
+    study = fit_arm(arm, X, y, CurveProtocol(), 0)[1]["validation_scores"]
+    wide = fit_arm(arm, X, y, module._wide_protocol(module.WIDE_C), 0)[1]["validation_scores"]
+    inside = [wide[module.WIDE_C.index(c)] for c in module.STUDY_C]
+    assert inside == pytest.approx(study)
+    assert len(wide) == len(module.WIDE_C) and np.max(wide) >= np.max(study)
