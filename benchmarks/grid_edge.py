@@ -46,22 +46,29 @@ WIDE_C = (3e-4, 1e-3, 3e-3, 0.01, 0.1, 1.0, 10.0, 30.0, 100.0, 300.0)
 STUDY_C = CurveProtocol().logistic_C
 
 
-def _wide_protocol(grid):
-    """The study's protocol with the logistic grid ``grid`` (the other grids cut or padded to its length,
-    unused by the fixed arms, so the protocol's equal-budget check still holds)."""
+# The protocol's grid each kind of arm chooses on.
+GRID_OF = {"raw": "logistic_C", "fixed": "logistic_C", "preset": "ridge_alphas", "frozen": "learning_rates",
+           "learned": "learning_rates", "mixing": "learning_rates"}
+
+
+def _wide_protocol(grid, field="logistic_C"):
+    """The study's protocol with its ``field`` grid replaced by ``grid`` (the other grids cut or padded to its
+    length, unused by the arm, so that the protocol's equal-budget check still holds)."""
     base = CurveProtocol()
 
     def fit(values):
         return (tuple(values) + tuple(values[-1:]) * len(grid))[: len(grid)]
 
-    return replace(base, logistic_C=tuple(grid), learning_rates=fit(base.learning_rates),
-                   ridge_alphas=fit(base.ridge_alphas)).check()
+    grids = {name: fit(getattr(base, name)) for name in set(GRID_OF.values())}
+    return replace(base, **{**grids, field: tuple(grid)}).check()
 
 
 def _curve_task(args):
-    """``(images, target, arms_for(seed), record_folder)`` of a learning curve's fixed arms and raw pixels."""
+    """``(images, target, arms_for(seed), record_folder)`` of a learning curve's plain arms (by default, with
+    no ``--arms``, its fixed arms and raw pixels)."""
     train = load_dataset(args.dataset, data_home=args.data_home, subset="train")
-    arms = [arm for arm in curve_arms((1, 2)) if arm.kind in ("raw", "fixed")]
+    every = curve_arms((1, 2, 3), preset=args.preset)
+    arms = every if args.arms else [arm for arm in every if arm.kind in ("raw", "fixed") and arm.depth <= 2]
     return train.images, train.target, lambda seed: arms, args.cache
 
 
@@ -137,25 +144,24 @@ def main(argv=None):
     parser.add_argument("--seeds", default="0", help="comma-separated subset seeds, as the study's (default: 0)")
     parser.add_argument("--cache", help="the curves' record folder, to check the study's choice is reproduced")
     parser.add_argument("--grid", default=",".join(f"{c:g}" for c in WIDE_C),
-                        help="C values to try; at least one of the study's (default: the wide grid)")
-    parser.add_argument("--arms", help="comma-separated arm names, e.g. fixed-kmeans-d2 (default: every logistic arm)")
+                        help="values to try of each arm's own setting (C, learning rate or ridge penalty), at "
+                             "least one of the study's (default: the wide C grid)")
+    parser.add_argument("--arms", help="comma-separated arm names, e.g. fixed-kmeans-d2,learned-d2 (default: every "
+                                       "logistic arm)")
+    parser.add_argument("--preset", help="the curves' preset, for its arm (preset-NAME) in --arms")
     args = parser.parse_args(argv)
     if args.count_edges:
         return count_edges(args.count_edges)
     if not args.data_home:
         parser.error("--data-home is required to fit")
     grid = tuple(sorted(float(c) for c in args.grid.split(",")))
-    study = [i for i, c in enumerate(grid) if c in STUDY_C]
-    if not study:
-        parser.error(f"--grid must hold at least one of the study's values {STUDY_C}")
     wanted = None if args.arms is None else set(args.arms.split(","))
 
     images, target, arms_for, records = (_transfer_task if args.pair else _curve_task)(args)
-    protocol = _wide_protocol(grid)
-    print(f"# {args.pair or args.dataset}, seeds {args.seeds}, C grid {grid}; held-out accuracy, best of the "
-          f"study's values in it {tuple(grid[i] for i in study)} / of all")
+    print(f"# {args.pair or args.dataset}, seeds {args.seeds}, grid {grid}; held-out accuracy, best of the "
+          "study's values in the grid / of all")
     print(f"# {environment()}")
-    print(f"| arm | images | seed | recorded | best of the study's {len(study)} (C) | best of {len(grid)} (C) | "
+    print("| arm | images | seed | recorded | best of the study's values (setting) | best of all (setting) | "
           "gain, points |")
     print("|---|---|---|---|---|---|---|")
     gains = []
@@ -163,8 +169,12 @@ def main(argv=None):
         rows = balanced_subset(target, size, seed)
         X, y = images[rows], target[rows]
         for arm in (a for a in arms_for(seed) if wanted is None or a.name in wanted):
+            field = GRID_OF[arm.kind]
+            study = [i for i, c in enumerate(grid) if c in getattr(CurveProtocol(), field)]
+            if not study:
+                parser.error(f"--grid must hold at least one of the study's {field} for {arm.name}")
             start = time.perf_counter()
-            _, record = fit_arm(arm, X, y, protocol, seed)
+            _, record = fit_arm(arm, X, y, _wide_protocol(grid, field), seed)
             scores = np.asarray(record["validation_scores"])
             in_study = max(study, key=lambda i: scores[i])
             best = int(np.argmax(scores))
