@@ -43,7 +43,6 @@ from skconvfeat.study._transfer_curves import adapt_kernels, n_channels, prepare
 # The study's 4 values and three more a decade and a half each way: wide enough that a choice at its new end
 # would itself be a finding.
 WIDE_C = (3e-4, 1e-3, 3e-3, 0.01, 0.1, 1.0, 10.0, 30.0, 100.0, 300.0)
-STUDY_C = CurveProtocol().logistic_C
 
 
 # The protocol's grid each kind of arm chooses on.
@@ -76,7 +75,7 @@ def _transfer_task(args):
     """The same for a transfer pair's logistic arms; target seed i uses source network i mod n_sources, whose
     kernels the transfer run cached (an .npz of arrays, read without pickle)."""
     data = prepare_pair(args.pair, args.data_home)
-    sources = sorted(Path(args.cache, "sources").glob("seed*.npz"))
+    sources = sorted(Path(args.cache, "sources").glob("seed*.npz"), key=lambda path: int(path.stem[4:]))
     if not sources:
         raise SystemExit(f"no source kernels in {args.cache}/sources: run the transfer command first")
 

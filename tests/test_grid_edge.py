@@ -48,6 +48,6 @@ def test_the_study_values_inside_the_wide_grid_give_the_study_choice(capsys):
     arm = next(a for a in curve_arms((1,)) if a.name == "fixed-random-d1")
     study = fit_arm(arm, X, y, CurveProtocol(), 0)[1]["validation_scores"]
     wide = fit_arm(arm, X, y, module._wide_protocol(module.WIDE_C), 0)[1]["validation_scores"]
-    inside = [wide[module.WIDE_C.index(c)] for c in module.STUDY_C]
+    inside = [wide[module.WIDE_C.index(c)] for c in CurveProtocol().logistic_C]
     assert inside == pytest.approx(study)
     assert len(wide) == len(module.WIDE_C) and np.max(wide) >= np.max(study)
