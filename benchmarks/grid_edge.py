@@ -29,6 +29,7 @@ so for them it may not.
 
 import argparse
 import json
+import re
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -36,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from skconvfeat.datasets import load_dataset
-from skconvfeat.study._curves import CurveProtocol, balanced_subset, curve_arms, fit_arm
+from skconvfeat.study._curves import CurveProtocol, balanced_subset, curve_arms, fit_arm, read_record
 from skconvfeat.study._environment import environment
 from skconvfeat.study._transfer_curves import adapt_kernels, n_channels, prepare_pair, transfer_arms
 
@@ -89,10 +90,9 @@ def _transfer_task(args):
 
 
 def _recorded(cache, arm, size, seed):
-    path = Path(cache) / arm.name / f"n{size}-s{seed}.json" if cache else None
-    if path is None or not path.is_file():
-        return None
-    return json.loads(path.read_text())["validation_accuracy"]
+    """The study's held-out accuracy for ``arm`` in its record under ``cache``, or None (absent or unreadable)."""
+    record = read_record(Path(cache) / arm.name / f"n{size}-s{seed}.json", "arm", arm.name) if cache else None
+    return None if record is None else record.get("validation_accuracy")
 
 
 # Size bands of the edge count: where cross-validation chooses, the plateau-rule sizes, and the full sets.
@@ -109,17 +109,17 @@ def count_edges(folder):
         arm = path.parent.name
         if any(tag in arm for tag in ("crops", "mlp", "bn", "mixing")):
             continue
+        record = read_record(path, "arm", arm)
         try:
-            record = json.loads(path.read_text())
             scores = [float(v) for v in record["validation_scores"]]
             size = int(record["size"])
-        except (OSError, ValueError, KeyError, TypeError):
+        except (KeyError, TypeError, ValueError):  # None, or a record without usable scores
             continue
         if len(scores) < 2:
             continue
-        kind = arm.rsplit("-", 1)[0] if arm.startswith("fixed") else arm.split("-")[0]
-        depth = arm.rsplit("-", 1)[-1] if "-d" in arm else ""
-        kind = f"{kind.split('-')[0]} {depth}".strip()
+        # "fixed-kmeans-d2" -> "fixed d2"; "raw", "preset-coates-mnist" -> "raw", "preset".
+        depth = arm.rsplit("-", 1)[-1]
+        kind = arm.split("-")[0] + (f" {depth}" if re.fullmatch(r"d\d+", depth) else "")
         band = next(label for limit, label in BANDS if size <= limit)
         best = int(np.argmax(scores))
         where = "first" if best == 0 else "last" if best == len(scores) - 1 else "inner"

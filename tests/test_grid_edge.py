@@ -20,7 +20,8 @@ def _module():
 def _record(folder, arm, size, scores):
     path = folder / arm / f"n{size}-s0.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"validation_scores": scores, "size": size}))
+    path.write_text(json.dumps({"arm": arm, "validation_scores": scores, "size": size, "test_correct": "",
+                                "n_test": 0}))
 
 
 def test_count_edges_sorts_each_choice_by_kind_and_size_and_skips_variants_and_damage(tmp_path, capsys):

@@ -206,9 +206,9 @@ def _saved_rows(times):
 def _cost_sentence(results):
     """What the curves cost: every model's fit (models reused from a cache included), and this run."""
     fits = sum(entry["fit_wall"] * entry["seeds"] for arm in results["arms"].values() for entry in arm["sizes"].values())
-    return (f"The {results['test_evaluations']} models took {fmt.duration(fits)} of fitting in all (wall clock, "
-            f"models reused from the cache included); this run took {fmt.duration(results['wall_seconds'])}. "
-            + environment_text(results.get("environments", ()))).rstrip()
+    cost = (f"The {results['test_evaluations']} models took {fmt.duration(fits)} of fitting in all (wall clock, "
+            f"models reused from the cache included); this run took {fmt.duration(results['wall_seconds'])}.")
+    return " ".join(filter(None, (cost, environment_text(results.get("environments", ())))))
 
 
 def _panels(arms):

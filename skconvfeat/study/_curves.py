@@ -630,7 +630,7 @@ def plan_curves(sizes, n_train, depths=(1, 2), banks=("random", "gabor", "kmeans
     per entry of ``sizes``, taken as given: fewer than the default, so the largest sizes can lose seeds
     before a size is dropped, as a short run must, or more, to repeat a size the default runs once.
     """
-    caps = _seed_caps(sizes, seeds)
+    counts = _seed_counts(sizes, n_train, seeds)
     sizes = sorted({n_train if s == "all" else int(s) for s in sizes})
     if not sizes or sizes[0] < 10 or sizes[-1] > n_train:
         raise ValueError(f"Training sizes must lie in [10, {n_train}]. Got {sizes}.")
@@ -640,22 +640,22 @@ def plan_curves(sizes, n_train, depths=(1, 2), banks=("random", "gabor", "kmeans
     if unknown or not banks:
         raise ValueError(f"The 'banks' parameter of plan_curves must name registered banks {sorted(list_banks())}. "
                          f"Got {list(banks)!r} instead.")
-    caps = {n_train if s == "all" else int(s): cap for s, cap in caps.items()}
-    per_size = isinstance(seeds, (list, tuple))
-    counts = {s: seeds_for_size(s) if caps[s] is None else caps[s] if per_size else min(caps[s], seeds_for_size(s))
-              for s in sizes}
     return CurvePlan(curve_arms(depths, banks, preset, mixing, augment, head, batch_norm), sizes,
                      {s: list(range(counts[s])) for s in sizes})
 
 
-def _seed_caps(sizes, seeds):
-    """``{size: cap or None}`` from one cap (or None) for all sizes, or a cap per size."""
-    per_size = list(seeds) if isinstance(seeds, (list, tuple)) else [seeds] * len(sizes)
+def _seed_counts(sizes, n_train, seeds):
+    """``{size: seeds}``: the default rule, one cap on it for all sizes, or the count given per size."""
+    given = isinstance(seeds, (list, tuple))
+    per_size = list(seeds) if given else [seeds] * len(sizes)
     if len(per_size) != len(sizes) or not all(
             s is None or (isinstance(s, int) and not isinstance(s, bool) and s >= 1) for s in per_size):
         raise ValueError("The 'seeds' parameter of plan_curves must be a positive integer, None, or one positive "
                          f"integer per training size ({len(sizes)}). Got {seeds!r}.")
-    return dict(zip(sizes, per_size))
+    counts = {}
+    for size, n in zip((n_train if s == "all" else int(s) for s in sizes), per_size):
+        counts[size] = seeds_for_size(size) if n is None else n if given else min(n, seeds_for_size(size))
+    return counts
 
 
 def run_curves(images, target, test_images, test_target, plan, protocol=None, *, cache_dir=None,

@@ -458,4 +458,5 @@ def summarise_transfer(records, sizes, seeds, sources, protocol, margin, wall, p
             "sizes": sizes, "seeds": {str(s): len(v) for s, v in seeds.items()}, "depth": DEPTH,
             "sources": sources, "arms": arms, "comparisons": comparisons, "margin": margin,
             "times": transfer_times(arms, sizes, sources), "test_evaluations": len(records),
-            "wall_seconds": wall, "environments": environment_counts(records), "verdict": transfer_verdict(comparisons, sources, margin)}
+            "wall_seconds": wall, "environments": environment_counts(records),
+            "verdict": transfer_verdict(comparisons, sources, margin)}
