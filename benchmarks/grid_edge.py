@@ -153,10 +153,18 @@ def main(argv=None):
         return count_edges(args.count_edges)
     if not args.data_home:
         parser.error("--data-home is required to fit")
-    grid = tuple(sorted(float(c) for c in args.grid.split(",")))
+    try:
+        grid = tuple(sorted(float(c) for c in args.grid.split(",")))
+    except ValueError:
+        parser.error(f"argument --grid: expected comma-separated numbers, got {args.grid!r}")
+    if not all(value > 0 for value in grid):
+        parser.error(f"argument --grid: expected positive values, got {args.grid!r}")
     wanted = None if args.arms is None else set(args.arms.split(","))
 
     images, target, arms_for, records = (_transfer_task if args.pair else _curve_task)(args)
+    unknown = sorted((wanted or set()) - {arm.name for arm in arms_for(0)})
+    if unknown:
+        parser.error(f"argument --arms: unknown arms {unknown}; choose from {sorted(a.name for a in arms_for(0))}")
     print(f"# {args.pair or args.dataset}, seeds {args.seeds}, grid {grid}; held-out accuracy, best of the "
           "study's values in the grid / of all")
     print(f"# {environment()}")

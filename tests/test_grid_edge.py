@@ -52,3 +52,18 @@ def test_the_study_values_inside_the_wide_grid_give_the_study_choice(capsys):
     inside = [wide[module.WIDE_C.index(c)] for c in CurveProtocol().logistic_C]
     assert inside == pytest.approx(study)
     assert len(wide) == len(module.WIDE_C) and np.max(wide) >= np.max(study)
+
+
+def test_bad_grid_values_and_unknown_arms_are_refused_by_name(capsys, monkeypatch):
+    module = _module()
+    with pytest.raises(SystemExit):
+        module.main(["--dataset", "mnist", "--data-home", "x", "--grid", "0.1,abc"])
+    assert "argument --grid: expected comma-separated numbers, got '0.1,abc'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        module.main(["--dataset", "mnist", "--data-home", "x", "--grid", "0,0.1"])
+    assert "argument --grid: expected positive values, got '0,0.1'" in capsys.readouterr().err
+    arms = module.curve_arms((1,))
+    monkeypatch.setattr(module, "_curve_task", lambda args: (None, None, lambda seed: arms, None))
+    with pytest.raises(SystemExit):
+        module.main(["--dataset", "mnist", "--data-home", "x", "--arms", "fixed-kmens-d1"])
+    assert "argument --arms: unknown arms ['fixed-kmens-d1']" in capsys.readouterr().err
