@@ -81,6 +81,7 @@ _seed_caps = _number(lambda text: [int(part) for part in _split(text)],
                      lambda counts: bool(counts) and min(counts) >= 1, "a positive integer or a comma-separated list")
 _n_jobs = _number(int, lambda value: value != 0, "a worker count (-1 for all cores)")
 _margin = _number(float, lambda value: 0 < value < 50, "a number of accuracy points between 0 and 50")
+_non_negative_int = _number(int, lambda value: value >= 0, "a non-negative integer")
 _improvement = _number(float, lambda value: 0 <= value < 50, "a number of accuracy points from 0 to 50")
 _rotation = _number(float, lambda value: 0 <= value <= 45, "a number of degrees from 0 to 45")
 
@@ -490,7 +491,11 @@ def build_curves_parser():
 
 
 def _add_protocol_options(parser):
-    """The options that change CurveProtocol's network rules (``curves`` and ``transfer``)."""
+    """The options that change CurveProtocol's rules (``curves`` and ``transfer``)."""
+    parser.add_argument("--grid-extensions", type=_non_negative_int, default=CurveProtocol.grid_extensions, metavar="N",
+                        help="when an arm's best setting (C, learning rate or ridge penalty) is an end of its grid, "
+                             "try the next value out, and again while the newest wins, up to N more candidates an "
+                             "arm, counted in the report (default: %(default)s, fixed grids)")
     parser.add_argument("--min-improvement", type=_improvement, default=0.0, metavar="POINTS",
                         help="a network's validation accuracy must rise by more than this to count as improving, "
                              "for its patience and for the check it keeps (default: %(default)s, any rise)")
@@ -504,7 +509,7 @@ def _add_protocol_options(parser):
 def _protocol(args):
     """The CurveProtocol of the parsed options (the default one when none was given)."""
     return CurveProtocol(min_improvement=args.min_improvement / 100, min_budget_steps=args.budget_steps,
-                         min_budget_epochs=args.budget_epochs)
+                         min_budget_epochs=args.budget_epochs, grid_extensions=args.grid_extensions)
 
 
 def _mixing(option):

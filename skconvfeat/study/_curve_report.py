@@ -63,10 +63,15 @@ def _settings_rows(results):
             steps = [s for s in entry["steps"] if s is not None]
             budget = [b for b in entry["budget_steps"] if b is not None]
             rows.append((arm["label"], f"{size:,}", str(entry["seeds"]), _setting_text(entry["settings"]),
-                         f"{entry['at_grid_edge']} of {entry['seeds']}",
+                         f"{entry['at_grid_edge']} of {entry['seeds']}" + _extra_text(entry),
                          f"{int(np.mean(steps)):,} of {int(np.mean(budget)):,}" if steps else "-",
                          f"{entry['fit_wall']:.3g} s / {entry['fit_cpu']:.3g} s"))
     return tuple(rows)
+
+
+def _extra_text(entry):
+    extra = entry.get("extra_candidates", 0)
+    return f" ({extra} tried past an end)" if extra else ""
 
 
 def outcome_cell(c):
@@ -96,7 +101,7 @@ def protocol_sentence(results):
     p = results["protocol"]
     seeds = ", ".join(f"{n} at {int(s):,}" for s, n in results["seeds"].items())
     return (f"Every arm trains on the same class-balanced subsets (seeds: {seeds}) and has {p['n_candidates']} "
-            f"candidate settings, chosen on images held out of its subset: a stratified {p['validation_fraction']:g} "
+            f"candidate settings{_growth_clause(results)}, chosen on images held out of its subset: a stratified {p['validation_fraction']:g} "
             f"from {p['cv_below']:,} images on, {p['cv_folds']}-fold cross-validation below (the choice then refitted "
             f"on the whole subset). Networks train with Adam at a constant rate, checked every {p['check_steps']} "
             f"steps, stopping after {p['patience']} checks without a better validation accuracy"
@@ -106,6 +111,15 @@ def protocol_sentence(results):
             f"already significantly ahead (more training keeps its best check, so it holds a fortiori), else 'not "
             f"judged'. The official test set is scored once "
             f"per final model: {results['test_evaluations']} test evaluations in all. Protocol {p['digest']}.")
+
+
+def _growth_clause(results):
+    """How far the grids may grow past their ends (absent from results of fixed grids: nothing)."""
+    extensions = results["protocol"].get("grid_extensions", 0)
+    if not extensions:
+        return ""
+    return (f" and up to {extensions} more, one step past an end of its grid at a time while the end wins "
+            f"(the same rule for every grid; {results.get('extra_candidates', 0)} extra candidates tried in all)")
 
 
 def _improvement_clause(protocol):

@@ -117,6 +117,13 @@ class CurveProtocol:
     #: image or two often enough that a run reaching its budget reads "still improving" (a stationary
     #: curve of n checks has its maximum among the last ``patience`` with probability patience / n).
     min_improvement: float = 0.0
+    #: Candidates a grid may grow by past the end it chose. When an arm's best setting is its grid's first
+    #: or last, the value one step further out (the grid's own step there) is tried, and the next again
+    #: while the newest wins, up to this many extra candidates per arm: the same rule for every grid (C,
+    #: learning rate, ridge penalty), so the arms' budgets stay equal, and each extra candidate is
+    #: recorded. 0 (fixed grids) is the rule of the recorded curves; from 3,000 CIFAR-10 images every
+    #: 2-layer arm chose an end there (docs/results.md, "What the grids' ends cost").
+    grid_extensions: int = 0
 
     @property
     def n_candidates(self):
@@ -136,6 +143,15 @@ class CurveProtocol:
             raise ValueError(f"validation_fraction must be in (0, 1). Got {self.validation_fraction!r}.")
         if not 0 <= self.min_improvement < 1:
             raise ValueError(f"min_improvement must be in [0, 1). Got {self.min_improvement!r}.")
+        if not isinstance(self.grid_extensions, int) or isinstance(self.grid_extensions, bool) or self.grid_extensions < 0:
+            raise ValueError(f"CurveProtocol.grid_extensions must be a non-negative integer. Got {self.grid_extensions!r}.")
+        for name in ("logistic_C", "learning_rates", "ridge_alphas"):
+            grid = getattr(self, name)
+            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in grid):
+                raise ValueError(f"CurveProtocol.{name} must hold positive numbers. Got {grid!r}.")
+            if self.grid_extensions and list(grid) != sorted(set(grid)):
+                raise ValueError(f"CurveProtocol.{name} must be in increasing order when grid_extensions grows "
+                                 f"the grids past their ends. Got {grid!r}.")
         for name in ("cv_folds", "check_steps", "patience", "min_budget_steps", "min_budget_epochs", "batch_size"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < (2 if name == "cv_folds" else 1):
                 raise ValueError(f"CurveProtocol.{name} must be a positive integer. Got {getattr(self, name)!r}.")
@@ -171,7 +187,7 @@ class CurveProtocol:
 
 _ABSENT = object()
 # Rules added to CurveProtocol after the recorded curves, with the value that behaves as before them.
-_RULES_ADDED_LATER = {"min_improvement": 0.0}
+_RULES_ADDED_LATER = {"min_improvement": 0.0, "grid_extensions": 0}
 
 
 def seeds_for_size(size):
@@ -339,6 +355,44 @@ def selection_splits(target, protocol, seed):
     return list(splitter.split(indices, target)), True
 
 
+# -- the grid every arm chooses on ---------------------------------------------------------
+
+
+def follow_grid(grid, score, extensions):
+    """Score each value of ``grid`` (increasing), then grow it past the end that wins.
+
+    ``score(value)`` is a value's held-out accuracy. While the best value so far is the first or the last
+    tried and fewer than ``extensions`` values were added, the next value out is scored: the end times
+    the grid's own step there (its first or last three values set it, so a grid alternating 1 and 3
+    goes on alternating). It stays only if it beats every earlier score; otherwise the growth stops.
+    Returns ``(values, scores, best)``: every value tried in increasing order, their scores, and the
+    index of the chosen one (the first of equal bests, as ``np.argmax``).
+    """
+    values, scores = list(grid), [score(v) for v in grid]
+    best = int(np.argmax(scores))
+    for _ in range(extensions):
+        if len(values) < 2 or best not in (0, len(values) - 1):  # one value has no step to follow
+            break
+        low = best == 0
+        value = _next_out(values, low)
+        new = score(value)
+        values.insert(0, value) if low else values.append(value)
+        scores.insert(0, new) if low else scores.append(new)
+        previous = best + 1 if low else best  # the old best, shifted when a value went in before it
+        if new <= scores[previous]:
+            return values, scores, previous
+        best = 0 if low else len(values) - 1
+    return values, scores, best
+
+
+def _next_out(values, low):
+    """The value one step past the first (``low``) or the last of ``values``: the step two places in, where
+    there is one (3e-4 after 1e-3, 3e-3, 1e-2), else the one step there is; rounded to 12 digits."""
+    ends = values[:3] if low else values[::-1][:3]
+    step = ends[1] / ends[2] if len(ends) == 3 else ends[0] / ends[1]
+    return float(f"{ends[0] * step:.12g}")
+
+
 # -- the three ways of training an arm ---------------------------------------------
 
 
@@ -355,71 +409,100 @@ def _features(description, X_fit, others):
 
 def _select_logistic(description, X, y, splits, refit, protocol, seed):
     """Choose C on the splits; the final (conv, scaler, head) and what selection saw."""
-    scores = np.zeros(len(protocol.logistic_C))
-    kept = None
+    prepared = []  # per split: the layer, the scaler, and the standardised fit and held-out features
     for fit, valid in splits:
         conv, f_fit, (f_valid,) = _features(description, X[fit], [X[valid]])
         scaler = StandardScaler().fit(f_fit)
-        f_fit, f_valid = scaler.transform(f_fit), scaler.transform(f_valid)
-        heads = [_logistic(C, seed).fit(f_fit, y[fit]) for C in protocol.logistic_C]
-        scores += [head.score(f_valid, y[valid]) for head in heads]
-        kept = (conv, scaler, heads)
-    scores /= len(splits)
-    best = int(np.argmax(scores))
+        prepared.append((conv, scaler, scaler.transform(f_fit), y[fit], scaler.transform(f_valid), y[valid]))
+    heads = {}  # C -> the head fitted on the last split (the final one when there is no refit)
+
+    def score(C):
+        fitted = [_logistic(C, seed).fit(f_fit, y_fit) for _, _, f_fit, y_fit, _, _ in prepared]
+        heads[C] = fitted[-1]
+        return float(np.mean([h.score(f_valid, y_valid) for h, (*_, f_valid, y_valid) in zip(fitted, prepared)]))
+
+    values, scores, best = follow_grid(protocol.logistic_C, score, protocol.grid_extensions)
     if refit:
+        prepared.clear()  # the folds' features are not needed for the refit on all
         conv, f_all, _ = _features(description, X, [])
         scaler = StandardScaler().fit(f_all)
-        head = _logistic(protocol.logistic_C[best], seed).fit(scaler.transform(f_all), y)
+        head = _logistic(values[best], seed).fit(scaler.transform(f_all), y)
     else:
-        conv, scaler, heads = kept
-        head = heads[best]
+        conv, scaler = prepared[-1][:2]
+        head = heads[values[best]]
     converged = bool(np.all(head.n_iter_ < head.max_iter))
 
     def predict(X_test):
         return head.predict(scaler.transform(conv.transform(X_test)))
 
-    return predict, {"setting": {"C": protocol.logistic_C[best]}, "validation_accuracy": float(scores[best]),
-                     "validation_scores": scores.tolist(), "converged": converged,
-                     "at_grid_edge": best in (0, len(scores) - 1), "n_features": int(head.coef_.shape[1])}
+    return predict, {"setting": {"C": values[best]}, "n_features": int(head.coef_.shape[1]), "converged": converged,
+                     **_selection_record(protocol.logistic_C, values, scores, best)}
 
 
-def _ridge_scores(f_fit, y_fit, f_valid, y_valid, alphas):
-    """``(scores, heads)``: each penalty's held-out accuracy, and the fitted heads (one per alpha).
+def _selection_record(grid, values, scores, best):
+    """What a record keeps of a choice on a grid: every candidate tried and its held-out score, the
+    best score, whether the choice is at an end of what was tried, and how many values the grid grew by."""
+    return {"validation_accuracy": float(scores[best]), "validation_scores": [float(v) for v in scores],
+            "candidates": list(values), "extra_candidates": len(values) - len(grid),
+            "at_grid_edge": best in (0, len(values) - 1)}
 
-    With fewer rows than features scikit-learn's ridge solves the small n x n dual; otherwise the
-    Gram matrix is accumulated once and every penalty solved from it.
+
+def _ridge_scorer(f_fit, y_fit, f_valid, y_valid):
+    """``score(alpha) -> (accuracy, head)``: a ridge head with penalty ``alpha`` per training row, fitted on
+    ``(f_fit, y_fit)`` and scored on the held-out rows.
+
+    With fewer rows than features scikit-learn's ridge solves the small n x n dual per penalty;
+    otherwise the Gram matrix is accumulated once and each penalty solved from it (the head returned is
+    that one accumulator, set to the penalty scored last).
     """
     if f_fit.shape[0] <= f_fit.shape[1]:
-        heads = [make_pipeline(StandardScaler(), RidgeClassifier(alpha=a * len(y_fit))).fit(f_fit, y_fit)
-                 for a in alphas]
-        return np.array([h.score(f_valid, y_valid) for h in heads]), heads
-    head = GramRidgeClassifier(alphas=alphas, standardize=True)
-    head.partial_fit(f_fit, y_fit, classes=np.unique(y_fit)).select_alpha(f_valid, y_valid)
-    return head.validation_scores_, [head if a == head.alpha_ else None for a in alphas]
+        def score(alpha):
+            head = make_pipeline(StandardScaler(), RidgeClassifier(alpha=alpha * len(y_fit))).fit(f_fit, y_fit)
+            return float(head.score(f_valid, y_valid)), head
+        return score
+    gram = GramRidgeClassifier(standardize=True)  # the penalty is chosen below, one alpha at a time
+    gram.partial_fit(f_fit, y_fit, classes=np.unique(y_fit))
+
+    def score(alpha):
+        gram.set_params(alphas=(alpha,)).select_alpha(f_valid, y_valid)
+        return float(gram.validation_scores_[0]), gram
+    return score
+
+
+def _ridge_on_all(f_all, y, alpha):
+    """A ridge head with penalty ``alpha`` per row fitted on every row (nothing held out)."""
+    if f_all.shape[0] <= f_all.shape[1]:
+        return make_pipeline(StandardScaler(), RidgeClassifier(alpha=alpha * len(y))).fit(f_all, y)
+    return GramRidgeClassifier(alphas=(alpha,), standardize=True).partial_fit(f_all, y, classes=np.unique(y))
 
 
 def _select_ridge(preset, X, y, splits, refit, protocol, seed):
     """The preset's features once per split, every penalty scored on the held-out part."""
-    scores = np.zeros(len(protocol.ridge_alphas))
+    scorers = []
     for fit, valid in splits:
         conv, f_fit, (f_valid,) = _features(make_preset(preset, random_state=seed), X[fit], [X[valid]])
-        split_scores, heads = _ridge_scores(f_fit, y[fit], f_valid, y[valid], protocol.ridge_alphas)
-        scores += split_scores
-    scores /= len(splits)
-    best = int(np.argmax(scores))
-    alpha = protocol.ridge_alphas[best]
+        scorers.append(_ridge_scorer(f_fit, y[fit], f_valid, y[valid]))
+        n_features = int(f_valid.shape[1])
+
+    def score(alpha):
+        return float(np.mean([scorer(alpha)[0] for scorer in scorers]))
+
+    values, scores, best = follow_grid(protocol.ridge_alphas, score, protocol.grid_extensions)
+    alpha = values[best]
     if refit:
+        scorers.clear()
         conv, f_all, _ = _features(make_preset(preset, random_state=seed), X, [])
-        _, (head,) = _ridge_scores(f_all, y, f_all[:2], y[:2], (alpha,))
+        head = _ridge_on_all(f_all, y, alpha)
     else:
-        head = heads[best]  # fitted on the fit part with the chosen penalty, as every hold-out arm is
+        # fitted on the fit part with the chosen penalty, as every hold-out arm is (scored again: the Gram
+        # accumulator holds the penalty scored last)
+        head = scorers[-1](alpha)[1]
 
     def predict(X_test):
         return head.predict(conv.transform(X_test))
 
-    return predict, {"setting": {"alpha": alpha}, "validation_accuracy": float(scores[best]),
-                     "validation_scores": scores.tolist(), "converged": True,
-                     "at_grid_edge": best in (0, len(scores) - 1), "n_features": int(f_valid.shape[1])}
+    return predict, {"setting": {"alpha": alpha}, "converged": True, "n_features": n_features,
+                     **_selection_record(protocol.ridge_alphas, values, scores, best)}
 
 
 def train_to_plateau(model, X_fit, y_fit, X_valid, y_valid, protocol):
@@ -458,28 +541,29 @@ def _mean_curve(curves):
 
 def _select_network(model, X, y, splits, refit, protocol):
     """Choose the learning rate (and, when refitting, the number of steps) on the splits."""
-    results = []
-    for lr in protocol.learning_rates:
+    trained = {}  # learning rate -> (the folds' runs, the best check of their mean curve)
+
+    def score(lr):
         candidate = clone(model).set_params(learning_rate=lr)
         runs = [train_to_plateau(candidate, X[fit], y[fit], X[valid], y[valid], protocol) for fit, valid in splits]
         curve = _mean_curve([run[1] for run in runs])
-        best_check = protocol.best_check(curve)
-        results.append((float(curve[best_check]), lr, runs, best_check))
-    scores = [r[0] for r in results]
-    best = int(np.argmax(scores))
-    best_score, lr, runs, best_check = results[best]
+        trained[lr] = runs, protocol.best_check(curve)
+        return float(curve[trained[lr][1]])
+
+    values, scores, best = follow_grid(protocol.learning_rates, score, protocol.grid_extensions)
+    lr = values[best]
+    runs, best_check = trained[lr]
     converged = all(run[2] for run in runs)
     steps = (best_check + 1) * runs[0][3]
     refit_note = None
     if refit:
-        final, refit_note = refit_network(model, X, y, lr, steps, best_score, runs, protocol)
+        final, refit_note = refit_network(model, X, y, lr, steps, scores[best], runs, protocol)
     else:
         final = runs[0][0]
     budget = protocol.budget_steps(len(splits[0][0]))
-    record = {"setting": {"learning_rate": lr}, "validation_accuracy": best_score,
-              "validation_scores": scores, "converged": converged, "steps": int(steps),
-              "at_grid_edge": best in (0, len(scores) - 1),
-              "budget_steps": int(budget), "n_features": int(final.n_features_out_)}
+    record = {"setting": {"learning_rate": lr}, "converged": converged, "steps": int(steps),
+              "budget_steps": int(budget), "n_features": int(final.n_features_out_),
+              **_selection_record(protocol.learning_rates, values, scores, best)}
     if refit_note is not None:
         record["refit"] = refit_note
     return final.predict, record
@@ -698,10 +782,16 @@ def _arm_size_summary(records):
             "converged": all(r["converged"] for r in records),
             "refits": [f"seed {r['seed']}: {r['refit']}" for r in records if r.get("refit")],
             "at_grid_edge": sum(r["at_grid_edge"] for r in records),
+            "extra_candidates": extra_candidates(records),
             "steps": [r.get("steps") for r in records], "budget_steps": [r.get("budget_steps") for r in records],
             "fit_wall": float(np.mean([r["fit_wall"] for r in records])),
             "fit_cpu": float(np.mean([r["fit_cpu"] for r in records])),
             "n_features": records[0]["n_features"]}
+
+
+def extra_candidates(records):
+    """Candidates tried past the grids' ends in ``records`` (none in records of fixed grids)."""
+    return int(sum(r.get("extra_candidates") or 0 for r in records))
 
 
 def _correct_matrix(records):
@@ -788,7 +878,8 @@ def summarise_curves(plan, records, protocol, margin, wall):
                                                     "n_candidates": protocol.n_candidates},
             "sizes": plan.sizes, "seeds": {str(s): len(v) for s, v in plan.seeds.items()},
             "arms": summary, "comparisons": comparisons, "margin": margin,
-            "test_evaluations": len(records), "wall_seconds": wall, "environments": environment_counts(records),
+            "test_evaluations": len(records), "extra_candidates": extra_candidates(records), "wall_seconds": wall,
+            "environments": environment_counts(records),
             "verdicts": curve_verdicts(summary, comparisons, plan.sizes, depths, margin)}
 
 

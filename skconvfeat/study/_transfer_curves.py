@@ -46,6 +46,7 @@ from ._curves import (
     CurveArm,
     CurveProtocol,
     balanced_subset,
+    extra_candidates,
     fit_arm,
     is_judged,
     outcomes_text,
@@ -450,7 +451,7 @@ def summarise_transfer(records, sizes, seeds, sources, protocol, margin, wall, p
     arms = summarise_arms(transfer_arms(), sizes, records)
     comparisons = transfer_comparisons(arms, records, sizes, margin)
     source_keys = ("seed", "size", "setting", "validation_accuracy", "converged", "steps", "budget_steps",
-                   "fit_wall", "fit_cpu", "test_accuracy")
+                   "fit_wall", "fit_cpu", "test_accuracy", "extra_candidates")
     sources = [{k: s.get(k) for k in source_keys} for s in sources]
     return {"kind": "transfer_curves",
             "pair": None if pair is None else {"name": pair, **asdict(TRANSFER_PAIRS[pair])},
@@ -458,5 +459,6 @@ def summarise_transfer(records, sizes, seeds, sources, protocol, margin, wall, p
             "sizes": sizes, "seeds": {str(s): len(v) for s, v in seeds.items()}, "depth": DEPTH,
             "sources": sources, "arms": arms, "comparisons": comparisons, "margin": margin,
             "times": transfer_times(arms, sizes, sources), "test_evaluations": len(records),
+            "extra_candidates": extra_candidates(records) + extra_candidates(sources),
             "wall_seconds": wall, "environments": environment_counts(records),
             "verdict": transfer_verdict(comparisons, sources, margin)}

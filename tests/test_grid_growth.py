@@ -1,0 +1,133 @@
+"""Grids that follow the choice: an arm whose best setting is an end of its grid tries the next value out."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+
+from skconvfeat.study._curves import CurveProtocol, curve_arms, fit_arm, follow_grid
+
+# Small enough for tests (as tests/test_curves.py's TINY): a check every 5 steps, at most 40 steps.
+TINY = CurveProtocol(check_steps=5, patience=2, min_budget_steps=40, min_budget_epochs=1, cv_below=300)
+
+
+def _peaked_at(peak):
+    """A held-out score that falls with the distance from ``peak`` in decades, and the values it was asked."""
+    asked = []
+
+    def score(value):
+        asked.append(value)
+        return -abs(np.log10(value) - np.log10(peak))
+
+    return score, asked
+
+
+def test_an_end_that_wins_grows_the_grid_until_a_new_value_loses():
+    score, asked = _peaked_at(300.0)
+    values, scores, best = follow_grid((1.0, 3.0, 10.0, 30.0), score, extensions=5)
+    # The grid alternates steps of 3 and 10/3, and so does its growth: 100, 300, then 1,000 loses.
+    assert values == [1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0]
+    assert asked == values and values[best] == 300.0
+    assert scores == [score(v) for v in values]
+
+
+def test_the_low_end_grows_downwards_by_its_own_step():
+    score, _ = _peaked_at(1e-3)
+    values, _, best = follow_grid((0.01, 0.1, 1.0, 10.0), score, extensions=5)
+    assert values == [1e-4, 1e-3, 0.01, 0.1, 1.0, 10.0] and values[best] == 1e-3
+
+
+def test_growth_stops_at_its_budget_even_while_the_end_still_wins():
+    score, _ = _peaked_at(1e-6)
+    values, _, best = follow_grid((0.01, 0.1, 1.0, 10.0), score, extensions=2)
+    assert values == [1e-4, 1e-3, 0.01, 0.1, 1.0, 10.0] and best == 0  # still at an end: recorded as such
+
+
+@pytest.mark.parametrize("extensions", [0, 3])
+def test_an_inner_choice_or_no_budget_leaves_the_grid_as_it_is(extensions):
+    score, asked = _peaked_at(0.1)
+    values, _, best = follow_grid((0.01, 0.1, 1.0, 10.0), score, extensions)
+    assert values == asked == [0.01, 0.1, 1.0, 10.0] and best == 1
+    score, asked = _peaked_at(100.0)
+    values, _, best = follow_grid((0.01, 0.1, 1.0, 10.0), score, 0)
+    assert values == asked == [0.01, 0.1, 1.0, 10.0] and best == 3
+
+
+def test_a_new_value_that_only_ties_is_tried_but_not_chosen():
+    table = {0.01: 0.5, 0.1: 0.6, 1.0: 0.7, 10.0: 0.8, 100.0: 0.8}
+    values, scores, best = follow_grid((0.01, 0.1, 1.0, 10.0), table.__getitem__, extensions=3)
+    assert values == [0.01, 0.1, 1.0, 10.0, 100.0] and values[best] == 10.0 and scores[-1] == 0.8
+
+
+def test_a_two_value_grid_grows_by_its_one_step():
+    score, _ = _peaked_at(1e-2)
+    values, _, best = follow_grid((1.0, 10.0), score, extensions=3)
+    assert values == [1e-3, 0.01, 0.1, 1.0, 10.0] and values[best] == 0.01
+
+
+def test_growth_needs_increasing_grids_and_a_whole_budget():
+    with pytest.raises(ValueError, match="increasing order"):
+        replace(CurveProtocol(), logistic_C=(1.0, 0.1, 10.0, 100.0), grid_extensions=1).check()
+    with pytest.raises(ValueError, match="grid_extensions must be a non-negative integer"):
+        replace(CurveProtocol(), grid_extensions=-1).check()
+    with pytest.raises(ValueError, match="positive numbers"):
+        replace(CurveProtocol(), learning_rates=(0.0, 1e-3, 1e-2, 1e-1)).check()
+    # The recorded curves' protocol keeps its digest; growing grids makes another protocol.
+    assert CurveProtocol(grid_extensions=0).digest() == "8ce804815574"
+    assert CurveProtocol(grid_extensions=2).digest() != CurveProtocol().digest()
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    rows = np.random.default_rng(0).permutation(len(y))[:600]
+    return X[rows].reshape(-1, 8, 8), y[rows]
+
+
+def _arm(kind):
+    return next(a for a in curve_arms((1,), preset="coates-digits") if a.kind == kind
+                and (kind != "fixed" or a.bank == "random"))
+
+
+def _check_record(record, grid, extensions):
+    candidates, scores = record["candidates"], record["validation_scores"]
+    best = int(np.argmax(scores))
+    assert len(candidates) == len(scores) == len(grid) + record["extra_candidates"]
+    assert record["extra_candidates"] <= extensions and candidates == sorted(candidates)
+    assert [c for c in candidates if c in grid] == list(grid)
+    assert record["validation_accuracy"] == scores[best]
+    assert record["at_grid_edge"] == (best in (0, len(scores) - 1))
+    return candidates[best]
+
+
+def test_a_fixed_arm_under_too_strong_a_penalty_grows_its_grid_towards_weaker_ones(digits):
+    # C of 1e-5..1e-2 on standardised features shrink the head: the weakest penalty wins, and the grid
+    # grows upwards (to 0.1, then 1, where it peaks at 97.5% of the held-out images, then 10 loses); its
+    # four study values score exactly as without growth.
+    X, y = digits
+    grid = (1e-5, 1e-4, 1e-3, 1e-2)
+    fixed = replace(TINY, logistic_C=grid)
+    grown = replace(fixed, grid_extensions=5)
+    _, plain = fit_arm(_arm("fixed"), X, y, fixed, 0)
+    _, record = fit_arm(_arm("fixed"), X, y, grown, 0)
+    chosen = _check_record(record, grid, 5)
+    assert plain["setting"]["C"] == 1e-2 and plain["at_grid_edge"] and plain["extra_candidates"] == 0
+    assert record["candidates"][4:] == [0.1, 1.0, 10.0] and record["extra_candidates"] == 3
+    assert chosen == record["setting"]["C"] == 1.0 and not record["at_grid_edge"]
+    assert record["validation_scores"][:4] == plain["validation_scores"]
+
+
+@pytest.mark.parametrize("kind", ["preset", "learned"])
+def test_ridge_and_network_arms_follow_the_same_rule(digits, kind):
+    # Held out at 600 images (cv_below 300), cross-validated and refitted at 200: both paths grow alike.
+    X, y = digits
+    grown = replace(TINY, ridge_alphas=(1e2, 1e3, 1e4, 1e5), learning_rates=(1e-5, 3e-5, 1e-4, 3e-4),
+                    grid_extensions=2)
+    grid = grown.ridge_alphas if kind == "preset" else grown.learning_rates
+    for size in (600, 200):
+        predict, record = fit_arm(_arm(kind), X[:size], y[:size], grown, 0)
+        chosen = _check_record(record, grid, 2)
+        assert chosen == record["setting"]["alpha" if kind == "preset" else "learning_rate"]
+        assert record["extra_candidates"] > 0  # both grids are far from their best values: an end wins
+        assert predict(X[:50]).shape == (50,)
