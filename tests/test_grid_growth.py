@@ -131,3 +131,29 @@ def test_ridge_and_network_arms_follow_the_same_rule(digits, kind):
         assert chosen == record["setting"]["alpha" if kind == "preset" else "learning_rate"]
         assert record["extra_candidates"] > 0  # both grids are far from their best values: an end wins
         assert predict(X[:50]).shape == (50,)
+
+
+def test_the_report_counts_the_extra_candidates_and_the_cli_sets_and_checks_the_rule(digits, capsys):
+    from skconvfeat.study._cli import _protocol, build_curves_parser, main
+    from skconvfeat.study._curve_report import curve_document
+    from skconvfeat.study._curves import plan_curves, run_curves
+    from skconvfeat.study._document import to_markdown
+
+    X, y = digits
+    plan = plan_curves([300], n_train=500, depths=(1,), banks=("random",), seeds=1)
+    plan.arms = [arm for arm in plan.arms if arm.kind in ("raw", "fixed")]
+    grown = replace(TINY, logistic_C=(1e-5, 1e-4, 1e-3, 1e-2), grid_extensions=2)
+    results = run_curves(X[:500], y[:500], X[500:], y[500:], plan, grown)
+    per_arm = [arm["sizes"][300]["extra_candidates"] for arm in results["arms"].values()]
+    assert results["extra_candidates"] == sum(per_arm) > 0
+    text = to_markdown(curve_document(results, "digits"))
+    assert "up to 2 more, one step past an end of its grid at a time while the end wins" in text
+    assert f"{sum(per_arm)} extra candidates tried in all" in text
+    assert "tried past an end" in text
+    plain = run_curves(X[:500], y[:500], X[500:], y[500:], plan, replace(grown, grid_extensions=0))
+    assert plain["extra_candidates"] == 0 and "past an end" not in to_markdown(curve_document(plain, "digits"))
+
+    args = build_curves_parser().parse_args(["--dataset", "mnist", "--train-sizes", "100", "--grid-extensions", "3"])
+    assert _protocol(args).grid_extensions == 3
+    assert main(["curves", "--dataset", "mnist", "--train-sizes", "100", "--grid-extensions", "-1"]) == 2
+    assert "--grid-extensions: expected a non-negative integer, got '-1'" in capsys.readouterr().err
