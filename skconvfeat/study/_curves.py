@@ -9,7 +9,8 @@ class-balanced subsets of the training images and chosen on data held out *from 
   ``cv_below`` images holds out a stratified ``validation_fraction``; every arm fits on the rest and
   is chosen, and stopped, on it. Smaller subsets (where a tenth is a handful of images) choose by
   stratified ``cv_folds``-fold cross-validation on the subset and refit the chosen setting on all of
-  it -- for a network, for the number of optimiser steps the folds chose.
+  it -- for a network, for the number of optimiser steps the folds chose. With ``grid_extensions``
+  a grid whose end wins grows past it (``follow_grid``), by the same rule for every arm.
 * **Convergence.** A network trains with a constant learning rate and is scored on the held-out
   images every ``check_steps`` optimiser steps; it stops after ``patience`` checks without a score
   better than its best by more than ``min_improvement`` and keeps that best check. Its budget
@@ -376,8 +377,9 @@ def follow_grid(grid, score, extensions):
         low = best == 0
         value = _next_out(values, low)
         new = score(value)
-        values.insert(0, value) if low else values.append(value)
-        scores.insert(0, new) if low else scores.append(new)
+        at = 0 if low else len(values)
+        values.insert(at, value)
+        scores.insert(at, new)
         previous = best + 1 if low else best  # the old best, shifted when a value went in before it
         if new <= scores[previous]:
             return values, scores, previous
