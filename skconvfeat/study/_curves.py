@@ -459,7 +459,7 @@ def _ridge_scorer(f_fit, y_fit, f_valid, y_valid):
     """
     if f_fit.shape[0] <= f_fit.shape[1]:
         def score(alpha):
-            head = make_pipeline(StandardScaler(), RidgeClassifier(alpha=alpha * len(y_fit))).fit(f_fit, y_fit)
+            head = _ridge_on_all(f_fit, y_fit, alpha)
             return float(head.score(f_valid, y_valid)), head
         return score
     gram = GramRidgeClassifier(standardize=True)  # the penalty is chosen below, one alpha at a time
@@ -472,7 +472,8 @@ def _ridge_scorer(f_fit, y_fit, f_valid, y_valid):
 
 
 def _ridge_on_all(f_all, y, alpha):
-    """A ridge head with penalty ``alpha`` per row fitted on every row (nothing held out)."""
+    """A ridge head with penalty ``alpha`` per row fitted on every row of ``f_all`` (nothing held out): the dual
+    of scikit-learn's ridge with fewer rows than features, else the accumulated Gram matrix."""
     if f_all.shape[0] <= f_all.shape[1]:
         return make_pipeline(StandardScaler(), RidgeClassifier(alpha=alpha * len(y))).fit(f_all, y)
     return GramRidgeClassifier(alphas=(alpha,), standardize=True).partial_fit(f_all, y, classes=np.unique(y))
