@@ -2,6 +2,7 @@
 
 import itertools
 import json
+from dataclasses import replace
 from fractions import Fraction
 
 import numpy as np
@@ -220,6 +221,8 @@ def test_transfer_command_hands_the_protocol_options_to_the_run(monkeypatch, cap
     monkeypatch.setattr(_transfer_curves, "run_transfer_pair", fake_run)
     assert main(["transfer", "--pair", "cifar10-to-mnist", "--min-improvement", "0.2", "--budget-steps", "6000"]) == 1
     assert seen["protocol"] == CurveProtocol(min_improvement=0.002, min_budget_steps=6000)
+    assert main(["transfer", "--pair", "cifar10-to-mnist", "--grid-extensions", "2"]) == 1
+    assert seen["protocol"] == CurveProtocol(grid_extensions=2)
     assert main(["transfer", "--pair", "cifar10-to-mnist"]) == 1
     assert seen["protocol"].digest() == CurveProtocol().digest()  # the defaults are the recorded runs' protocol
 
@@ -240,3 +243,17 @@ def test_transfer_verdict_names_only_the_outcomes_that_occurred():
         "match the fine-tuned network at 20 images (frozen transferred kernels are above the fine-tuned network at "
         "20 images; not judged against the fine-tuned network at 100 images (a network had not converged)); ")
     assert "no size" not in text and "below" not in text
+
+
+def test_a_grown_transfer_run_counts_the_extra_candidates_of_sources_and_targets(digits_pair):
+    from skconvfeat.study._curve_report import transfer_document
+    from skconvfeat.study._document import to_markdown
+
+    # C of 1e-5 and 1e-4 on standardised features starve the logistic heads: their grid grows upwards.
+    grown = replace(TINY, logistic_C=(1e-5, 1e-4), grid_extensions=2)
+    results = run_transfer(digits_pair, protocol=grown, sizes=(30,), source_size=60, n_sources=1, max_seeds=1,
+                           margin=0.05)
+    targets = sum(arm["sizes"][30]["extra_candidates"] for arm in results["arms"].values())
+    sources = sum(s["extra_candidates"] for s in results["sources"])
+    assert results["extra_candidates"] == targets + sources and targets >= 2  # both logistic arms grew
+    assert f"{targets + sources} extra candidates tried in all" in to_markdown(transfer_document(results, "t"))
