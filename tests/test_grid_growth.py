@@ -1,5 +1,6 @@
 """Grids that follow the choice: an arm whose best setting is an end of its grid tries the next value out."""
 
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -157,3 +158,68 @@ def test_the_report_counts_the_extra_candidates_and_the_cli_sets_and_checks_the_
     assert _protocol(args).grid_extensions == 3
     assert main(["curves", "--dataset", "mnist", "--train-sizes", "100", "--grid-extensions", "-1"]) == 2
     assert "--grid-extensions: expected a non-negative integer, got '-1'" in capsys.readouterr().err
+
+
+# -- a larger budget grows on from the records of a smaller one -----------------------------------
+
+
+def _fitted_C(monkeypatch):
+    """The C of every logistic head fitted, in order."""
+    from skconvfeat.study import _curves
+
+    seen, real = [], _curves._logistic
+    monkeypatch.setattr(_curves, "_logistic", lambda C, seed: seen.append(C) or real(C, seed))
+    return seen
+
+
+_SELECTION = ("setting", "candidates", "validation_scores", "extra_candidates", "at_grid_edge", "test_correct")
+
+
+def test_a_larger_budget_trains_only_the_candidates_past_a_smaller_ones_records(digits, tmp_path, monkeypatch):
+    # The fixed arm's C grid (1e-5..1e-2) starves its head: under growth it goes to 0.1 (the peak), then 1
+    # only ties. Budgets 0, 1, 3 in turn on one cache give what a fresh run under each gives, each fitting
+    # only the C values past the previous budget's; a second run under 3 fits nothing.
+    from skconvfeat.study._curves import plan_curves, run_curves
+
+    X, y = digits
+    plan = plan_curves([300], n_train=500, depths=(1,), banks=("random",), seeds=1)
+    plan.arms = [arm for arm in plan.arms if arm.kind == "fixed"]
+    base = replace(TINY, logistic_C=(1e-5, 1e-4, 1e-3, 1e-2))
+    record_path = tmp_path / "grown" / plan.arms[0].name / "n300-s0.json"
+    fitted = _fitted_C(monkeypatch)
+    for budget, new in [(0, [1e-5, 1e-4, 1e-3, 1e-2]), (1, [0.1]), (3, [1.0]), (3, [])]:
+        protocol = replace(base, grid_extensions=budget)
+        del fitted[:]
+        grown = run_curves(X[:500], y[:500], X[500:], y[500:], plan, protocol, cache_dir=tmp_path / "grown")
+        assert fitted == new
+        fresh = run_curves(X[:500], y[:500], X[500:], y[500:], plan, protocol, cache_dir=tmp_path / f"fresh{budget}")
+        cell, fresh_cell = (r["arms"][plan.arms[0].name]["sizes"][300] for r in (grown, fresh))
+        assert {k: v for k, v in cell.items() if "fit_" not in k} == {k: v for k, v in fresh_cell.items() if "fit_" not in k}
+        stored = json.loads(record_path.read_text())
+        again = json.loads((tmp_path / f"fresh{budget}" / plan.arms[0].name / "n300-s0.json").read_text())
+        assert {k: stored[k] for k in _SELECTION} == {k: again[k] for k in _SELECTION}
+    # Under 3 the newest value (1) lost: the record made under 1 stands, its test scoring kept, its
+    # selection and fit times grown, and the budget it now answers for written down.
+    assert stored["setting"] == {"C": 0.1} and stored["candidates"][-1] == 1.0 and stored["grid_budget"] == 3
+    assert stored["protocol"] == replace(base, grid_extensions=1).digest()
+    assert stored["fit_wall"] > again["fit_wall"] / 10  # the two runs' times added, not the last one's alone
+
+
+def test_a_record_is_grown_on_only_when_its_growth_ran_out_of_budget():
+    from skconvfeat.study._curves import growth_to_do
+
+    grid = (0.01, 0.1, 1.0, 10.0)
+    four = replace(CurveProtocol(), grid_extensions=4)
+    record = {"setting": {"C": 10.0}, "candidates": list(grid), "validation_scores": [0.1, 0.2, 0.3, 0.4]}
+    assert growth_to_do(record, 0, four, grid) == dict(zip(grid, [0.1, 0.2, 0.3, 0.4]))
+    assert growth_to_do(dict(record, candidates=None), 0, four, grid) == dict(zip(grid, [0.1, 0.2, 0.3, 0.4]))
+    assert growth_to_do(dict(record, setting={"C": 1.0}), 0, four, grid) is None  # an inner choice is final
+    assert growth_to_do(record, 4, four, grid) is None  # made under this budget
+    assert growth_to_do(dict(record, grid_budget=4), 0, four, grid) is None  # grown on to it since
+    grown = dict(record, candidates=[*grid, 100.0], validation_scores=[0.1, 0.2, 0.3, 0.4, 0.3])
+    assert growth_to_do(grown, 2, four, grid) is None  # the newest value lost: growth ended by itself
+    # A record whose selection does not add up is measured again from nothing.
+    for broken in ({"setting": {"C": 5.0}}, {"validation_scores": [0.1]}, {"setting": "C"},
+                   {"candidates": [0.01, 0.1, 10.0], "validation_scores": [0.1, 0.2, 0.3]},
+                   {"validation_scores": ["x", 0.2, 0.3, 0.4]}):
+        assert growth_to_do({**record, **broken}, 0, four, grid) == {}

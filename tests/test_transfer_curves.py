@@ -257,3 +257,28 @@ def test_a_grown_transfer_run_counts_the_extra_candidates_of_sources_and_targets
     sources = sum(s["extra_candidates"] for s in results["sources"])
     assert results["extra_candidates"] == targets + sources and targets >= 2  # both logistic arms grew
     assert f"{targets + sources} extra candidates tried in all" in to_markdown(transfer_document(results, "t"))
+
+
+def test_a_larger_budget_grows_the_sources_and_targets_of_a_smaller_ones_cache(digits_pair, tmp_path, monkeypatch):
+    # Every grid of TINY has two values, so every choice is an end: under a budget of 1 each source and
+    # target grows on from the budget-0 cache by one candidate, and the result is a fresh budget-1 run's.
+    trained = []
+    real = _curves.train_to_plateau
+    monkeypatch.setattr(_curves, "train_to_plateau", lambda *a, **k: trained.append(1) or real(*a, **k))
+    settings = {"sizes": (30,), "source_size": 60, "n_sources": 1, "max_seeds": 1, "margin": 0.05}
+    run_transfer(digits_pair, protocol=TINY, cache_dir=tmp_path / "grown", **settings)
+    grown_protocol = replace(TINY, grid_extensions=1)
+    del trained[:]
+    grown = run_transfer(digits_pair, protocol=grown_protocol, cache_dir=tmp_path / "grown", **settings)
+    n_grown = len(trained)
+    del trained[:]
+    fresh = run_transfer(digits_pair, protocol=grown_protocol, cache_dir=tmp_path / "fresh", **settings)
+    assert 0 < n_grown < len(trained)  # only the candidates past the smaller budget's were trained
+    for key in ("setting", "validation_accuracy", "test_accuracy", "extra_candidates"):
+        assert grown["sources"][0][key] == fresh["sources"][0][key]
+    for name, arm in fresh["arms"].items():
+        assert grown["arms"][name]["sizes"][30]["accuracy"] == arm["sizes"][30]["accuracy"]
+        assert grown["arms"][name]["sizes"][30]["extra_candidates"] == arm["sizes"][30]["extra_candidates"] == 1
+    del trained[:]
+    again = run_transfer(digits_pair, protocol=grown_protocol, cache_dir=tmp_path / "grown", **settings)
+    assert trained == [] and again["arms"] == grown["arms"]

@@ -33,7 +33,7 @@ import os
 import tempfile
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -395,6 +395,14 @@ def _next_out(values, low):
     return float(f"{ends[0] * step:.12g}")
 
 
+def _replaying(score, known):
+    """``score``, except that a value in ``known`` (value -> held-out score measured before) is not
+    scored again: growing a record's grid on replays its choice and trains only the values past it."""
+    if not known:
+        return score
+    return lambda value: known[value] if value in known else score(value)
+
+
 # -- the three ways of training an arm ---------------------------------------------
 
 
@@ -409,7 +417,7 @@ def _features(description, X_fit, others):
     return conv, fitted, [conv.transform(x) for x in others]
 
 
-def _select_logistic(description, X, y, splits, refit, protocol, seed):
+def _select_logistic(description, X, y, splits, refit, protocol, seed, known=None):
     """Choose C on the splits; the final (conv, scaler, head) and what selection saw."""
     prepared = []  # per split: the layer, the scaler, and the standardised fit and held-out features
     for fit, valid in splits:
@@ -423,7 +431,9 @@ def _select_logistic(description, X, y, splits, refit, protocol, seed):
         heads[C] = fitted[-1]
         return float(np.mean([h.score(f_valid, y_valid) for h, (*_, f_valid, y_valid) in zip(fitted, prepared)]))
 
-    values, scores, best = follow_grid(protocol.logistic_C, score, protocol.grid_extensions)
+    values, scores, best = follow_grid(protocol.logistic_C, _replaying(score, known), protocol.grid_extensions)
+    if values[best] in (known or {}):
+        return None, _selection_record(protocol.logistic_C, values, scores, best)
     if refit:
         prepared.clear()  # the folds' features are not needed for the refit on all
         conv, f_all, _ = _features(description, X, [])
@@ -479,7 +489,7 @@ def _ridge_on_all(f_all, y, alpha):
     return GramRidgeClassifier(alphas=(alpha,), standardize=True).partial_fit(f_all, y, classes=np.unique(y))
 
 
-def _select_ridge(preset, X, y, splits, refit, protocol, seed):
+def _select_ridge(preset, X, y, splits, refit, protocol, seed, known=None):
     """The preset's features once per split, every penalty scored on the held-out part."""
     scorers = []
     for fit, valid in splits:
@@ -490,7 +500,9 @@ def _select_ridge(preset, X, y, splits, refit, protocol, seed):
     def score(alpha):
         return float(np.mean([scorer(alpha)[0] for scorer in scorers]))
 
-    values, scores, best = follow_grid(protocol.ridge_alphas, score, protocol.grid_extensions)
+    values, scores, best = follow_grid(protocol.ridge_alphas, _replaying(score, known), protocol.grid_extensions)
+    if values[best] in (known or {}):
+        return None, _selection_record(protocol.ridge_alphas, values, scores, best)
     alpha = values[best]
     if refit:
         scorers.clear()
@@ -542,7 +554,7 @@ def _mean_curve(curves):
     return np.mean([c + [c[-1]] * (longest - len(c)) for c in curves], axis=0)
 
 
-def _select_network(model, X, y, splits, refit, protocol):
+def _select_network(model, X, y, splits, refit, protocol, known=None):
     """Choose the learning rate (and, when refitting, the number of steps) on the splits."""
     trained = {}  # learning rate -> (the folds' runs, the best check of their mean curve)
 
@@ -553,7 +565,9 @@ def _select_network(model, X, y, splits, refit, protocol):
         trained[lr] = runs, protocol.best_check(curve)
         return float(curve[trained[lr][1]])
 
-    values, scores, best = follow_grid(protocol.learning_rates, score, protocol.grid_extensions)
+    values, scores, best = follow_grid(protocol.learning_rates, _replaying(score, known), protocol.grid_extensions)
+    if values[best] in (known or {}):
+        return None, _selection_record(protocol.learning_rates, values, scores, best)
     lr = values[best]
     runs, best_check = trained[lr]
     converged = all(run[2] for run in runs)
@@ -623,14 +637,26 @@ def _network(arm, seed, device, protocol):
                                  random_state=seed, device=device)
 
 
-def fit_arm(arm, X, y, protocol, seed, device="cpu"):
-    """Choose and fit ``arm`` on ``(X, y)`` under ``protocol``: ``(predict, record)``."""
+def arm_grid(kind, protocol):
+    """The grid an arm of ``kind`` chooses its setting on."""
+    if kind in ("raw", "fixed"):
+        return protocol.logistic_C
+    return protocol.ridge_alphas if kind == "preset" else protocol.learning_rates
+
+
+def fit_arm(arm, X, y, protocol, seed, device="cpu", known=None):
+    """Choose and fit ``arm`` on ``(X, y)`` under ``protocol``: ``(predict, record)``.
+
+    ``known`` (value -> held-out score) are candidates measured before, on the same splits: they are
+    not trained again. When the choice is one of them, nothing new is fitted and ``predict`` is None
+    (the record then holds the selection only).
+    """
     splits, refit = selection_splits(y, protocol, seed)
     if arm.kind in ("raw", "fixed"):
-        return _select_logistic(_description(arm, seed), X, y, splits, refit, protocol, seed)
+        return _select_logistic(_description(arm, seed), X, y, splits, refit, protocol, seed, known)
     if arm.kind == "preset":
-        return _select_ridge(arm.preset, X, y, splits, refit, protocol, seed)
-    return _select_network(_network(arm, seed, device, protocol), X, y, splits, refit, protocol)
+        return _select_ridge(arm.preset, X, y, splits, refit, protocol, seed, known)
+    return _select_network(_network(arm, seed, device, protocol), X, y, splits, refit, protocol, known)
 
 
 def _pack(correct):
@@ -642,13 +668,19 @@ def unpack_correct(text, n_test):
     return np.unpackbits(np.frombuffer(base64.b64decode(text), dtype=np.uint8))[:n_test].astype(bool)
 
 
-def run_one(arm, images, target, test_images, test_target, size, seed, protocol, device="cpu"):
-    """Train ``arm`` on a balanced subset of ``size`` images (seed ``seed``) and score the test set once."""
+def run_one(arm, images, target, test_images, test_target, size, seed, protocol, device="cpu", known=None):
+    """Train ``arm`` on a balanced subset of ``size`` images (seed ``seed``) and score the test set once.
+
+    With ``known`` (see ``fit_arm``) a choice among them returns the selection part only, marked
+    ``SELECTION_ONLY``, for ``grow_record`` to merge: the test set is not scored again.
+    """
     subset = balanced_subset(target, size, seed)
     X, y = images[subset], target[subset]
     wall, cpu = time.perf_counter(), time.process_time()
-    predict, record = fit_arm(arm, X, y, protocol, seed, device)
+    predict, record = fit_arm(arm, X, y, protocol, seed, device, known)
     record.update(fit_wall=time.perf_counter() - wall, fit_cpu=time.process_time() - cpu)
+    if predict is None:
+        return {**record, SELECTION_ONLY: True}
     correct = predict(test_images) == test_target
     return {**record, "arm": arm.name, "size": int(size), "seed": int(seed), "test_accuracy": float(correct.mean()),
             "test_correct": _pack(correct), "n_test": int(correct.size), "protocol": protocol.digest(),
@@ -691,6 +723,80 @@ def write_atomic(path, write):
 def write_record(path, record):
     """Write the JSON ``record`` at ``path`` whole or not at all."""
     write_atomic(path, lambda handle: handle.write(json.dumps(record).encode()))
+
+
+# -- records made under a smaller growth budget ----------------------------------------------
+#
+# ``follow_grid`` is a sequence: under a budget of K extra candidates its first k growth steps are those a
+# budget of k takes. So a record made under k < K (the same protocol otherwise) is what K makes when its
+# grid stopped growing by itself, and otherwise K goes on from it, training only the values past those it
+# measured. A whole study can thus be given a larger budget at the cost of the new candidates alone.
+
+#: Marks the selection part that ``run_one`` returns when the choice stayed among the known candidates.
+SELECTION_ONLY = "selection_only"
+
+
+def latest_budget(protocol, find):
+    """``(found, budget)``: ``find(p)`` for ``protocol`` or, failing that, for the same protocol under each
+    smaller growth budget, largest first; ``(None, None)`` when none is found."""
+    for budget in range(protocol.grid_extensions, -1, -1):
+        found = find(replace(protocol, grid_extensions=budget))
+        if found is not None:
+            return found, budget
+    return None, None
+
+
+def growth_to_do(record, budget, protocol, grid):
+    """None when ``record``, made under a growth budget of ``budget`` candidates on ``grid``, is what
+    ``protocol`` makes; else the held-out score of each candidate it measured, to go on from.
+
+    Its grid stopped growing by itself when the choice is an inner value (the newest value lost, or no
+    end won). A record grown on since it was written carries its budget as ``grid_budget``; one from
+    before candidates were recorded tried ``grid`` itself. A record whose selection does not add up
+    (untrusted input) is measured afresh: ``{}``.
+    """
+    budget = record.get("grid_budget", budget)
+    if not isinstance(budget, int) or budget >= protocol.grid_extensions:
+        return None
+    try:
+        values = record.get("candidates") or list(grid)
+        scores = record["validation_scores"]
+        (chosen,) = record["setting"].values()
+        best = values.index(chosen)
+        consistent = len(values) == len(scores) and all(isinstance(v, (int, float)) for v in values + scores)
+    except (KeyError, AttributeError, TypeError, ValueError):
+        return {}
+    if not consistent or [v for v in values if v in grid] != list(grid):
+        return {}
+    exhausted = best in (0, len(values) - 1) and len(values) - len(grid) == budget
+    return dict(zip(values, scores)) if exhausted else None
+
+
+def grow_record(old, new, protocol):
+    """The record of a grid grown on from ``old``: ``new`` itself when a new value won (its model trained
+    and tested), else ``old`` with ``new``'s selection and the larger budget. Either way the fit times add
+    both runs', the cost of the choice as made."""
+    cost = {key: old.get(key, 0.0) + new[key] for key in ("fit_wall", "fit_cpu")}
+    if not new.pop(SELECTION_ONLY, False):
+        return {**new, **cost}
+    return {**old, **new, **cost, "grid_budget": protocol.grid_extensions}
+
+
+def reuse_or_grow(protocol, grid, find, train):
+    """One (arm, size, seed) under ``protocol``: ``(record, changed)``.
+
+    ``find(p)`` is the stored record made under protocol ``p`` or None; ``train(known)`` is ``run_one``
+    with those known candidates (None: from nothing). ``changed`` says the record must be stored.
+    """
+    old, budget = latest_budget(protocol, find)
+    if old is None:
+        return train(None), True
+    known = growth_to_do(old, budget, protocol, grid)
+    if known is None:
+        return old, False
+    if not known:
+        return train(None), True
+    return grow_record(old, train(known), protocol), True
 
 
 # -- the whole curve ----------------------------------------------------------------------
@@ -750,17 +856,23 @@ def run_curves(images, target, test_images, test_target, plan, protocol=None, *,
     """Train every arm of ``plan`` at every size and seed; the learning-curve results dictionary.
 
     Finished records are kept in ``cache_dir`` (if given) and reused by a later call with the same
-    protocol, so an interrupted run continues. ``progress(done, total, label)`` is called after each.
+    protocol, so an interrupted run continues; records made under a smaller ``grid_extensions`` are
+    reused or grown on (``reuse_or_grow``). ``progress(done, total, label)`` is called after each.
     """
     protocol = (protocol or CurveProtocol()).check()
     tasks = plan.tasks()
     records, started = [], time.perf_counter()
     for done, (size, seed, arm) in enumerate(tasks, 1):
-        path = None if cache_dir is None else _record_path(cache_dir, arm.name, size, seed)
-        record = None if path is None else read_record(path, "protocol", protocol.digest())
-        if record is None:
-            record = run_one(arm, images, target, test_images, test_target, size, seed, protocol, device)
-            if path is not None:
+        def train(known, arm=arm, size=size, seed=seed):
+            return run_one(arm, images, target, test_images, test_target, size, seed, protocol, device, known)
+
+        if cache_dir is None:
+            record = train(None)
+        else:
+            path = _record_path(cache_dir, arm.name, size, seed)
+            record, changed = reuse_or_grow(protocol, arm_grid(arm.kind, protocol),
+                                            lambda p, path=path: read_record(path, "protocol", p.digest()), train)
+            if changed:
                 write_record(path, record)
         records.append(record)
         if progress is not None:

@@ -44,7 +44,9 @@ import numpy as np
 
 from ._curves import (
     CurveArm,
+    SELECTION_ONLY,
     CurveProtocol,
+    arm_grid,
     balanced_subset,
     extra_candidates,
     fit_arm,
@@ -52,6 +54,7 @@ from ._curves import (
     outcomes_text,
     practical_outcome,
     read_record,
+    reuse_or_grow,
     run_one,
     seeds_for_size,
     summarise_arms,
@@ -245,19 +248,23 @@ def _save_source(path, kernels, record):
 SOURCE_ARM = CurveArm("source", "Source network, trained (Adam)", "learned", DEPTH)
 
 
-def train_source(images, target, size, seed, protocol, device="cpu", test_images=None, test_target=None):
+def train_source(images, target, size, seed, protocol, device="cpu", test_images=None, test_target=None,
+                 known=None):
     """Train the source network on a balanced subset of ``size`` images: ``(kernels, record)``.
 
     ``kernels`` are the trained ``filters_``, one ``(n_filters, c, kh, kw)`` array per layer; the
     record has the chosen learning rate, validation accuracy, convergence, fit times and, given
-    the source's test images, its test accuracy.
+    the source's test images, its test accuracy. With ``known`` (see ``fit_arm``) a choice among
+    them trains nothing new: ``kernels`` is None and the record holds the selection only.
     """
     from ..learned import LearnedConvClassifier
 
     subset = balanced_subset(target, size, seed)
     wall, cpu = time.perf_counter(), time.process_time()
-    predict, record = fit_arm(SOURCE_ARM, images[subset], target[subset], protocol, seed, device)
+    predict, record = fit_arm(SOURCE_ARM, images[subset], target[subset], protocol, seed, device, known)
     record.update(fit_wall=time.perf_counter() - wall, fit_cpu=time.process_time() - cpu)
+    if predict is None:
+        return None, {**record, SELECTION_ONLY: True}
     model = getattr(predict, "__self__", None)  # fit_arm hands back the final network's bound predict
     if not isinstance(model, LearnedConvClassifier):
         raise TypeError(f"fit_arm returned a predict of {type(model).__name__}; expected a LearnedConvClassifier's.")
@@ -272,17 +279,35 @@ def _sources(data, source_size, n_sources, protocol, device, cache_dir, progress
     sources = []
     for seed in range(n_sources):
         subset = balanced_subset(data.source_target, source_size, seed)
-        key = _digest(protocol.digest(), DEPTH, data.source_images[subset], data.source_target[subset], seed)
         path = None if cache_dir is None else Path(cache_dir) / "sources" / f"seed{seed}.npz"
-        cached = None if path is None else _load_source(path, key)
-        if cached is None:
-            kernels, record = train_source(data.source_images, data.source_target, source_size, seed, protocol,
-                                           device, data.source_test_images, data.source_test_target)
-            record["key"] = key
-            if path is not None:
-                _save_source(path, kernels, record)
-            cached = kernels, record
-        sources.append(cached)
+        kernels = {}  # "found": the cached source's, "trained": this run's (when it trained a new model)
+
+        def key(p, subset=subset, seed=seed):
+            return _digest(p.digest(), DEPTH, data.source_images[subset], data.source_target[subset], seed)
+
+        def find(p, path=path, key=key, kernels=kernels):
+            cached = _load_source(path, key(p))
+            if cached is None:
+                return None
+            kernels["found"] = cached[0]
+            return cached[1]
+
+        def train(known, seed=seed, key=key, kernels=kernels):
+            trained, record = train_source(data.source_images, data.source_target, source_size, seed, protocol,
+                                           device, data.source_test_images, data.source_test_target, known)
+            if trained is not None:
+                kernels["trained"] = trained
+                record["key"] = key(protocol)
+            return record
+
+        if path is None:
+            record, changed = train(None), False
+        else:
+            record, changed = reuse_or_grow(protocol, arm_grid(SOURCE_ARM.kind, protocol), find, train)
+        source = kernels.get("trained", kernels.get("found")), record
+        if changed:
+            _save_source(path, *source)
+        sources.append(source)
         progress(f"source network, seed {seed}")
     return sources
 
@@ -343,7 +368,14 @@ def run_transfer(data, *, sizes=TARGET_SIZES, source_size=SOURCE_SIZE, n_sources
 
     sources = _sources(data, source_size, n_sources, protocol, device, cache_dir, step)
     channels = n_channels(data.target_images)
-    target_key = _digest(protocol.digest(), data.target_images, data.target_target, data.test_images, data.test_target)
+    target_keys = {}  # digest of a protocol -> the key of the target data under it
+
+    def record_key(p, source_key):
+        if p.digest() not in target_keys:
+            target_keys[p.digest()] = _digest(p.digest(), data.target_images, data.target_target, data.test_images,
+                                              data.test_target)
+        return _digest(target_keys[p.digest()], source_key)
+
     records = []
     for size in sizes:  # small sizes first: a stopped run has the cheap end of every curve
         for seed in seeds[size]:
@@ -351,14 +383,25 @@ def run_transfer(data, *, sizes=TARGET_SIZES, source_size=SOURCE_SIZE, n_sources
             kernels = adapt_kernels(sources[source_seed][0], channels)
             for arm in transfer_arms(kernels):
                 from_source = TRANSFER_ARMS[arm.name][2]
-                key = _digest(target_key, sources[source_seed][1]["key"] if from_source else None)
-                path = None if cache_dir is None else Path(cache_dir) / "targets" / arm.name / f"n{size}-s{seed}.json"
-                record = None if path is None else read_record(path, "key", key)
-                if record is None:
+                source_key = sources[source_seed][1]["key"] if from_source else None
+
+                def train(known, arm=arm, size=size, seed=seed, source_key=source_key, from_source=from_source):
                     record = run_one(arm, data.target_images, data.target_target, data.test_images,
-                                     data.test_target, size, seed, protocol, device)
-                    record.update(key=key, source_seed=source_seed if from_source else None)
-                    if path is not None:
+                                     data.test_target, size, seed, protocol, device, known)
+                    if SELECTION_ONLY not in record:
+                        record.update(key=record_key(protocol, source_key),
+                                      source_seed=source_seed if from_source else None)
+                    return record
+
+                if cache_dir is None:
+                    record = train(None)
+                else:
+                    path = Path(cache_dir) / "targets" / arm.name / f"n{size}-s{seed}.json"
+                    record, changed = reuse_or_grow(
+                        protocol, arm_grid(arm.kind, protocol),
+                        lambda p, path=path, source_key=source_key: read_record(path, "key", record_key(p, source_key)),
+                        train)
+                    if changed:
                         write_record(path, record)
                 records.append(record)
                 step(f"{TRANSFER_ARMS[arm.name][0]} at {size} images, seed {seed}")
