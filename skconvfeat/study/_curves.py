@@ -799,6 +799,17 @@ def reuse_or_grow(protocol, grid, find, train):
     return grow_record(old, train(known), protocol), True
 
 
+def stored_record(path, protocol, grid, matches, train):
+    """One (arm, size, seed)'s record: ``train(None)``, or with a cache ``path`` what ``reuse_or_grow`` gives,
+    written back when it changed. A record made under protocol ``p`` carries ``matches(p)`` (field, value)."""
+    if path is None:
+        return train(None)
+    record, changed = reuse_or_grow(protocol, grid, lambda p: read_record(path, *matches(p)), train)
+    if changed:
+        write_record(path, record)
+    return record
+
+
 # -- the whole curve ----------------------------------------------------------------------
 
 
@@ -866,15 +877,9 @@ def run_curves(images, target, test_images, test_target, plan, protocol=None, *,
         def train(known, arm=arm, size=size, seed=seed):
             return run_one(arm, images, target, test_images, test_target, size, seed, protocol, device, known)
 
-        if cache_dir is None:
-            record = train(None)
-        else:
-            path = _record_path(cache_dir, arm.name, size, seed)
-            record, changed = reuse_or_grow(protocol, arm_grid(arm.kind, protocol),
-                                            lambda p, path=path: read_record(path, "protocol", p.digest()), train)
-            if changed:
-                write_record(path, record)
-        records.append(record)
+        path = None if cache_dir is None else _record_path(cache_dir, arm.name, size, seed)
+        records.append(stored_record(path, protocol, arm_grid(arm.kind, protocol),
+                                     lambda p: ("protocol", p.digest()), train))
         if progress is not None:
             progress(done, len(tasks), f"{arm.label} at {size} images, seed {seed}")
     return summarise_curves(plan, records, protocol, margin, time.perf_counter() - started)

@@ -43,8 +43,8 @@ from pathlib import Path
 import numpy as np
 
 from ._curves import (
-    CurveArm,
     SELECTION_ONLY,
+    CurveArm,
     CurveProtocol,
     arm_grid,
     balanced_subset,
@@ -53,14 +53,13 @@ from ._curves import (
     is_judged,
     outcomes_text,
     practical_outcome,
-    read_record,
     reuse_or_grow,
     run_one,
     seeds_for_size,
+    stored_record,
     summarise_arms,
     unpack_correct,
     write_atomic,
-    write_record,
 )
 from ._environment import environment_counts
 from ._stats import holm, paired_holdout_test, sign_flip_test
@@ -275,41 +274,45 @@ def train_source(images, target, size, seed, protocol, device="cpu", test_images
 
 
 def _sources(data, source_size, n_sources, protocol, device, cache_dir, progress):
-    """Each source seed's kernels and record, trained or read from the cache."""
+    """Each source seed's kernels and record, trained, read from the cache or grown on from it."""
     sources = []
     for seed in range(n_sources):
-        subset = balanced_subset(data.source_target, source_size, seed)
         path = None if cache_dir is None else Path(cache_dir) / "sources" / f"seed{seed}.npz"
-        kernels = {}  # "found": the cached source's, "trained": this run's (when it trained a new model)
-
-        def key(p, subset=subset, seed=seed):
-            return _digest(p.digest(), DEPTH, data.source_images[subset], data.source_target[subset], seed)
-
-        def find(p, path=path, key=key, kernels=kernels):
-            cached = _load_source(path, key(p))
-            if cached is None:
-                return None
-            kernels["found"] = cached[0]
-            return cached[1]
-
-        def train(known, seed=seed, key=key, kernels=kernels):
-            trained, record = train_source(data.source_images, data.source_target, source_size, seed, protocol,
-                                           device, data.source_test_images, data.source_test_target, known)
-            if trained is not None:
-                kernels["trained"] = trained
-                record["key"] = key(protocol)
-            return record
-
-        if path is None:
-            record, changed = train(None), False
-        else:
-            record, changed = reuse_or_grow(protocol, arm_grid(SOURCE_ARM.kind, protocol), find, train)
-        source = kernels.get("trained", kernels.get("found")), record
-        if changed:
-            _save_source(path, *source)
-        sources.append(source)
+        sources.append(_source(data, source_size, seed, protocol, device, path))
         progress(f"source network, seed {seed}")
     return sources
+
+
+def _source(data, size, seed, protocol, device, path):
+    """One source network's ``(kernels, record)``; with a cache ``path``, as ``reuse_or_grow`` decides."""
+    subset = balanced_subset(data.source_target, size, seed)
+    kernels = {}  # "found": the cached network's; "trained": this run's, when it trained a new model
+
+    def key(p):
+        return _digest(p.digest(), DEPTH, data.source_images[subset], data.source_target[subset], seed)
+
+    def find(p):
+        cached = _load_source(path, key(p))
+        if cached is not None:
+            kernels["found"] = cached[0]
+        return None if cached is None else cached[1]
+
+    def train(known):
+        trained, record = train_source(data.source_images, data.source_target, size, seed, protocol, device,
+                                       data.source_test_images, data.source_test_target, known)
+        if trained is not None:
+            kernels["trained"] = trained
+            record["key"] = key(protocol)
+        return record
+
+    if path is None:
+        record = train(None)
+        return kernels["trained"], record
+    record, changed = reuse_or_grow(protocol, arm_grid(SOURCE_ARM.kind, protocol), find, train)
+    source = kernels.get("trained", kernels.get("found")), record
+    if changed:
+        _save_source(path, *source)
+    return source
 
 
 # -- target arms ------------------------------------------------------------------------------
@@ -393,17 +396,10 @@ def run_transfer(data, *, sizes=TARGET_SIZES, source_size=SOURCE_SIZE, n_sources
                                       source_seed=source_seed if from_source else None)
                     return record
 
-                if cache_dir is None:
-                    record = train(None)
-                else:
-                    path = Path(cache_dir) / "targets" / arm.name / f"n{size}-s{seed}.json"
-                    record, changed = reuse_or_grow(
-                        protocol, arm_grid(arm.kind, protocol),
-                        lambda p, path=path, source_key=source_key: read_record(path, "key", record_key(p, source_key)),
-                        train)
-                    if changed:
-                        write_record(path, record)
-                records.append(record)
+                path = None if cache_dir is None else Path(cache_dir) / "targets" / arm.name / f"n{size}-s{seed}.json"
+                records.append(stored_record(path, protocol, arm_grid(arm.kind, protocol),
+                                             lambda p, source_key=source_key: ("key", record_key(p, source_key)),
+                                             train))
                 step(f"{TRANSFER_ARMS[arm.name][0]} at {size} images, seed {seed}")
     return summarise_transfer(records, sizes, seeds, [s[1] for s in sources], protocol, margin,
                               time.perf_counter() - started, pair)
