@@ -395,12 +395,14 @@ def _next_out(values, low):
     return float(f"{ends[0] * step:.12g}")
 
 
-def _replaying(score, known):
-    """``score``, except that a value in ``known`` (value -> held-out score measured before) is not
-    scored again: growing a record's grid on replays its choice and trains only the values past it."""
-    if not known:
-        return score
-    return lambda value: known[value] if value in known else score(value)
+def _choose(grid, score, protocol, known):
+    """``(chosen, selection)``: the value ``follow_grid`` chooses on ``grid`` and what a record keeps of the
+    choice (``_selection_record``). Values in ``known`` (value -> held-out score measured before) are not
+    scored again, so growing a record's grid on replays its choice and trains only the values past it;
+    ``chosen`` is None when the choice is one of them (nothing new to fit)."""
+    known = known or {}
+    values, scores, best = follow_grid(grid, lambda v: known[v] if v in known else score(v), protocol.grid_extensions)
+    return (None if values[best] in known else values[best]), _selection_record(grid, values, scores, best)
 
 
 # -- the three ways of training an arm ---------------------------------------------
@@ -431,24 +433,23 @@ def _select_logistic(description, X, y, splits, refit, protocol, seed, known=Non
         heads[C] = fitted[-1]
         return float(np.mean([h.score(f_valid, y_valid) for h, (*_, f_valid, y_valid) in zip(fitted, prepared)]))
 
-    values, scores, best = follow_grid(protocol.logistic_C, _replaying(score, known), protocol.grid_extensions)
-    if values[best] in (known or {}):
-        return None, _selection_record(protocol.logistic_C, values, scores, best)
+    C, selection = _choose(protocol.logistic_C, score, protocol, known)
+    if C is None:
+        return None, selection
     if refit:
         prepared.clear()  # the folds' features are not needed for the refit on all
         conv, f_all, _ = _features(description, X, [])
         scaler = StandardScaler().fit(f_all)
-        head = _logistic(values[best], seed).fit(scaler.transform(f_all), y)
+        head = _logistic(C, seed).fit(scaler.transform(f_all), y)
     else:
         conv, scaler = prepared[-1][:2]
-        head = heads[values[best]]
+        head = heads[C]
     converged = bool(np.all(head.n_iter_ < head.max_iter))
 
     def predict(X_test):
         return head.predict(scaler.transform(conv.transform(X_test)))
 
-    return predict, {"setting": {"C": values[best]}, "n_features": int(head.coef_.shape[1]), "converged": converged,
-                     **_selection_record(protocol.logistic_C, values, scores, best)}
+    return predict, {"setting": {"C": C}, "n_features": int(head.coef_.shape[1]), "converged": converged, **selection}
 
 
 def _selection_record(grid, values, scores, best):
@@ -500,10 +501,9 @@ def _select_ridge(preset, X, y, splits, refit, protocol, seed, known=None):
     def score(alpha):
         return float(np.mean([scorer(alpha)[0] for scorer in scorers]))
 
-    values, scores, best = follow_grid(protocol.ridge_alphas, _replaying(score, known), protocol.grid_extensions)
-    if values[best] in (known or {}):
-        return None, _selection_record(protocol.ridge_alphas, values, scores, best)
-    alpha = values[best]
+    alpha, selection = _choose(protocol.ridge_alphas, score, protocol, known)
+    if alpha is None:
+        return None, selection
     if refit:
         scorers.clear()
         conv, f_all, _ = _features(make_preset(preset, random_state=seed), X, [])
@@ -517,7 +517,7 @@ def _select_ridge(preset, X, y, splits, refit, protocol, seed, known=None):
         return head.predict(conv.transform(X_test))
 
     return predict, {"setting": {"alpha": alpha}, "converged": True, "n_features": n_features,
-                     **_selection_record(protocol.ridge_alphas, values, scores, best)}
+                     **selection}
 
 
 def train_to_plateau(model, X_fit, y_fit, X_valid, y_valid, protocol):
@@ -565,22 +565,21 @@ def _select_network(model, X, y, splits, refit, protocol, known=None):
         trained[lr] = runs, protocol.best_check(curve)
         return float(curve[trained[lr][1]])
 
-    values, scores, best = follow_grid(protocol.learning_rates, _replaying(score, known), protocol.grid_extensions)
-    if values[best] in (known or {}):
-        return None, _selection_record(protocol.learning_rates, values, scores, best)
-    lr = values[best]
+    lr, selection = _choose(protocol.learning_rates, score, protocol, known)
+    if lr is None:
+        return None, selection
     runs, best_check = trained[lr]
     converged = all(run[2] for run in runs)
     steps = (best_check + 1) * runs[0][3]
     refit_note = None
     if refit:
-        final, refit_note = refit_network(model, X, y, lr, steps, scores[best], runs, protocol)
+        final, refit_note = refit_network(model, X, y, lr, steps, selection["validation_accuracy"], runs, protocol)
     else:
         final = runs[0][0]
     budget = protocol.budget_steps(len(splits[0][0]))
     record = {"setting": {"learning_rate": lr}, "converged": converged, "steps": int(steps),
               "budget_steps": int(budget), "n_features": int(final.n_features_out_),
-              **_selection_record(protocol.learning_rates, values, scores, best)}
+              **selection}
     if refit_note is not None:
         record["refit"] = refit_note
     return final.predict, record
