@@ -9,7 +9,7 @@ from ._heads import GramRidgeClassifier
 from ._net import FixedConvNet
 from ._presets import make_preset
 from ._transformer import FixedConvTransformer
-from .learned import LearnedConvClassifier, transfer_bank
+from .learned import LearnedConvClassifier, LowRankHeadClassifier, transfer_bank
 
 # Bound here (not imported by name) so that its doc comment is the one the API reference shows.
 from . import _presets  # noqa: E402  isort: skip
@@ -23,6 +23,7 @@ __all__ = [
     "FixedConvTransformer",
     "GramRidgeClassifier",
     "LearnedConvClassifier",
+    "LowRankHeadClassifier",
     "PRESETS",
     "list_banks",
     "make_bank",

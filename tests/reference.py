@@ -159,3 +159,21 @@ def reference_rotate(image, degrees):
             out[i, j] = ((1 - fi) * (1 - fj) * image[i0, j0] + (1 - fi) * fj * image[i0, j0 + 1]
                          + fi * (1 - fj) * image[i0 + 1, j0] + fi * fj * image[i0 + 1, j0 + 1])
     return out
+
+
+def reference_low_rank_logits(features, mean, scale, reduce, classify, intercept):
+    """The low-rank head's logits by loops over samples, cells, ranks and maps, written from its
+    description (standardise each map, project each cell's maps, read the projections), not its code."""
+    n_maps, rank = len(mean), reduce.shape[0]
+    cells = features.shape[1] // n_maps
+    logits = np.zeros((features.shape[0], classify.shape[0]))
+    for i, row in enumerate(features.astype(np.float64)):
+        maps = row.reshape(n_maps, cells)
+        projected = np.zeros((rank, cells))
+        for c in range(cells):
+            for r in range(rank):
+                projected[r, c] = sum(reduce[r, m] * (maps[m, c] - mean[m]) / scale[m] for m in range(n_maps))
+        for k in range(classify.shape[0]):
+            logits[i, k] = intercept[k] + sum(classify[k, r * cells + c] * projected[r, c]
+                                              for r in range(rank) for c in range(cells))
+    return logits

@@ -20,7 +20,6 @@ import numpy as np
 from scipy.special import log_softmax, softmax
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context, clone
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.model_selection import train_test_split
 from sklearn.utils import _safe_indexing, check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
@@ -40,6 +39,7 @@ from .._input import shape_images
 from .._layer import NONLINEARITIES, auto_batch_size
 from .._net import FixedConvNet
 from .._transformer import FixedConvTransformer, carried_banks
+from ._validation import validation_split
 
 __all__ = ["LearnedConvClassifier", "transfer_bank"]
 
@@ -546,20 +546,9 @@ class LearnedConvClassifier(ClassifierMixin, BaseEstimator):
 
     def _split(self, y, rng):
         """Training and validation indices (validation None without early stopping)."""
-        indices = np.arange(len(y))
         if not self.early_stopping:
-            return indices, None
-        counts = np.unique(y, return_counts=True)[1]
-        n_valid = math.ceil(self.validation_fraction * len(y))
-        stratify = y if counts.min() >= 2 and counts.size <= n_valid <= len(y) - counts.size else None
-        seed = rng.randint(np.iinfo(np.int32).max)
-        try:
-            return train_test_split(indices, test_size=n_valid, stratify=stratify, random_state=seed)
-        except ValueError as exc:
-            raise ValueError(
-                f"LearnedConvClassifier cannot hold out validation_fraction={self.validation_fraction} "
-                f"of {len(y)} samples for early stopping ({exc}). Pass more samples or early_stopping=False."
-            ) from None
+            return np.arange(len(y)), None
+        return validation_split(y, self.validation_fraction, rng, "LearnedConvClassifier")
 
     def _check_before_fitting(self, _training, new):
         """Everything that can be refused before any heavy work: the device, ``augment``, the layers."""
