@@ -277,17 +277,18 @@ class LowRankHeadClassifier(LinearClassifierMixin, BaseEstimator):
 
 
 def map_statistics(X, n_maps):
-    """Each map's mean and standard deviation over rows and cells (two passes, float64, bounded scratch);
-    standard deviations under ``10 * eps`` become 1, as StandardScaler leaves constant features unscaled."""
-    count = X.shape[0] * (X.shape[1] // n_maps)
-    total = np.zeros(n_maps)
-    for rows in _blocks(X):
-        total += X[rows].astype(np.float64).reshape(-1, n_maps, X.shape[1] // n_maps).sum(axis=(0, 2))
-    mean = total / count
+    """Each map's mean and standard deviation over rows and cells, in two passes of bounded blocks (sums in
+    float64; float16 and uint8 blocks centred in float32, which holds their values exactly); standard
+    deviations under ``10 * eps`` become 1, as StandardScaler leaves constant features unscaled."""
+    cells = X.shape[1] // n_maps
+    count = X.shape[0] * cells
+    mean = sum(X[rows].reshape(-1, n_maps, cells).sum(axis=(0, 2), dtype=np.float64) for rows in _blocks(X)) / count
+    work = np.float64 if X.dtype == np.float64 else np.float32
     squares = np.zeros(n_maps)
     for rows in _blocks(X):
-        centred = X[rows].astype(np.float64).reshape(-1, n_maps, X.shape[1] // n_maps) - mean[:, None]
-        squares += (centred**2).sum(axis=(0, 2))
+        centred = X[rows].reshape(-1, n_maps, cells).astype(work)
+        centred -= mean.astype(work)[:, None]
+        squares += np.square(centred, out=centred).sum(axis=(0, 2), dtype=np.float64)
     scale = np.sqrt(squares / count)
     scale[scale < 10 * np.finfo(np.float64).eps] = 1.0
     return mean, scale

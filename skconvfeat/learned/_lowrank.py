@@ -27,17 +27,24 @@ class LowRankHead(nn.Module):
         super().__init__()
         as32 = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)  # noqa: E731
         self.register_buffer("mean", as32(mean)[:, None])
-        self.register_buffer("scale", as32(scale)[:, None])
+        self.register_buffer("scale", as32(scale)[None, :])
         self.reduce = nn.Parameter(as32(reduce))
         self.classify = nn.Parameter(as32(classify))
         self.intercept = nn.Parameter(as32(intercept))
 
     def forward(self, x):
-        # The batch is cast here, not before: features stay float16 or uint8 in memory (a quarter or an
-        # eighth of float64), and only one batch at a time is widened.
-        maps = (x.float().view(x.shape[0], self.mean.shape[0], -1) - self.mean) / self.scale
-        low = torch.matmul(self.reduce, maps)  # (B, rank, cells): the 1x1 convolution
-        return low.flatten(1) @ self.classify.T + self.intercept
+        n_maps = self.mean.shape[0]
+        # Cell-major float32 rows (B * cells, M), widened and transposed in one copy: the projection is then one
+        # product for the whole batch, and so is its gradient (a batched product per sample would build a
+        # (B, rank, M) gradient and sum it).
+        maps = x.view(x.shape[0], n_maps, -1).transpose(1, 2)
+        rows = torch.empty(maps.shape, dtype=torch.float32, device=x.device).copy_(maps).view(-1, n_maps)
+        # The standardisation folded into the projection, (maps - mean) / scale projected by ``reduce``: products
+        # with the small (rank, M) matrix instead of passes over the whole batch.
+        reduce = self.reduce / self.scale
+        low = rows @ reduce.T - (reduce @ self.mean).T  # (B * cells, rank): the 1x1 convolution
+        # Rank-major (B, rank * cells), the order of ``classify``'s columns.
+        return low.view(x.shape[0], -1, low.shape[1]).transpose(1, 2).flatten(1) @ self.classify.T + self.intercept
 
     def numpy_factors(self):
         """``reduce``, ``classify``, ``intercept`` as float64 NumPy arrays."""
