@@ -104,9 +104,9 @@ class LowRankHeadClassifier(LinearClassifierMixin, BaseEstimator):
     >>> X, y = load_digits(return_X_y=True)
     >>> conv = FixedConvTransformer("random", kernel_size=3, pool_grid=3, random_state=0)
     >>> F = conv.fit_transform(X[:1000])
-    >>> head = LowRankHeadClassifier(grid=3, rank=8, max_epochs=30, random_state=0).fit(F, y[:1000])
-    >>> head.coef_.shape
-    (10, 576)
+    >>> head = LowRankHeadClassifier(grid=3, rank=8, learning_rate=1e-2, max_epochs=60, random_state=0)
+    >>> head.fit(F, y[:1000]).coef_.shape  # 16 maps x 9 cells, rank 8 over the maps
+    (10, 144)
     >>> head.score(conv.transform(X[1000:]), y[1000:]) > 0.85
     True
     """
