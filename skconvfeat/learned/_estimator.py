@@ -39,7 +39,7 @@ from .._input import shape_images
 from .._layer import NONLINEARITIES, auto_batch_size
 from .._net import FixedConvNet
 from .._transformer import FixedConvTransformer, carried_banks
-from ._validation import validation_split
+from ._validation import TRAINING_CONSTRAINTS, validation_split
 
 __all__ = ["LearnedConvClassifier", "transfer_bank"]
 
@@ -282,20 +282,10 @@ class LearnedConvClassifier(ClassifierMixin, BaseEstimator):
         "freeze_kernels": ["boolean"],
         "train": [None, StrOptions(set(TRAIN_MODES))],
         "batch_norm": ["boolean"],
-        "max_epochs": [Interval(numbers.Integral, 1, None, closed="left")],
-        "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
-        "learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
-        "lr_schedule": [StrOptions({"constant", "cosine"})],
-        "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
-        "early_stopping": ["boolean"],
-        "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither")],
-        "n_iter_no_change": [Interval(numbers.Integral, 1, None, closed="left")],
-        "tol": [Interval(numbers.Real, 0, None, closed="left")],
         "augment": ["boolean", dict],
         "warm_start": ["boolean"],
         "device": [StrOptions({"auto", "cpu", "cuda"})],
-        "random_state": ["random_state"],
-        "verbose": ["verbose"],
+        **TRAINING_CONSTRAINTS,
     }
 
     def __init__(

@@ -17,13 +17,13 @@ from sklearn.base import BaseEstimator, _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model._base import LinearClassifierMixin
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import Interval
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._doc_link import API_PAGE
 from .._fitted import pair_param, restore_on_failure
-from ._validation import validation_split
+from ._validation import TRAINING_CONSTRAINTS, validation_split
 
 # Kept as they come (the dtypes features are stored in to save memory); anything else becomes float32.
 _DTYPES = [np.float32, np.float64, np.float16, np.uint8]
@@ -116,17 +116,7 @@ class LowRankHeadClassifier(LinearClassifierMixin, BaseEstimator):
     _parameter_constraints: dict = {
         "grid": [Interval(numbers.Integral, 1, None, closed="left"), tuple, list],
         "rank": [Interval(numbers.Integral, 1, None, closed="left")],
-        "max_epochs": [Interval(numbers.Integral, 1, None, closed="left")],
-        "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
-        "learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
-        "lr_schedule": [StrOptions({"constant", "cosine"})],
-        "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
-        "early_stopping": ["boolean"],
-        "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither")],
-        "n_iter_no_change": [Interval(numbers.Integral, 1, None, closed="left")],
-        "tol": [Interval(numbers.Real, 0, None, closed="left")],
-        "random_state": ["random_state"],
-        "verbose": ["verbose"],
+        **TRAINING_CONSTRAINTS,
     }
 
     def __init__(self, grid=1, *, rank=64, max_epochs=80, batch_size=128, learning_rate=1e-3,

@@ -1,9 +1,27 @@
-"""The early-stopping split, one rule for every torch-trained estimator (torch-free)."""
+"""What the torch-trained estimators share, torch-free: their training settings' constraints and the
+early-stopping split."""
 
 import math
+import numbers
 
 import numpy as np
 from sklearn.model_selection import train_test_split
+from sklearn.utils._param_validation import Interval, StrOptions
+
+# The training settings of LearnedConvClassifier and LowRankHeadClassifier, one constraint each.
+TRAINING_CONSTRAINTS = {
+    "max_epochs": [Interval(numbers.Integral, 1, None, closed="left")],
+    "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
+    "learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
+    "lr_schedule": [StrOptions({"constant", "cosine"})],
+    "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
+    "early_stopping": ["boolean"],
+    "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither")],
+    "n_iter_no_change": [Interval(numbers.Integral, 1, None, closed="left")],
+    "tol": [Interval(numbers.Real, 0, None, closed="left")],
+    "random_state": ["random_state"],
+    "verbose": ["verbose"],
+}
 
 
 def validation_split(y, fraction, rng, owner):
