@@ -121,3 +121,20 @@ def test_sklearn_contract(estimator, check):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         check(estimator)
+
+
+def test_features_on_disk_are_read_in_place(tmp_path):
+    """A float16 np.memmap (features too many for memory) is trained on as it is: validation keeps it a view."""
+    from sklearn.utils.validation import check_array
+
+    X, y = _grid_features()
+    on_disk = np.lib.format.open_memmap(tmp_path / "X.npy", mode="w+", dtype=np.float16, shape=X.shape)
+    on_disk[:] = X
+    on_disk.flush()
+    X_disk = np.load(tmp_path / "X.npy", mmap_mode="r")
+    from skconvfeat.learned._head import _DTYPES
+
+    assert np.shares_memory(check_array(X_disk, dtype=_DTYPES, order="C"), X_disk)
+    head = LowRankHeadClassifier(grid=2, rank=2, max_epochs=3, random_state=0).fit(X_disk, y)
+    in_memory = LowRankHeadClassifier(grid=2, rank=2, max_epochs=3, random_state=0).fit(np.array(X_disk), y)
+    assert_allclose(head.coef_, in_memory.coef_)
