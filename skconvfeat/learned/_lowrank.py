@@ -72,7 +72,7 @@ def train(model, x, y, train_index, valid_index, *, settings, rng, on_epoch):
     optimizer = torch.optim.Adam([{"params": decayed, "weight_decay": settings.weight_decay},
                                   {"params": free, "weight_decay": 0.0}], lr=settings.learning_rate)
     stopper = None if valid_index is None else EarlyStopping(settings.n_iter_no_change, settings.tol)
-    epoch = 0
+    stopped = False
     for epoch in range(settings.max_epochs):
         rate = learning_rate_at(settings.lr_schedule, settings.learning_rate, epoch, settings.max_epochs)
         for group in optimizer.param_groups:
@@ -93,9 +93,9 @@ def train(model, x, y, train_index, valid_index, *, settings, rng, on_epoch):
             record["valid_accuracy"] = accuracy(model, x, y, valid_index, max(settings.batch_size, 512))
         on_epoch(record)
         if stopper is not None and stopper.step(record["valid_accuracy"], epoch + 1, model):
-            model.load_state_dict(stopper.best_state)
-            return epoch + 1, stopper.best_epoch, True
-    if stopper is not None:
-        model.load_state_dict(stopper.best_state)
-        return epoch + 1, stopper.best_epoch, False
-    return epoch + 1, None, False
+            stopped = True
+            break
+    if stopper is None:
+        return epoch + 1, None, False
+    model.load_state_dict(stopper.best_state)  # the best epoch's weights, not the last one's
+    return epoch + 1, stopper.best_epoch, stopped
