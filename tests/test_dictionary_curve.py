@@ -1,0 +1,64 @@
+"""benchmarks/dictionary_curve.py: its dual ridge against GramRidgeClassifier, and its resumable rows file."""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+
+from skconvfeat import GramRidgeClassifier
+
+SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "dictionary_curve.py"
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("dictionary_curve", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("alpha", [1e-3, 0.1])
+def test_dual_ridge_gives_gram_ridge_classifiers_decision_values(alpha):
+    # Digits have constant pixels (zero variance: left unscaled) and fewer features than rows, so the two
+    # solves share nothing but the model: primal Cholesky of X^T X against the kernels' dual solve.
+    module = _module()
+    X, y = load_digits(return_X_y=True)
+    X_fit, y_fit, X_new = X[:1200].astype(np.float16), y[:1200], X[1200:].astype(np.float16)
+    mean, scale = module.feature_scales(X_fit)
+    assert np.sum(scale == 1.0) >= 3 and np.isfinite(scale).all()
+    K, K_new = module.kernels(X_fit, X_new, mean, scale)
+    Y = np.where(y_fit[:, None] == np.arange(10)[None, :], 1.0, -1.0)
+    dual = module.dual_ridge_decision(K, K_new, Y, alpha)
+    head = GramRidgeClassifier(alphas=(alpha,), standardize=True).fit(X_fit.astype(np.float64), y_fit)
+    primal = head.decision_function(X_new.astype(np.float64))
+    np.testing.assert_allclose(dual, primal, atol=2e-4 * np.abs(primal).max())
+    assert (dual.argmax(axis=1) == primal.argmax(axis=1)).mean() > 0.999
+
+
+def test_choose_and_score_picks_the_tenths_best_penalty_and_scores_the_held_out_rows():
+    module = _module()
+    X, y = load_digits(return_X_y=True)
+    X_fit, X_held = X[:1000].astype(np.float16), X[1000:].astype(np.float16)
+    mean, scale = module.feature_scales(X_fit)
+    K, K_held = module.kernels(X_fit, X_held, mean, scale)
+    alphas = [1e-4, 1.0, 1e3]  # 1e3 per row drowns the data: it must lose on the tenth
+    alpha, tenth_scores, held_out = module.choose_and_score(K, K_held, y[:1000], y[1000:], alphas)
+    assert alpha == alphas[int(np.argmax(tenth_scores))] and tenth_scores[2] < max(tenth_scores)
+    head = GramRidgeClassifier(alphas=(alpha,), standardize=True).fit(X_fit.astype(np.float64), y[:1000])
+    assert held_out == pytest.approx(head.score(X_held.astype(np.float64), y[1000:]), abs=2 / len(X_held))
+
+
+def test_rows_file_keeps_finished_rows_drops_a_cut_last_line_and_refuses_damage(tmp_path):
+    module = _module()
+    path = tmp_path / "rows.jsonl"
+    assert module.finished_rows(path) == []
+    path.write_text('{"filters": 400, "held_out": 0.6}\n{"filters": 800, "held')  # stopped mid-write
+    assert [r["filters"] for r in module.finished_rows(path)] == [400]
+    path.write_text('{"filters": 400}\nnot json\n{"filters": 800}\n')
+    with pytest.raises(ValueError, match="line 2: not a JSON row"):
+        module.finished_rows(path)
+    path.write_text('{"filters": "400"}\n')
+    with pytest.raises(ValueError, match="line 1: not a row of this script"):
+        module.finished_rows(path)
