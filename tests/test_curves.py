@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from skconvfeat.study import _curves
+from skconvfeat.study import _curves, _stats
 from skconvfeat.study._curves import (
     CurveProtocol,
     balanced_subset,
@@ -328,7 +328,7 @@ def test_depth_three_trains_in_every_kind_of_arm(digits):
     ("higher", False, True, True), ("lower", False, True, False), ("higher", False, False, False),
 ])
 def test_unconverged_networks_are_judged_only_where_they_already_win(outcome, arm_ok, reference_ok, judged):
-    assert _curves.is_judged(outcome, arm_ok, reference_ok) is judged
+    assert _stats.is_judged(outcome, arm_ok, reference_ok) is judged
 
 
 def test_mixing_arms_train_and_get_their_own_verdict(digits):

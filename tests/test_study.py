@@ -230,6 +230,24 @@ def test_unconverged_learned_baseline_is_not_judged():
     assert verdict["sentence"].startswith("Not judged: the learned baseline had not converged: learned (3 of 10 fits)")
 
 
+@pytest.mark.parametrize("gap, judged", [(0.05, False), (-0.05, True)])
+def test_random_kernels_against_an_unconverged_network_are_judged_only_where_the_network_wins(gap, judged):
+    # The curves' rule in the main job: a network still improving at its cap can only gain, so random
+    # kernels ahead of it are not judged (verdict (a)'s clause and the comparisons table say so), while
+    # the network ahead of them holds a fortiori. Verdict (a) itself rests on raw pixels and stands.
+    learned = 0.90 + NOISE
+    scores = {"random": learned + gap + NOISE[::-1], "identity": learned - 0.2 + NOISE[::-1], "learned": learned}
+    results, evaluation, _ = _results(scores, {"identity": "raw", "learned": "learned"})
+    results["arms"][2]["converged"] = [True] * 7 + [False] * 3
+    results["comparisons"] = _verdicts.comparisons(results["arms"], "learned", evaluation, 0.05)
+    verdict = _verdicts.verdicts(results, evaluation, None, alpha=0.05, small_sizes=2)[0]
+    assert verdict["verdict"] == "refuted"
+    assert ("not judged (learned had not converged)" in verdict["sentence"]) is not judged
+    cells = {row[0]: row[-1] for row in _format.comparison_rows(results)}
+    assert cells["random"] == ("lower" if judged else "not judged (learned had not converged)")
+    assert cells["identity"] == "lower"  # raw pixels below a network still improving: a fortiori
+
+
 def test_verdict_transfer_uses_the_smallest_sizes():
     seeds = np.array([0.0, 0.01, -0.01, 0.02, -0.02])
 

@@ -16,7 +16,7 @@ class-balanced subsets of the training images and chosen on data held out *from 
   better than its best by more than ``min_improvement`` and keeps that best check. Its budget
   follows the data size (``budget_steps``): a network that reaches it still improving is *not
   converged*, and a comparison resting on it is judged only when
-  that network is already significantly ahead (``is_judged``: more training keeps its best check).
+  that network is already significantly ahead (``_stats.is_judged``: more training keeps its best check).
 * **Test.** Each final model scores the official test images once; the number of test evaluations
   is counted in the results.
 
@@ -50,7 +50,7 @@ from .._presets import PRESETS, make_preset
 from .._fitted import resolved_preprocessing
 from ._design import DEPTHS, description
 from ._environment import environment, environment_counts
-from ._stats import accuracy_interval, holm, paired_holdout_test, wilson_interval
+from ._stats import accuracy_interval, holm, is_judged, paired_holdout_test, wilson_interval
 
 __all__ = ["CurveProtocol", "CURVE_KINDS", "balanced_subset", "curve_arms", "run_curves", "seeds_for_size"]
 
@@ -1016,20 +1016,6 @@ def _variant_pairs(plan, summary, depth, size):
         pairs += [(frozen, learned.name, f"kernels-{learned.variant}"),
                   (best_fixed_on_validation(summary, depth, size, frozen), learned.name, f"b-{learned.variant}")]
     return pairs
-
-
-def is_judged(outcome, arm_converged, reference_converged):
-    """Whether an outcome of ``arm - reference`` can be judged when a network may not have converged.
-
-    A network that reached its budget still improving would only gain with more training (its best
-    validation check is kept), so a significant difference *in its favour* holds a fortiori; any other
-    outcome (equal, undecided, or against it) could change, and is not judged.
-    """
-    if arm_converged and reference_converged:
-        return True
-    winner_unconverged = (outcome == "higher" and not arm_converged and reference_converged) or (
-        outcome == "lower" and not reference_converged and arm_converged)
-    return winner_unconverged
 
 
 def crossover(comparisons, sizes, role="b", depth=1):

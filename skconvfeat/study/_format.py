@@ -11,6 +11,8 @@ import math
 
 import numpy as np
 
+from ._stats import is_judged
+
 __all__ = [
     "COMPARISON_HEADER",
     "SUMMARY_HEADER",
@@ -150,7 +152,7 @@ def caveats(results):
             "comparisons are not a fair test of fixed against learned kernels."
         )
     for arm in results["arms"]:
-        stopped = sum(converged is False for converged in arm.get("converged") or ())
+        stopped = stopped_early(arm)
         if stopped:
             lines.append(
                 f"NOTE: {arm['label']}: {stopped} of {len(arm['converged'])} fits stopped at max_epochs "
@@ -167,16 +169,31 @@ def summary_rows(results):
     ]
 
 
+def stopped_early(arm):
+    """How many of ``arm``'s fits stopped at their epoch cap still improving (0 for arms without a stop rule)."""
+    return sum(converged is False for converged in arm.get("converged") or ())
+
+
+def judged_outcome(comparison, arms):
+    """:func:`outcome`, or "not judged" where it rests on a network that stopped still improving and that
+    network is not already significantly ahead (``_stats.is_judged``, the rule of the curves)."""
+    arm, reference = arms[comparison["arm"]], arms[comparison["reference"]]
+    if is_judged(comparison["outcome"], not stopped_early(arm), not stopped_early(reference)):
+        return outcome(comparison)
+    unconverged = " and ".join(a["label"] for a in (arm, reference) if stopped_early(a))
+    return f"not judged ({unconverged} had not converged)"
+
+
 def comparison_rows(results):
     """Rows of the comparisons with the reference (:data:`COMPARISON_HEADER`)."""
-    labels = {arm["name"]: arm["label"] for arm in results["arms"]}
+    arms = {arm["name"]: arm for arm in results["arms"]}
     return [
         (
-            labels[c["arm"]],
-            labels[c["reference"]],
+            arms[c["arm"]]["label"],
+            arms[c["reference"]]["label"],
             f"{_points(c['mean_diff'])} pp ({_points(c['ci_low'])} to {_points(c['ci_high'])})",
             p_value(c["p_holm"]),
-            outcome(c),
+            judged_outcome(c, arms),
         )
         for c in results["comparisons"]
     ]

@@ -33,6 +33,7 @@ __all__ = [
     "claim_verdict",
     "corrected_paired_ttest",
     "holm",
+    "is_judged",
     "judge",
     "paired_holdout_test",
     "sign_flip_test",
@@ -382,3 +383,17 @@ def sign_flip_test(differences):
     return {"p_value": float(np.mean(sums >= observed - tolerance)), "min_p_value": 2.0 / 2**n, "n": int(n),
             "mean_diff": float(d.mean()), "positive": int(np.sum(d > 0)), "negative": int(np.sum(d < 0)),
             "test": SIGN_FLIP_TEST}
+
+
+def is_judged(outcome, arm_converged, reference_converged):
+    """Whether an outcome of ``arm - reference`` can be judged when a network may not have converged.
+
+    A network that reached its budget still improving would only gain with more training (its best
+    validation check is kept), so a significant difference *in its favour* holds a fortiori; any other
+    outcome (equal, undecided, or against it) could change, and is not judged.
+    """
+    if arm_converged and reference_converged:
+        return True
+    winner_unconverged = (outcome == "higher" and not arm_converged and reference_converged) or (
+        outcome == "lower" and not reference_converged and arm_converged)
+    return winner_unconverged

@@ -50,7 +50,6 @@ from ._curves import (
     balanced_subset,
     extra_candidates,
     fit_arm,
-    is_judged,
     outcomes_text,
     practical_outcome,
     reuse_or_grow,
@@ -62,7 +61,7 @@ from ._curves import (
     write_atomic,
 )
 from ._environment import environment_counts
-from ._stats import holm, paired_holdout_test, sign_flip_test
+from ._stats import holm, is_judged, paired_holdout_test, sign_flip_test
 
 __all__ = ["TRANSFER_PAIRS", "TransferData", "prepare_pair", "run_transfer", "run_transfer_pair"]
 

@@ -125,6 +125,9 @@ def _verdict_random(arms, learned, tests):
     if learned is not None and ("random", learned["name"]) in tests:
         cited.append(tests[("random", learned["name"])])
         sentence += f"; against {learned['label']} ({fmt.percent(learned['mean'])}) it is {fmt.difference(cited[-1])}"
+        judged = fmt.judged_outcome(cited[-1], arms)
+        if judged.startswith("not judged"):
+            sentence += f", {judged}"
     return {"claim": claim, "verdict": claim_verdict(vs_raw["outcome"], "below"), "sentence": sentence + ".",
             "tests": cited}
 
@@ -150,10 +153,10 @@ def _verdict_fixed(results, arms, learned, tests):
             f"freezing them changes accuracy by {fmt.difference(cited[-1])}."
         )
     outcome = claim_verdict(res["outcome"], "below")
-    unconverged = [arm for arm in (learned, best) if _stopped_early(arm)]
+    unconverged = [arm for arm in (learned, best) if fmt.stopped_early(arm)]
     if unconverged:
         outcome = "inconclusive"
-        names = " and ".join(f"{arm['label']} ({_stopped_early(arm)} of {len(arm['converged'])} fits)"
+        names = " and ".join(f"{arm['label']} ({fmt.stopped_early(arm)} of {len(arm['converged'])} fits)"
                              for arm in unconverged)
         sentence = (f"Not judged: the learned baseline had not converged: {names} stopped at max_epochs still "
                     f"improving, so the gap measures the training budget as much as the kernels. {sentence}")
@@ -166,11 +169,6 @@ def _verdict_fixed(results, arms, learned, tests):
             f"comparison is not a fair one. {sentence}"
         )
     return {"claim": claim, "verdict": outcome, "sentence": sentence, "tests": cited}
-
-
-def _stopped_early(arm):
-    """How many of ``arm``'s fits stopped at their epoch cap still improving (0 for arms without a stop rule)."""
-    return sum(converged is False for converged in arm.get("converged") or ())
 
 
 def _verdict_transfer(transfer, tests, small_sizes):
