@@ -19,6 +19,7 @@ from ._design import (
     LEARNED,
     LEARNED_LARGE,
     PER_ARM_PARAMS,
+    SMALL_RECIPE_MAX_IMAGES,
 )
 
 __all__ = ["StudySettings", "learned_recipe"]
@@ -102,12 +103,14 @@ class StudySettings:
         study sets per arm (``conv``, ``head``, ``freeze_kernels``,
         ``random_state``, ``device``, ``warm_start``).
     small_recipe : dict, default=LEARNED
-        Training of the learned arms on small data: the digits' CV folds and
-        the transfer experiment's 20-300 target images (Adam 1e-2, at most 30
+        Training of the learned arms on small data: the digits' CV folds, the
+        transfer experiment's 20-300 target images and official splits
+        subsampled to at most 10,000 training images (Adam 1e-2, at most 30
         epochs: the whole default study in about a minute on 2 cores).
     large_recipe : dict, default=LEARNED_LARGE
-        Training on the official split of a large dataset: the recipe of the
-        learned CIFAR-10 baseline (Adam 2e-3, cosine schedule, at most 10 epochs).
+        Training on the official split of a large dataset, above 10,000 training
+        images: the recipe of the learned CIFAR-10 baseline (Adam 2e-3, cosine
+        schedule, at most 10 epochs).
     transfer_sizes : sequence of int, default=(20, 50, 100, 300)
         Training-set sizes of the transfer experiment's target task (sizes
         below the number of target classes or above a fold's pool are dropped).
@@ -171,20 +174,23 @@ class StudySettings:
             object.__setattr__(self, name, value)
         _check_device(self.device)
 
-    def learned_recipe(self, design):
+    def learned_recipe(self, design, n_train=None):
         """The :class:`~skconvfeat.LearnedConvClassifier` settings of the learned arms in ``design``.
 
         ``"cv"`` (small data) trains with ``small_recipe``, ``"holdout"`` (an
-        official split) with ``large_recipe``, adding random shifts and flips
-        for the photographs of CIFAR-10; ``learned_params`` override either.
+        official split) with ``large_recipe`` unless ``n_train``, the training
+        images of a model, is at most ``SMALL_RECIPE_MAX_IMAGES`` (10,000: a
+        ``train_size`` subsample), adding random shifts and flips for the
+        photographs of CIFAR-10; ``learned_params`` override either.
         """
-        recipe = dict(self.small_recipe if design == "cv" else self.large_recipe)
+        large = design == "holdout" and (n_train is None or n_train > SMALL_RECIPE_MAX_IMAGES)
+        recipe = dict(self.large_recipe if large else self.small_recipe)
         if design == "holdout" and self.dataset in AUGMENTED:
             recipe["augment"] = True
         return {**recipe, **(self.learned_params or {})}
 
 
-def learned_recipe(design, dataset, overrides=None):
+def learned_recipe(design, dataset, overrides=None, n_train=None):
     """The training settings of the study's learned arms.
 
     Parameters
@@ -192,13 +198,19 @@ def learned_recipe(design, dataset, overrides=None):
     design : {"cv", "holdout"}
         ``"cv"`` (small data, cross-validated) trains with ``LEARNED``;
         ``"holdout"`` (the official split of a large dataset) with
-        ``LEARNED_LARGE``, the recipe of the learned CIFAR-10 baseline.
+        ``LEARNED_LARGE``, the recipe of the learned CIFAR-10 baseline,
+        unless ``n_train`` is small.
     dataset : str
         The photographs of CIFAR-10 (``"cifar10"``, ``"cifar10-jpeg"``) add
         random shifts and horizontal flips on an official split.
     overrides : dict, default=None
         :class:`~skconvfeat.LearnedConvClassifier` parameters replacing the
         recipe's (:class:`StudySettings`' ``learned_params``).
+    n_train : int, default=None
+        Training images of one model; at most ``SMALL_RECIPE_MAX_IMAGES``
+        (10,000), an official split trains with ``LEARNED`` too (the large
+        recipe's 10 epochs stop a small set's network still improving).
+        None: the whole training set of an official split.
 
     Returns
     -------
@@ -212,7 +224,7 @@ def learned_recipe(design, dataset, overrides=None):
     >>> recipe["learning_rate"], recipe["lr_schedule"], recipe["augment"]
     (0.002, 'cosine', True)
     """
-    return StudySettings(dataset=dataset, learned_params=overrides).learned_recipe(design)
+    return StudySettings(dataset=dataset, learned_params=overrides).learned_recipe(design, n_train)
 
 
 def _check_banks(banks):

@@ -127,7 +127,7 @@ def run_study(images, target, settings=None, *, test_images=None, test_target=No
         params = {"n_seeds": settings.n_seeds}
     evaluation = Evaluation(design, splits, target, settings.margin, random_state=settings.random_state, **params)
     # CV: the same models on every split; holdout: one seed per repeat, or they would all agree.
-    recipe = settings.learned_recipe(design)
+    recipe = settings.learned_recipe(design, n_train=len(splits[0][0]))
     arm_sets = [make_arms(settings.banks, settings.depths, settings.classifier, learner_cls,
                           recipe if run_learned else None, seed, settings.device, settings.preset)
                 for seed in seeds]

@@ -90,7 +90,9 @@ def run_transfer(images, target, settings=None, *, design="cv", n_jobs=None, pro
             progress(len(done), total, " ".join(map(str, key)))
 
     depth = settings.depths[-1]
-    source_recipe = settings.learned_recipe(design)
+    source_images = int(np.isin(target, source_classes).sum())  # as many as _fit_source trains on
+    source_images = source_images if settings.train_size is None else min(settings.train_size, source_images)
+    source_recipe = settings.learned_recipe(design, n_train=source_images)
     sources = run_parallel(
         [(("source", s), (_fit_source, (learner_cls, images, target, source_classes, settings, s, source_recipe), {}))
          for s in seeds],
