@@ -174,14 +174,20 @@ def stopped_early(arm):
     return sum(converged is False for converged in arm.get("converged") or ())
 
 
-def judged_outcome(comparison, arms):
-    """:func:`outcome`, or "not judged" where it rests on a network that stopped still improving and that
-    network is not already significantly ahead (``_stats.is_judged``, the rule of the curves)."""
+def unjudged_networks(comparison, arms):
+    """The networks (labels joined by "and") that stopped still improving and leave ``comparison`` not judged
+    by the curves' rule (``_stats.is_judged``: judged only where such a network is already significantly
+    ahead); "" when it is judged."""
     arm, reference = arms[comparison["arm"]], arms[comparison["reference"]]
     if is_judged(comparison["outcome"], not stopped_early(arm), not stopped_early(reference)):
-        return outcome(comparison)
-    unconverged = " and ".join(a["label"] for a in (arm, reference) if stopped_early(a))
-    return f"not judged ({unconverged} had not converged)"
+        return ""
+    return " and ".join(a["label"] for a in (arm, reference) if stopped_early(a))
+
+
+def judged_outcome(comparison, arms):
+    """:func:`outcome`, or "not judged (... had not converged)" (:func:`unjudged_networks`)."""
+    unconverged = unjudged_networks(comparison, arms)
+    return f"not judged ({unconverged} had not converged)" if unconverged else outcome(comparison)
 
 
 def comparison_rows(results):

@@ -125,9 +125,8 @@ def _verdict_random(arms, learned, tests):
     if learned is not None and ("random", learned["name"]) in tests:
         cited.append(tests[("random", learned["name"])])
         sentence += f"; against {learned['label']} ({fmt.percent(learned['mean'])}) it is {fmt.difference(cited[-1])}"
-        judged = fmt.judged_outcome(cited[-1], arms)
-        if judged.startswith("not judged"):
-            sentence += f", {judged}"
+        if fmt.unjudged_networks(cited[-1], arms):
+            sentence += f", {fmt.judged_outcome(cited[-1], arms)}"
     return {"claim": claim, "verdict": claim_verdict(vs_raw["outcome"], "below"), "sentence": sentence + ".",
             "tests": cited}
 
