@@ -51,10 +51,12 @@ GRID_OF = {"raw": "logistic_C", "fixed": "logistic_C", "preset": "ridge_alphas",
            "learned": "learning_rates", "mixing": "learning_rates"}
 
 
-def _wide_protocol(grid, field="logistic_C"):
+def _wide_protocol(grid, field="logistic_C", **training):
     """The study's protocol with its ``field`` grid replaced by ``grid`` (the other grids cut or padded to its
-    length, unused by the arm, so that the protocol's equal-budget check still holds)."""
-    base = CurveProtocol()
+    length, unused by the arm, so that the protocol's equal-budget check still holds); ``training`` replaces
+    the networks' stop rule and budget (``min_improvement``, ``min_budget_steps``, ``min_budget_epochs``) as
+    a plateau-rule run's ``--min-improvement``/``--budget-steps``/``--budget-epochs`` did."""
+    base = replace(CurveProtocol(), **training)
 
     def fit(values):
         return (tuple(values) + tuple(values[-1:]) * len(grid))[: len(grid)]
@@ -87,6 +89,14 @@ def _transfer_task(args):
         return [arm for arm in transfer_arms(kernels) if arm.kind == "fixed"]
 
     return data.target_images, data.target_target, arms_for, Path(args.cache, "targets")
+
+
+def _network_note(record):
+    """For a network, where its chosen setting's best check fell in its budget, and whether it converged."""
+    if "steps" not in record:
+        return ""
+    state = "converged" if record["converged"] else "not converged (budget reached)"
+    return f"; best check at {record['steps']:,} of {record['budget_steps']:,} steps, {state}"
 
 
 def _recorded(cache, arm, size, seed):
@@ -148,7 +158,16 @@ def main(argv=None):
     parser.add_argument("--arms", help="comma-separated arm names, e.g. fixed-kmeans-d2,learned-d2 (default: every "
                                        "logistic arm)")
     parser.add_argument("--preset", help="the curves' preset, for its arm (preset-NAME) in --arms")
+    defaults = CurveProtocol()
+    parser.add_argument("--min-improvement", type=float, default=100 * defaults.min_improvement, metavar="POINTS",
+                        help="the networks' stop rule, as the curves' option (default: %(default)s)")
+    parser.add_argument("--budget-steps", type=int, default=defaults.min_budget_steps, metavar="N",
+                        help="the networks' budget in steps, as the curves' option (default: %(default)s)")
+    parser.add_argument("--budget-epochs", type=int, default=defaults.min_budget_epochs, metavar="N",
+                        help="the networks' budget in epochs, as the curves' option (default: %(default)s)")
     args = parser.parse_args(argv)
+    training = {"min_improvement": args.min_improvement / 100, "min_budget_steps": args.budget_steps,
+                "min_budget_epochs": args.budget_epochs}
     if args.count_edges:
         return count_edges(args.count_edges)
     if not args.data_home:
@@ -181,7 +200,7 @@ def main(argv=None):
             if not study:
                 parser.error(f"--grid must hold at least one of the study's {field} for {arm.name}")
             start = time.perf_counter()
-            _, record = fit_arm(arm, X, y, _wide_protocol(grid, field), seed)
+            _, record = fit_arm(arm, X, y, _wide_protocol(grid, field, **training), seed)
             scores = np.asarray(record["validation_scores"])
             in_study = max(study, key=lambda i: scores[i])
             best = int(np.argmax(scores))
@@ -191,7 +210,7 @@ def main(argv=None):
             shown = "-" if recorded is None else f"{100 * recorded:.2f}%"
             print(f"| {arm.label} | {size:,} | {seed} | {shown} | {100 * scores[in_study]:.2f}% ({grid[in_study]:g}) | "
                   f"{100 * scores[best]:.2f}% ({grid[best]:g}) | {gain:+.2f} | "
-                  f"<!-- {time.perf_counter() - start:.0f} s -->", flush=True)
+                  f"<!-- {time.perf_counter() - start:.0f} s{_network_note(record)} -->", flush=True)
     print(f"# {sum(g > 0 for g in gains)} of {len(gains)} arm-sizes gain from the wider grid; "
           f"largest gain {max(gains):.2f} points, mean {np.mean(gains):.2f}")
 

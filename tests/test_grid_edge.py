@@ -54,6 +54,29 @@ def test_the_study_values_inside_the_wide_grid_give_the_study_choice(capsys):
     assert len(wide) == len(module.WIDE_C) and np.max(wide) >= np.max(study)
 
 
+def test_a_plateau_rule_budget_reaches_the_network_and_its_note_says_where_it_stopped():
+    # The options a plateau-rule run was made with must be the protocol the network trains under: a budget
+    # of 300 steps (40 epochs' worth at most on 240 images) stops a rate of 1e-5 still improving.
+    pytest.importorskip("torch")
+    from sklearn.datasets import load_digits
+
+    from skconvfeat.study._curves import curve_arms, fit_arm
+
+    module = _module()
+    digits = load_digits()
+    X, y = digits.images[:1000], digits.target[:1000]
+    protocol = module._wide_protocol((1e-5, 1e-3), "learning_rates", min_improvement=0.002,
+                                     min_budget_steps=300, min_budget_epochs=1)
+    assert (protocol.min_improvement, protocol.min_budget_steps, protocol.learning_rates) == (0.002, 300, (1e-5, 1e-3))
+    arm = next(a for a in curve_arms((1,)) if a.name == "learned-d1")
+    record = fit_arm(arm, X, y, protocol, 0)[1]
+    assert record["budget_steps"] == 300 and record["steps"] > 0  # the last check may pass the budget by part of one
+    note = module._network_note(record)
+    assert note.startswith(f"; best check at {record['steps']:,} of 300 steps, ")
+    assert note.endswith("converged") and ("not converged" in note) is (not record["converged"])
+    assert module._network_note({"setting": {"C": 1.0}}) == ""
+
+
 def test_bad_grid_values_and_unknown_arms_are_refused_by_name(capsys, monkeypatch):
     module = _module()
     with pytest.raises(SystemExit):
