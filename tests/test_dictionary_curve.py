@@ -45,9 +45,29 @@ def test_choose_and_score_picks_the_tenths_best_penalty_and_scores_the_held_out_
     K, K_held = module.kernels(X_fit, X_held, mean, scale)
     alphas = [1e-4, 1.0, 1e3]  # 1e3 per row drowns the data: it must lose on the tenth
     alpha, tenth_scores, held_out = module.choose_and_score(K, K_held, y[:1000], y[1000:], alphas)
-    assert alpha == alphas[int(np.argmax(tenth_scores))] and tenth_scores[2] < max(tenth_scores)
+    assert set(alphas) <= set(tenth_scores) and tenth_scores[alpha] == max(tenth_scores.values())
+    assert tenth_scores[1e3] < tenth_scores[alpha]
     head = GramRidgeClassifier(alphas=(alpha,), standardize=True).fit(X_fit.astype(np.float64), y[:1000])
     assert held_out == pytest.approx(head.score(X_held.astype(np.float64), y[1000:]), abs=2 / len(X_held))
+
+
+@pytest.mark.parametrize("peak, tried, chosen", [
+    (0.3, [0.03, 0.1, 0.3, 1.0], 0.3),             # inside the grid: nothing more tried
+    (3.0, [0.03, 0.1, 0.3, 1.0, 3.0, 10.0], 3.0),  # past the top end: 3 wins, 10 loses, stop
+    (100.0, [0.03, 0.1, 0.3, 1.0, 3.0, 10.0], 10.0),  # still rising at the second extra value: the budget ends
+    (0.001, [0.003, 0.01, 0.03, 0.1, 0.3, 1.0], 0.003),  # past the bottom end, in the same series
+])
+def test_the_penalty_grid_follows_a_choice_at_its_end(peak, tried, chosen):
+    module = _module()
+    calls = []
+
+    def score(alpha):  # peaked at ``peak`` on a log scale
+        calls.append(alpha)
+        return -abs(np.log10(alpha) - np.log10(peak))
+
+    best, scores = module.follow_grid(score, [0.03, 0.1, 0.3, 1.0])
+    assert sorted(calls) == pytest.approx(tried) and sorted(scores) == pytest.approx(tried)
+    assert best == pytest.approx(chosen)
 
 
 def test_rows_file_keeps_finished_rows_drops_a_cut_last_line_and_refuses_damage(tmp_path):
