@@ -34,21 +34,12 @@ from pathlib import Path
 import numpy as np
 import scipy.linalg
 
+from fine_grid_probe import features  # run as `python benchmarks/dictionary_curve.py`: its own folder is on the path
 from skconvfeat import make_preset
 from skconvfeat.datasets import load_image_folder
 
 CHUNK = 500  # images transformed at a time: the float32 scratch of a chunk stays under 0.5 GiB at 12,800 filters
 BLOCK = 4096  # feature columns standardised (as float32) at a time for the kernel products
-
-
-def features(transformer, images):
-    """float16 features (window averages of 0/1 indicators: 16 bits hold them to 3 digits), ``CHUNK`` at a time."""
-    first = transformer.transform(images[:CHUNK])
-    out = np.empty((len(images), first.shape[1]), dtype=np.float16)
-    out[:CHUNK] = first
-    for start in range(CHUNK, len(images), CHUNK):
-        out[start : start + CHUNK] = transformer.transform(images[start : start + CHUNK])
-    return out
 
 
 def feature_scales(X):
@@ -189,7 +180,7 @@ def main():
         transformer = make_preset("nearest-cifar10", bank_params={"n_filters": n_filters}, random_state=0)
         transformer.fit(data.images[train])
         fitted = time.perf_counter()
-        X, X_held = features(transformer, data.images[train]), features(transformer, data.images[held])
+        X, X_held = (features(transformer, data.images[rows], CHUNK) for rows in (train, held))
         featured = time.perf_counter()
         mean, scale = feature_scales(X)
         K, K_held = kernels(X, X_held, mean, scale)

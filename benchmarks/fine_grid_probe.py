@@ -31,13 +31,14 @@ from skconvfeat.datasets import load_image_folder
 CHUNK = 1000  # images transformed at a time: the float32 scratch of one chunk stays under 1 GiB at 6x6
 
 
-def features(transformer, images):
-    """float16 features of ``images``, ``CHUNK`` at a time (never a float32 copy of the whole matrix)."""
-    first = transformer.transform(images[:CHUNK])
+def features(transformer, images, chunk=CHUNK):
+    """float16 features of ``images``, ``chunk`` at a time (never a float32 copy of the whole matrix): the values
+    are window averages of 0/1 indicators, which 16-bit floats hold to 3 digits."""
+    first = transformer.transform(images[:chunk])
     out = np.empty((len(images), first.shape[1]), dtype=np.float16)
-    out[:CHUNK] = first
-    for start in range(CHUNK, len(images), CHUNK):
-        out[start : start + CHUNK] = transformer.transform(images[start : start + CHUNK])
+    out[:chunk] = first
+    for start in range(chunk, len(images), chunk):
+        out[start : start + chunk] = transformer.transform(images[start : start + chunk])
     return out
 
 

@@ -1,22 +1,15 @@
 """benchmarks/dictionary_curve.py: its dual ridge against GramRidgeClassifier, and its resumable rows file."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
+from benchmark_scripts import load_benchmark
 from skconvfeat import GramRidgeClassifier
-
-SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "dictionary_curve.py"
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("dictionary_curve", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("dictionary_curve")
 
 
 @pytest.mark.parametrize("alpha", [1e-3, 0.1])

@@ -1,7 +1,6 @@
 """benchmarks/gpu_check.py, the prepared GPU session, checked on the CPU: arguments, the no-device path,
 and a tiny run with the fake CuPy in which one step fails and the others still run."""
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -10,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmark_scripts import load_benchmark
 from skconvfeat._device import gpu_available
 
 REPO = Path(__file__).resolve().parent.parent
@@ -17,10 +17,7 @@ SCRIPT = REPO / "benchmarks" / "gpu_check.py"
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("gpu_check")
 
 
 def _run(*argv, timeout=180):

@@ -1,20 +1,14 @@
 """benchmarks/grid_edge.py: the edge count read from records, and the wide grid's comparison on digits."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "grid_edge.py"
+from benchmark_scripts import load_benchmark
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("grid_edge", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("grid_edge")
 
 
 def _record(folder, arm, size, scores):
