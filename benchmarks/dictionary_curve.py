@@ -19,6 +19,10 @@ of columns at a time from one float16 matrix. ``tests/test_dictionary_curve.py``
 per-feature scales come from all 10,000 training rows during the choice too (the tenth's included; the
 5,000 held-out images never), where the head would take them from the nine tenths it fits.
 
+Memory: the features of the training and held-out images as float16, ``2 * 18 * n_filters`` bytes an image
+(6.9 GB for 15,000 images at 12,800 centroids), the two kernels in float64 (1.2 GB) and their solves' copies:
+9.8 GiB at its peak for 12,800 centroids. Time on one core: 41 min for 3,200-12,800 centroids (docs/results.md).
+
 One JSON line per dictionary size goes to ``--out`` as it finishes; a rerun skips the sizes already there
 (a run stopped part-way keeps what it finished). Prints a table at the end.
 """
@@ -40,6 +44,8 @@ from skconvfeat.datasets import load_image_folder
 
 CHUNK = 500  # images transformed at a time: the float32 scratch of a chunk stays under 0.5 GiB at 12,800 filters
 BLOCK = 4096  # feature columns standardised (as float32) at a time for the kernel products
+ROW_KEYS = {"filters", "features", "held_out", "alpha", "seconds"}  # what the table reads back from --out
+SECONDS_KEYS = {"bank", "features", "kernels", "solves"}
 
 
 def feature_scales(X):
@@ -148,7 +154,8 @@ def finished_rows(path):
             if number == len(lines):  # no newline after it: the write was interrupted
                 break
             raise ValueError(f"{path}, line {number}: not a JSON row; move the file aside to start again.")
-        if not isinstance(row, dict) or not isinstance(row.get("filters"), int):
+        if not (isinstance(row, dict) and ROW_KEYS <= row.keys() and isinstance(row["filters"], int)
+                and isinstance(row["seconds"], dict) and SECONDS_KEYS <= row["seconds"].keys()):
             raise ValueError(f"{path}, line {number}: not a row of this script; move the file aside to start again.")
         rows.append(row)
     return rows
@@ -180,7 +187,7 @@ def main():
         transformer = make_preset("nearest-cifar10", bank_params={"n_filters": n_filters}, random_state=0)
         transformer.fit(data.images[train])
         fitted = time.perf_counter()
-        X, X_held = (features(transformer, data.images[rows], CHUNK) for rows in (train, held))
+        X, X_held = (features(transformer, data.images[subset], CHUNK) for subset in (train, held))
         featured = time.perf_counter()
         mean, scale = feature_scales(X)
         K, K_held = kernels(X, X_held, mean, scale)

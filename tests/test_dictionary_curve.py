@@ -1,5 +1,7 @@
 """benchmarks/dictionary_curve.py: its dual ridge against GramRidgeClassifier, and its resumable rows file."""
 
+import json
+
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits
@@ -67,11 +69,15 @@ def test_rows_file_keeps_finished_rows_drops_a_cut_last_line_and_refuses_damage(
     module = _module()
     path = tmp_path / "rows.jsonl"
     assert module.finished_rows(path) == []
-    path.write_text('{"filters": 400, "held_out": 0.6}\n{"filters": 800, "held')  # stopped mid-write
-    assert [r["filters"] for r in module.finished_rows(path)] == [400]
-    path.write_text('{"filters": 400}\nnot json\n{"filters": 800}\n')
+    row = {"filters": 400, "features": 7200, "held_out": 0.6, "alpha": 0.3,
+           "seconds": {"bank": 1, "features": 2, "kernels": 3, "solves": 4}}
+    path.write_text(json.dumps(row) + '\n{"filters": 800, "held')  # stopped mid-write
+    assert module.finished_rows(path) == [row]
+    path.write_text(json.dumps(row) + '\nnot json\n' + json.dumps({**row, "filters": 800}) + "\n")
     with pytest.raises(ValueError, match="line 2: not a JSON row"):
         module.finished_rows(path)
-    path.write_text('{"filters": "400"}\n')
-    with pytest.raises(ValueError, match="line 1: not a row of this script"):
-        module.finished_rows(path)
+    for damaged in ({**row, "filters": "400"}, {k: v for k, v in row.items() if k != "alpha"},
+                    {**row, "seconds": {"bank": 1}}, [row]):
+        path.write_text(json.dumps(damaged) + "\n")
+        with pytest.raises(ValueError, match="line 1: not a row of this script"):
+            module.finished_rows(path)
