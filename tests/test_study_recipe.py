@@ -31,6 +31,16 @@ def test_official_splits_subsampled_to_small_sizes_take_the_small_recipe(n_train
     assert learned_recipe("cv", "digits", n_train=n_train) == _design.LEARNED
 
 
+@pytest.mark.parametrize("kwargs, name, given", [
+    ({"n_train": 0}, "n_train", "0"), ({"n_train": 2.5}, "n_train", "2.5"), ({"n_train": "2000"}, "n_train", "'2000'"),
+    ({"design": "hold"}, "design", "'hold'"),
+])
+def test_learned_recipe_refuses_bad_arguments_by_name(kwargs, name, given):
+    arguments = {"design": "holdout", "dataset": "mnist", **kwargs}
+    with pytest.raises(ValueError, match=rf"The '{name}' parameter of learned_recipe must be .* Got {given} instead"):
+        learned_recipe(**arguments)
+
+
 def test_run_study_sizes_the_recipe_by_its_training_images():
     digits = load_digits()
     images, target = digits.images[:400], digits.target[:400]

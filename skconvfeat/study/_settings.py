@@ -47,6 +47,12 @@ _CONSTRAINTS = {
     "preset": [StrOptions(set(PRESETS)), None],
 }
 
+# The arguments of learned_recipe: which design, and how many training images a model has.
+_RECIPE_CONSTRAINTS = {
+    "design": [StrOptions({"cv", "holdout"})],
+    "n_train": [Interval(Integral, 1, None, closed="left"), None],
+}
+
 
 @dataclass(frozen=True)
 class StudySettings:
@@ -183,6 +189,8 @@ class StudySettings:
         ``train_size`` subsample), adding random shifts and flips for the
         photographs of CIFAR-10; ``learned_params`` override either.
         """
+        validate_parameter_constraints(_RECIPE_CONSTRAINTS, {"design": design, "n_train": n_train},
+                                       caller_name="learned_recipe")
         large = design == "holdout" and (n_train is None or n_train > SMALL_RECIPE_MAX_IMAGES)
         recipe = dict(self.large_recipe if large else self.small_recipe)
         if design == "holdout" and self.dataset in AUGMENTED:
