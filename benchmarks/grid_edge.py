@@ -179,6 +179,10 @@ def main(argv=None):
     if not all(value > 0 for value in grid):
         parser.error(f"argument --grid: expected positive values, got {args.grid!r}")
     wanted = None if args.arms is None else set(args.arms.split(","))
+    try:  # the stop rule and budget checked before any data is read
+        _wide_protocol(grid, **training)
+    except ValueError as exc:
+        parser.error(f"--min-improvement / --budget-steps / --budget-epochs: {exc}")
 
     images, target, arms_for, records = (_transfer_task if args.pair else _curve_task)(args)
     unknown = sorted((wanted or set()) - {arm.name for arm in arms_for(0)})

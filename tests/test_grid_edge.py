@@ -71,6 +71,15 @@ def test_a_plateau_rule_budget_reaches_the_network_and_its_note_says_where_it_st
     assert module._network_note({"setting": {"C": 1.0}}) == ""
 
 
+@pytest.mark.parametrize("option, value, says", [("--budget-steps", "0", "min_budget_steps"),
+                                                 ("--min-improvement", "-1", "min_improvement")])
+def test_a_bad_stop_rule_or_budget_is_refused_before_any_data_is_read(capsys, option, value, says):
+    module = _module()
+    with pytest.raises(SystemExit):
+        module.main(["--dataset", "mnist", "--data-home", "no-such-folder", "--grid", "0.01", option, value])
+    assert says in capsys.readouterr().err
+
+
 def test_bad_grid_values_and_unknown_arms_are_refused_by_name(capsys, monkeypatch):
     module = _module()
     with pytest.raises(SystemExit):
