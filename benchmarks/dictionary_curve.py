@@ -161,7 +161,18 @@ def finished_rows(path):
     return rows
 
 
-def main():
+def _positive_list(parser, option, text, kind):
+    """``text``, comma-separated, as positive ``kind`` values; a usage error naming ``option`` otherwise."""
+    try:
+        values = [kind(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or not all(v > 0 for v in values):
+        parser.error(f"argument {option}: expected comma-separated positive {kind.__name__}s, got {text!r}")
+    return values
+
+
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("archive")
     parser.add_argument("--filters", default="400,800,1600,3200,6400,12800")
@@ -169,14 +180,17 @@ def main():
     parser.add_argument("--validate", type=int, default=5_000)
     parser.add_argument("--alphas", default="0.03,0.1,0.3,1", help="the penalties per row of the preset table")
     parser.add_argument("--out", type=Path, default=Path("dictionary_curve.jsonl"))
-    args = parser.parse_args()
-    alphas = [float(a) for a in args.alphas.split(",")]
+    args = parser.parse_args(argv)
+    alphas, filters = _positive_list(parser, "--alphas", args.alphas, float), _positive_list(
+        parser, "--filters", args.filters, int)
+    if not (args.train_size > 0 and args.validate > 0):
+        parser.error(f"--train-size and --validate must be positive; got {args.train_size} and {args.validate}")
     rows = finished_rows(args.out)
     if rows:  # rewritten whole first, so that a line cut short by an interruption is not appended to
         scratch = args.out.with_suffix(".tmp")
         scratch.write_text("".join(json.dumps(r) + "\n" for r in rows))
         os.replace(scratch, args.out)
-    todo = [int(f) for f in args.filters.split(",") if int(f) not in {r["filters"] for r in rows}]
+    todo = [f for f in filters if f not in {r["filters"] for r in rows}]
 
     data = load_image_folder(args.archive, subset="train")
     order = np.random.RandomState(0).permutation(len(data.target))  # as `skconvfeat preset --validate`

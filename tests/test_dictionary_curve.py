@@ -81,3 +81,12 @@ def test_rows_file_keeps_finished_rows_drops_a_cut_last_line_and_refuses_damage(
         path.write_text(json.dumps(damaged) + "\n")
         with pytest.raises(ValueError, match="line 1: not a row of this script"):
             module.finished_rows(path)
+
+
+@pytest.mark.parametrize("option, value", [("--filters", "400,abc"), ("--filters", "0"), ("--alphas", "0.1,-1"),
+                                           ("--train-size", "0")])
+def test_bad_options_are_refused_by_name_before_any_data_is_read(capsys, option, value):
+    module = _module()
+    with pytest.raises(SystemExit):
+        module.main(["no-such-archive.tar.gz", option, value])
+    assert option.split("-")[-1] in capsys.readouterr().err
